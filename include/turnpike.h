@@ -1,0 +1,10 @@
+/* turnpike.h: the one header an app includes; it pulls in the whole public API. */
+#ifndef TURNPIKE_H
+#define TURNPIKE_H
+
+#include "turnpike/common.h"
+#include "turnpike/settings.h"
+#include "turnpike/hooks.h"
+#include "turnpike/app.h"
+
+#endif

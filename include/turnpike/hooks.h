@@ -1,0 +1,243 @@
+/* turnpike/hooks.h: flow contexts, decisions (immediate or pending) and the hook tables. */
+#ifndef TURNPIKE_HOOKS_H
+#define TURNPIKE_HOOKS_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Contexts. Each is owned by Turnpike and valid from the hook that first shows it until
+ * ingress.handle_connection_close() returns (a request: until its exchange is over). Hooks receive
+ * them; apps never free them. All hooks run on the worker loop that owns the connection.
+ */
+typedef struct tp_endpoint tp_endpoint_t; /* a configured listener set */
+typedef struct tp_conn tp_conn_t;         /* an ingress (client) connection */
+typedef struct tp_request tp_request_t;   /* an HTTP request (CONNECT or absolute-form) */
+typedef struct tp_response tp_response_t; /* the response Turnpike is about to send */
+typedef struct tp_egress tp_egress_t;     /* one upstream connection being set up */
+
+/* ---- Decisions ---------------------------------------------------------------------------- */
+
+typedef enum tp_verdict {
+    TP_VERDICT_ALLOW = 0, /* go on (for egress: connect directly to the address) */
+    TP_VERDICT_BLOCK,     /* refuse: close the flow, or answer `status` on HTTP flows */
+    TP_VERDICT_REDIRECT,  /* egress only: connect to `addr` instead */
+    TP_VERDICT_PENDING,   /* the hook called tp_pending_new() and will complete later */
+} tp_verdict_t;
+
+/* What a deciding hook returns. Build it with the helpers below. */
+typedef struct tp_decision {
+    tp_verdict_t verdict;
+    uint16_t status;     /* BLOCK on HTTP flows: the response status (0 = 403) */
+    const char *error;   /* BLOCK: RFC 9209 Proxy-Status error type, a static string (NULL: none) */
+    const char *details; /* BLOCK: optional details for Proxy-Status and the log, static string */
+    tp_addr_t addr;      /* REDIRECT: where to connect */
+} tp_decision_t;
+
+/* Go on. */
+static inline tp_decision_t tp_allow(void) {
+    tp_decision_t d = {.verdict = TP_VERDICT_ALLOW};
+    return d;
+}
+
+/* Refuse with an HTTP status (ignored on L4 flows, which are closed) and a Proxy-Status error. */
+static inline tp_decision_t tp_block(uint16_t status, const char *error) {
+    tp_decision_t d = {.verdict = TP_VERDICT_BLOCK, .status = status, .error = error};
+    return d;
+}
+
+/* Egress: connect to `addr` (IP and port) instead of the requested upstream. */
+static inline tp_decision_t tp_redirect(const tp_addr_t *addr) {
+    tp_decision_t d = {.verdict = TP_VERDICT_REDIRECT, .addr = *addr};
+    return d;
+}
+
+/* The decision will come later through tp_pending_complete(). Return it only after tp_pending_new(). */
+static inline tp_decision_t tp_pending(void) {
+    tp_decision_t d = {.verdict = TP_VERDICT_PENDING};
+    return d;
+}
+
+/* Egress wording for tp_allow(): connect to this (resolved) address. */
+#define tp_egress_direct(addr) ((void)(addr), tp_allow())
+#define tp_egress_block(status, error) tp_block((status), (error))
+
+/*
+ * A decision that completes later. Inside a deciding hook, call tp_pending_new() on the hook's
+ * context, start the asynchronous work, and return tp_pending(). The flow waits, without blocking the
+ * loop, until tp_pending_complete() is called or `timeout_ms` passes; on timeout it is refused with
+ * 503 and Proxy-Status error proxy_internal_error ("decision timed out").
+ *
+ * tp_pending_complete() must be called exactly once per handle, on the same worker loop (from a libuv
+ * callback, a timer, or an async handle), even when the flow is gone: then it only frees the handle and
+ * returns TP_ERR_CLOSED (after a timeout, likewise). It returns 0 when the decision was applied.
+ * A completion may itself be TP_VERDICT_PENDING only by mistake: it is treated as BLOCK.
+ */
+typedef struct tp_pending tp_pending_t;
+
+tp_pending_t *tp__pending_new_conn(tp_conn_t *conn, uint64_t timeout_ms);
+tp_pending_t *tp__pending_new_request(tp_request_t *req, uint64_t timeout_ms);
+tp_pending_t *tp__pending_new_egress(tp_egress_t *eg, uint64_t timeout_ms);
+
+/* tp_pending_new(ctx, timeout_ms): ctx is the hook's tp_conn_t *, tp_request_t * or tp_egress_t *.
+ * Returns NULL (and the hook should decide at once) when out of memory or when called outside a
+ * deciding hook. */
+#define tp_pending_new(ctx, timeout_ms)                                                             \
+    _Generic((ctx), tp_conn_t *: tp__pending_new_conn, tp_request_t *: tp__pending_new_request,     \
+             tp_egress_t *: tp__pending_new_egress)((ctx), (timeout_ms))
+
+/* Completes a pending decision: 0 if applied, TP_ERR_CLOSED if the flow died or timed out. */
+int tp_pending_complete(tp_pending_t *p, tp_decision_t decision);
+
+/* ---- Context accessors -------------------------------------------------------------------- */
+
+/* The endpoint's configured name. */
+const char *tp_endpoint_name(const tp_endpoint_t *ep);
+
+/* A per-flow identifier, unique within the process (worker index in the top bits). */
+uint64_t tp_conn_id(const tp_conn_t *conn);
+/* The client's address (after PROXY protocol, when that lands) and the local address it reached. */
+const tp_addr_t *tp_conn_peer(const tp_conn_t *conn);
+const tp_addr_t *tp_conn_local(const tp_conn_t *conn);
+tp_endpoint_t *tp_conn_endpoint(const tp_conn_t *conn);
+/* The index of the worker thread that owns the connection (0-based). */
+unsigned tp_conn_worker(const tp_conn_t *conn);
+/* The worker's libuv loop, for an app's own asynchronous work (a uv_loop_t *). */
+struct uv_loop_s *tp_conn_loop(const tp_conn_t *conn);
+
+/* The request method ("CONNECT", "GET", ...). */
+tp_str_t tp_request_method(const tp_request_t *req);
+/* The request target as sent ("example.com:443" for CONNECT, "http://host/path" for a proxy GET). */
+tp_str_t tp_request_target(const tp_request_t *req);
+/* The host the request is for (from the target), without brackets, and its port. */
+tp_str_t tp_request_host(const tp_request_t *req);
+uint16_t tp_request_port(const tp_request_t *req);
+/* The value of the first header named `name` (case-insensitive); absent: {NULL, 0}. */
+tp_str_t tp_request_header(const tp_request_t *req, const char *name);
+/* The ingress connection the request came on. */
+tp_conn_t *tp_request_conn(const tp_request_t *req);
+
+/* The status Turnpike is about to send. */
+uint16_t tp_response_status(const tp_response_t *resp);
+/* Adds a header to the response (copied). Returns 0, TP_ERR_INVAL for a name or value with
+ * characters HTTP forbids, TP_ERR_TOO_LARGE past 64 headers or 8 KiB, TP_ERR_NOMEM. */
+int tp_response_add_header(tp_response_t *resp, const char *name, const char *value);
+
+/* The ingress connection and (on HTTP flows) the request this upstream connection is for. */
+tp_conn_t *tp_egress_conn(const tp_egress_t *eg);
+tp_request_t *tp_egress_request(const tp_egress_t *eg);
+/* The host name or IP literal that was asked for, and its port. */
+tp_str_t tp_egress_host(const tp_egress_t *eg);
+uint16_t tp_egress_port(const tp_egress_t *eg);
+
+/* ---- App settings and extensions ----------------------------------------------------------- */
+
+const void *tp__conn_app_settings(const tp_conn_t *conn);
+const void *tp__request_app_settings(const tp_request_t *req);
+const void *tp__egress_app_settings(const tp_egress_t *eg);
+const void *tp__endpoint_app_settings_of_endpoint(const tp_endpoint_t *ep);
+const void *tp__conn_endpoint_settings(const tp_conn_t *conn);
+const void *tp__request_endpoint_settings(const tp_request_t *req);
+const void *tp__egress_endpoint_settings(const tp_egress_t *eg);
+
+/* The app's global settings (its `app:` section) as the struct its schema describes. */
+#define tp_app_settings(ctx)                                                                        \
+    _Generic((ctx), tp_conn_t *: tp__conn_app_settings, tp_request_t *: tp__request_app_settings,   \
+             tp_egress_t *: tp__egress_app_settings)(ctx)
+
+/* The app's per-endpoint settings (the endpoint's `app:` section). */
+#define tp_endpoint_settings(ctx)                                                                   \
+    _Generic((ctx), tp_conn_t *: tp__conn_endpoint_settings,                                        \
+             tp_request_t *: tp__request_endpoint_settings,                                         \
+             tp_egress_t *: tp__egress_endpoint_settings,                                           \
+             tp_endpoint_t *: tp__endpoint_app_settings_of_endpoint)(ctx)
+
+void *tp__endpoint_ext(tp_endpoint_t *ep);
+void *tp__conn_ext(tp_conn_t *conn);
+void *tp__request_ext(tp_request_t *req);
+
+/* The app's extension of a context, declared in tp_app_t.ext: TP_EXT(my_conn_t, conn)->field.
+ * NULL when the app declared none for that kind of context. Zeroed, then the spec's init runs. */
+#define TP_EXT(T, ctx)                                                                              \
+    ((T *)_Generic((ctx), tp_endpoint_t *: tp__endpoint_ext, tp_conn_t *: tp__conn_ext,             \
+                   tp_request_t *: tp__request_ext)(ctx))
+
+/* ---- Hook tables -------------------------------------------------------------------------- */
+
+/* Why a connection ended; names as in tp_close_reason_name() ("client_closed", ...). */
+typedef enum tp_close_reason {
+    TP_CLOSE_DONE = 0,           /* both sides finished normally */
+    TP_CLOSE_CLIENT_CLOSED,      /* the client closed (between requests, or its half of a tunnel) */
+    TP_CLOSE_CLIENT_RESET,       /* the client's connection failed (reset, error) */
+    TP_CLOSE_UPSTREAM_CLOSED,    /* the upstream closed first and the flow could not go on */
+    TP_CLOSE_UPSTREAM_RESET,     /* the upstream connection failed mid-flow */
+    TP_CLOSE_UPSTREAM_FAILED,    /* no upstream connection could be made */
+    TP_CLOSE_BLOCKED,            /* a hook or the policy refused the flow */
+    TP_CLOSE_PROTOCOL_ERROR,     /* the client broke the protocol */
+    TP_CLOSE_IDLE_TIMEOUT,       /* nothing moved for the idle timeout */
+    TP_CLOSE_HEADER_TIMEOUT,     /* the request head did not arrive in time */
+    TP_CLOSE_SHUTDOWN,           /* the server was draining and the deadline passed */
+    TP_CLOSE_INTERNAL,           /* Turnpike failed (out of memory, ...) */
+} tp_close_reason_t;
+
+/* "done", "client_closed", ... for logs and metrics. */
+const char *tp_close_reason_name(tp_close_reason_t reason);
+
+typedef struct tp_conn_stats {
+    uint64_t bytes_from_client; /* bytes read from the client */
+    uint64_t bytes_to_client;   /* bytes written to the client */
+    uint64_t bytes_from_upstream;
+    uint64_t bytes_to_upstream;
+    uint64_t duration_us;       /* from accept to close */
+    uint64_t requests;          /* HTTP requests seen (0 on L4) */
+    tp_close_reason_t reason;
+} tp_conn_stats_t;
+
+/* Ingress: the client connection as a whole. */
+typedef struct tp_ingress_hook {
+    void *self; /* passed to every function below */
+    /* After accept, before any byte is read. Allow or block (the connection is closed). May pend. */
+    tp_decision_t (*handle_connection)(void *self, tp_conn_t *conn);
+    /* Once, when the connection is over (also after a block). The context dies after it returns. */
+    void (*handle_connection_close)(void *self, tp_conn_t *conn, const tp_conn_stats_t *stats);
+} tp_ingress_hook_t;
+
+/* Egress: every upstream connection, L4 and HTTP alike. */
+typedef struct tp_egress_hook {
+    void *self;
+    /*
+     * Before connecting to `upstream` (resolved, with port). Allow (connect there), block (the HTTP
+     * client gets `status`, default 403; an L4 client is closed) or redirect (connect to
+     * decision.addr instead). The destination policy (special ranges, allow_destinations) applies
+     * to the address finally connected to, whatever the hook says. May pend.
+     */
+    tp_decision_t (*handle_connection)(void *self, tp_egress_t *eg, const tp_addr_t *upstream);
+    /* The upstream connection is up; `upstream` is the address actually connected to. */
+    void (*handle_connection_established)(void *self, tp_egress_t *eg, const tp_addr_t *upstream);
+} tp_egress_hook_t;
+
+/* HTTP: requests that come through an HTTP on-ramp. */
+typedef struct tp_http_request_hook {
+    void *self;
+    /* A CONNECT request's head has arrived. Allow, or block with a status (default 403). May pend. */
+    tp_decision_t (*handle_proxy_connect_request)(void *self, tp_request_t *req);
+    /* The CONNECT tunnel is about to be answered (2xx or an error); may add response headers. */
+    void (*handle_proxy_connect_response)(void *self, tp_request_t *req, tp_response_t *resp);
+} tp_http_request_hook_t;
+
+/* All the hook tables of an app. A NULL function means "do the default". */
+typedef struct tp_hooks {
+    tp_ingress_hook_t ingress;
+    tp_egress_hook_t egress;
+    tp_http_request_hook_t http_request;
+} tp_hooks_t;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

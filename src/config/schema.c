@@ -1,0 +1,145 @@
+/* schema.c: the framework's configuration schema (runtime, endpoints) and the app's plug-in points. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+#include "config.h"
+
+static const char *const onramp_names[] = {"tcp", "http_proxy", NULL};
+static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+
+static const tp_setting_t runtime_settings[] = {
+    TP_SETTING_INT_AUTO(tp_runtime_cfg_t, workers, "auto", 0, 256,
+                        "worker threads, each with its own event loop and listeners: auto = one per core"),
+    TP_SETTING_DURATION(tp_runtime_cfg_t, drain_timeout, "30s", 0, TP_SECONDS(3600),
+                        "on SIGTERM/SIGINT, how long open connections may finish before they are closed"),
+    TP_SETTING_ENUM(tp_runtime_cfg_t, log_level, "info", log_level_names,
+                    "least severe level written to the JSON log on stderr"),
+    TP_SETTING_BOOL(tp_runtime_cfg_t, trace_hooks, "false",
+                    "log every hook point a flow passes (msg \"hook\"), for tests of hook order"),
+    TP_SETTING_SIZE(tp_runtime_cfg_t, buffer_size, "64KiB", TP_KIB(4), TP_MIB(4),
+                    "size of the pooled buffers that reads land in"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t runtime_schema = {
+    .name = "runtime", .size = sizeof(tp_runtime_cfg_t), .settings = runtime_settings};
+
+static const tp_setting_t timeouts_settings[] = {
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, connect, "10s", TP_MS(1), TP_SECONDS(600),
+                        "upstream connect timeout (then 504, Proxy-Status connection_timeout)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, idle, "60s", 0, TP_SECONDS(86400),
+                        "close a connection or tunnel when nothing moved either way for this long (0 = never)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, header_read, "10s", TP_MS(1), TP_SECONDS(600),
+                        "a request head must arrive completely within this time (slowloris guard)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, decision, "5s", TP_MS(1), TP_SECONDS(600),
+                        "a hook decision left pending longer than this is refused (503)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t timeouts_schema = {
+    .name = "timeouts", .size = sizeof(tp_timeouts_cfg_t), .settings = timeouts_settings};
+
+static const tp_setting_t limits_settings[] = {
+    TP_SETTING_SIZE(tp_limits_cfg_t, max_header_bytes, "16KiB", 256, TP_MIB(1),
+                    "request line plus headers larger than this get 431"),
+    TP_SETTING_INT(tp_limits_cfg_t, max_headers, "100", 1, 10000,
+                   "requests with more header fields than this get 431"),
+    TP_SETTING_INT(tp_limits_cfg_t, max_connections, "0", 0, 10000000,
+                   "open client connections per worker before accepting pauses (0 = unlimited)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t limits_schema = {
+    .name = "limits", .size = sizeof(tp_limits_cfg_t), .settings = limits_settings};
+
+static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_endpoint_cfg_t *ep = section;
+    if (ep->listen.n == 0) {
+        *key = "listen";
+        snprintf(err, errlen, "an endpoint needs at least one listen address");
+        return TP_ERR_CONFIG;
+    }
+    if (ep->type == TP_ONRAMP_HTTP_PROXY && ep->upstream) {
+        *key = "upstream";
+        snprintf(err, errlen, "'upstream' is for tcp endpoints; an http_proxy goes where each request says");
+        return TP_ERR_CONFIG;
+    }
+    return 0;
+}
+
+static int root_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_config_t *cfg = section;
+    for (size_t i = 0; i < cfg->endpoints.n; i++) {
+        const tp_endpoint_cfg_t *a = TP_LIST_AT(tp_endpoint_cfg_t, cfg->endpoints, i);
+        for (size_t j = i + 1; j < cfg->endpoints.n; j++) {
+            const tp_endpoint_cfg_t *b = TP_LIST_AT(tp_endpoint_cfg_t, cfg->endpoints, j);
+            if (strcmp(a->name, b->name) == 0) {
+                *key = "endpoints";
+                snprintf(err, errlen, "endpoint name '%s' is used twice", a->name);
+                return TP_ERR_CONFIG;
+            }
+        }
+    }
+    return 0;
+}
+
+void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_settings,
+                             size_t app_size, const tp_setting_t *app_endpoint_settings,
+                             size_t app_endpoint_size) {
+    static const tp_setting_t no_settings[] = {TP_SETTING_END};
+    memset(s, 0, sizeof(*s));
+    s->app = (tp_schema_t){.name = "app",
+                           .size = app_size,
+                           .settings = app_settings ? app_settings : no_settings};
+    s->app_endpoint = (tp_schema_t){.name = "app",
+                                    .size = app_endpoint_size,
+                                    .settings = app_endpoint_settings ? app_endpoint_settings
+                                                                      : no_settings};
+
+    const tp_setting_t endpoint[] = {
+        {.name = "name", .type = TP_SETTING_T_STRING, .offset = offsetof(tp_endpoint_cfg_t, name),
+         .doc = "unique name, used in logs and metrics", .flags = TP_SETTING_REQUIRED},
+        {.name = "type", .type = TP_SETTING_T_ENUM, .offset = offsetof(tp_endpoint_cfg_t, type),
+         .names = onramp_names, .doc = "on-ramp: tcp (L4 to 'upstream') or http_proxy (HTTP/1.1 forward proxy with CONNECT)",
+         .flags = TP_SETTING_REQUIRED},
+        TP_SETTING_ADDRS(tp_endpoint_cfg_t, listen, NULL,
+                         "addresses to listen on, ip:port ([::1]:port for IPv6); port 0 picks a free port"),
+        TP_SETTING_HOSTPORT(tp_endpoint_cfg_t, upstream, NULL,
+                            "tcp: where to connect (host:port); without it the egress hook must redirect"),
+        TP_SETTING_CIDRS(tp_endpoint_cfg_t, allow_destinations, "",
+                         "special ranges (loopback, private, link-local, ...) that upstreams may be in anyway"),
+        TP_SETTING_INT(tp_endpoint_cfg_t, backlog, "511", 1, 65535, "listen backlog"),
+        TP_SETTING_SIZE(tp_endpoint_cfg_t, high_watermark, "256KiB", TP_KIB(4), TP_MIB(64),
+                        "bytes queued toward a slow peer before Turnpike stops reading from the other side"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, timeouts, &timeouts_schema, "timeouts"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, limits, &limits_schema, "limits"),
+        {.name = "app", .type = TP_SETTING_T_SECTION, .offset = offsetof(tp_endpoint_cfg_t, app),
+         .sub = &s->app_endpoint, .doc = "the app's per-endpoint settings",
+         .flags = TP_SETTING_INDIRECT},
+        TP_SETTING_END,
+    };
+    memcpy(s->endpoint_settings, endpoint, sizeof(endpoint));
+    s->endpoint = (tp_schema_t){
+        .name = "endpoint",
+        .size = sizeof(tp_endpoint_cfg_t),
+        .settings = s->endpoint_settings,
+        .check = endpoint_check,
+        .example = "name: proxy\ntype: http_proxy\nlisten: [127.0.0.1:8080]\n",
+    };
+
+    const tp_setting_t root[] = {
+        TP_SETTING_SECTION(tp_config_t, runtime, &runtime_schema, "process-wide settings"),
+        TP_SETTING_LIST(tp_config_t, endpoints, &s->endpoint,
+                        "listeners, each with its on-ramp and settings"),
+        {.name = "app", .type = TP_SETTING_T_SECTION, .offset = offsetof(tp_config_t, app),
+         .sub = &s->app, .doc = "the app's own settings", .flags = TP_SETTING_INDIRECT},
+        TP_SETTING_END,
+    };
+    memcpy(s->root_settings, root, sizeof(root));
+    s->root = (tp_schema_t){.name = "turnpike",
+                            .size = sizeof(tp_config_t),
+                            .settings = s->root_settings,
+                            .check = root_check};
+}
