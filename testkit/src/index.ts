@@ -1,0 +1,69 @@
+/**
+ * @turnpike/testkit: test Turnpike apps from TypeScript on Node's built-in test runner.
+ * See README.md for a guide and examples.
+ */
+export { cleanup, openResources, track } from './cleanup.js';
+export {
+    connectTunnel,
+    proxyRequest,
+    rawHttp,
+    rawTcp,
+    RawConnection,
+    type ConnectTunnelOptions,
+    type HttpResponse,
+    type Pattern,
+    type ProxyRequestOptions,
+    type RawHttpOptions,
+    type RawHttpResult,
+    type Target,
+    type TunnelResult,
+} from './clients.js';
+export {
+    parseProxyStatus,
+    parseResponse,
+    parseResponseHead,
+    proxyStatusParams,
+    type ParsedResponse,
+    type ParseResponseOptions,
+    type ProxyStatusEntry,
+    type ResponseHead,
+} from './http.js';
+export {
+    echoBody,
+    echoJson,
+    startHttpOrigin,
+    startTcpEcho,
+    startTcpServer,
+    startTcpSink,
+    startTcpSource,
+    type HttpOrigin,
+    type OriginHandler,
+    type OriginRequest,
+    type ServerBase,
+    type TcpServer,
+    type TcpSink,
+    type TcpSource,
+} from './origins.js';
+export { appBinary, buildDir, REPO_ROOT } from './paths.js';
+export { PATTERN_PERIOD, PatternVerifier, patternBytes, randomBytes, sha256, StreamHash } from './pattern.js';
+export {
+    checkConfig,
+    peerPort,
+    runTurnpike,
+    splitHostPort,
+    startTurnpike,
+    Turnpike,
+    withTurnpike,
+    writeConfigFile,
+    type ConfigInput,
+    type ConnectionTrace,
+    type Endpoint,
+    type ExitInfo,
+    type LogLine,
+    type LogMatcher,
+    type RunOptions,
+    type RunResult,
+    type StartOptions,
+} from './turnpike.js';
+export { closedPort, sleep, waitFor, withTimeout, type WaitForOptions } from './wait.js';
+export { toYaml, yamlString, type YamlScalar, type YamlValue } from './yaml.js';
