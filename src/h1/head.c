@@ -1,0 +1,129 @@
+/* head.c: an HTTP/1.x message head (request or response) collected from llhttp callbacks. */
+#include "h1/head.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int tp__h1_head_init(tp_h1_head_t *h, size_t max_bytes, size_t max_fields) {
+    memset(h, 0, sizeof(*h));
+    h->buf = malloc(max_bytes);
+    h->fields = malloc(sizeof(*h->fields) * max_fields);
+    if (!h->buf || !h->fields) {
+        tp__h1_head_free(h);
+        return TP_ERR_NOMEM;
+    }
+    h->cap = max_bytes;
+    h->max_fields = max_fields;
+    return 0;
+}
+
+void tp__h1_head_free(tp_h1_head_t *h) {
+    free(h->buf);
+    free(h->fields);
+    h->buf = NULL;
+    h->fields = NULL;
+}
+
+void tp__h1_head_reset(tp_h1_head_t *h) {
+    h->len = 0;
+    h->nfields = 0;
+    h->state = TP_H1_IN_NONE;
+    h->first = h->url = (tp_h1_span_t){0, 0};
+}
+
+int tp__h1_head_append(tp_h1_head_t *h, int element, const char *data, size_t len) {
+    if (h->state != element) {
+        if (element == TP_H1_IN_NAME && h->nfields >= h->max_fields)
+            return 431;
+        h->state = element;
+        h->elem_start = (uint32_t)h->len;
+    }
+    if (len > h->cap - h->len)
+        return element == TP_H1_IN_URL ? 414 : 431;
+    memcpy(h->buf + h->len, data, len);
+    h->len += len;
+    return 0;
+}
+
+int tp__h1_head_complete(tp_h1_head_t *h, int element) {
+    if (h->state != element) { /* an empty element: no data callback came */
+        if (element == TP_H1_IN_NAME && h->nfields >= h->max_fields)
+            return 431;
+        h->elem_start = (uint32_t)h->len;
+    }
+    tp_h1_span_t s = {h->elem_start, (uint32_t)h->len - h->elem_start};
+    switch (element) {
+    case TP_H1_IN_FIRST:
+        h->first = s;
+        break;
+    case TP_H1_IN_URL:
+        h->url = s;
+        break;
+    case TP_H1_IN_NAME:
+        h->fields[h->nfields].name = s;
+        h->fields[h->nfields].value = (tp_h1_span_t){s.off + s.len, 0};
+        h->nfields++;
+        break;
+    case TP_H1_IN_VALUE:
+        if (h->nfields > 0)
+            h->fields[h->nfields - 1].value = s;
+        break;
+    default:
+        break;
+    }
+    h->state = TP_H1_IN_NONE;
+    return 0;
+}
+
+tp_str_t tp__h1_head_get(const tp_h1_head_t *h, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->nfields; i++) {
+        tp_str_t f = tp__h1_str(h, h->fields[i].name);
+        if (f.len == n && strncasecmp(f.ptr, name, n) == 0)
+            return tp__h1_str(h, h->fields[i].value);
+    }
+    return (tp_str_t){NULL, 0};
+}
+
+bool tp__h1_list_has(tp_str_t list, const char *token) {
+    size_t tl = strlen(token);
+    size_t i = 0;
+    while (i < list.len) {
+        while (i < list.len && (list.ptr[i] == ' ' || list.ptr[i] == '\t' || list.ptr[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < list.len && list.ptr[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (list.ptr[end - 1] == ' ' || list.ptr[end - 1] == '\t'))
+            end--;
+        if (end - start == tl && strncasecmp(list.ptr + start, token, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool tp__h1_is_hop_by_hop(const tp_h1_head_t *h, tp_str_t name) {
+    static const char *const hop[] = {"connection",        "keep-alive",          "proxy-connection",
+                                      "proxy-authorization", "proxy-authenticate", "te",
+                                      "trailer",           "transfer-encoding",   "upgrade",
+                                      "content-length",    NULL};
+    for (int i = 0; hop[i]; i++)
+        if (name.len == strlen(hop[i]) && strncasecmp(name.ptr, hop[i], name.len) == 0)
+            return true;
+    /* Headers the Connection header names are hop-by-hop too. */
+    for (size_t i = 0; i < h->nfields; i++) {
+        tp_str_t f = tp__h1_str(h, h->fields[i].name);
+        if (f.len == 10 && strncasecmp(f.ptr, "connection", 10) == 0) {
+            char tok[64];
+            if (name.len >= sizeof(tok))
+                continue;
+            memcpy(tok, name.ptr, name.len);
+            tok[name.len] = '\0';
+            if (tp__h1_list_has(tp__h1_str(h, h->fields[i].value), tok))
+                return true;
+        }
+    }
+    return false;
+}

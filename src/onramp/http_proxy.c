@@ -1,0 +1,1109 @@
+/* http_proxy.c: the HTTP/1.1 forward proxy on-ramp: absolute-form requests and CONNECT tunnels. */
+#include <inttypes.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "h1/head.h"
+#include "runtime/core.h"
+#include "runtime/log.h"
+
+/* Where the exchange on a connection stands. */
+typedef enum h1_state {
+    H1_HEAD,       /* reading a request head */
+    H1_DECIDING,   /* a hook or the egress set-up is in progress; client reads paused */
+    H1_FORWARDING, /* request head sent upstream; body and response stream */
+    H1_LINGER,     /* an error answer is out; discarding input until EOF or a short deadline */
+} h1_state_t;
+
+/* What paused the request parser. */
+enum { EV_NONE = 0, EV_HEAD, EV_MESSAGE };
+
+struct tp_response {
+    uint16_t status;
+    char *extra; /* added header lines, "Name: value\r\n"... */
+    size_t extra_len;
+    unsigned nextra;
+};
+
+struct tp_request {
+    tp_conn_t *conn;
+    tp_h1_head_t head;
+    tp_str_t host; /* inside head.buf (or target_buf) */
+    uint16_t port;
+    tp_str_t path;
+    bool is_connect;
+    void *ext;
+};
+
+struct tp_h1 {
+    h1_state_t state;
+    llhttp_t rp; /* requests from the client */
+    llhttp_t sp; /* responses from the upstream */
+    tp_request_t req;
+    tp_h1_head_t resp_head;
+    tp_response_t connect_resp;
+    int event;
+    int err_status; /* 431/414 set by a callback before failing the parser */
+    tp_buf_t *in;   /* unparsed client bytes (reads are off while it is set) */
+    size_t in_off, in_len;
+    tp_buf_t *cur;  /* the slab the parser is running over, for zero-copy forwarding */
+    bool req_started, req_done, req_body_chunked;
+    bool resp_started, resp_head_sent, resp_done, resp_chunked_out, resp_close_delimited;
+    bool resp_no_body;
+    bool client_keep_alive, upstream_keep_alive, close_after;
+    bool drain;
+    bool kick; /* run the parser once more even without bytes */
+    bool upstream_reused;
+    uint64_t resp_bytes;
+};
+
+static const llhttp_settings_t req_settings;
+static const llhttp_settings_t resp_settings;
+
+static void client_parse(tp_conn_t *conn);
+static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, const char *details,
+                          bool is_connect);
+
+static const char *reason_phrase(unsigned status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+/* ---- state ---- */
+
+static tp_h1_t *h1_new(tp_conn_t *conn) {
+    const tp_endpoint_cfg_t *cfg = conn->ep->cfg;
+    tp_h1_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    if (tp__h1_head_init(&h->req.head, cfg->limits.max_header_bytes,
+                         (size_t)cfg->limits.max_headers) != 0 ||
+        tp__h1_head_init(&h->resp_head, TP_KIB(64), 256) != 0) {
+        tp__h1_head_free(&h->req.head);
+        free(h);
+        return NULL;
+    }
+    h->req.conn = conn;
+    llhttp_init(&h->rp, HTTP_REQUEST, &req_settings);
+    h->rp.data = conn;
+    llhttp_init(&h->sp, HTTP_RESPONSE, &resp_settings);
+    h->sp.data = conn;
+    return h;
+}
+
+static void request_ext_free(tp_conn_t *conn) {
+    tp_request_t *req = &conn->h1->req;
+    if (!req->ext)
+        return;
+    const tp_ext_spec_t *spec = &conn->worker->server->app->ext[TP_EXT_REQUEST];
+    if (spec->free)
+        spec->free(req->ext);
+    free(req->ext);
+    req->ext = NULL;
+}
+
+void tp__h1_state_free(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    request_ext_free(conn);
+    if (h->in)
+        tp__buf_unref(h->in);
+    tp__h1_head_free(&h->req.head);
+    tp__h1_head_free(&h->resp_head);
+    free(h->connect_resp.extra);
+    free(h);
+    conn->h1 = NULL;
+}
+
+/* Makes the connection ready for its next request. */
+static void exchange_reset(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    request_ext_free(conn);
+    tp__h1_head_reset(&h->req.head);
+    tp__h1_head_reset(&h->resp_head);
+    h->req.host = h->req.path = (tp_str_t){NULL, 0};
+    h->req.port = 0;
+    h->req.is_connect = false;
+    h->state = H1_HEAD;
+    h->event = EV_NONE;
+    h->req_started = h->req_done = h->req_body_chunked = false;
+    h->resp_started = h->resp_head_sent = h->resp_done = false;
+    h->resp_chunked_out = h->resp_close_delimited = h->resp_no_body = false;
+    h->upstream_reused = false;
+    h->kick = false;
+    h->resp_bytes = 0;
+    free(h->connect_resp.extra);
+    memset(&h->connect_resp, 0, sizeof(h->connect_resp));
+}
+
+/* ---- request parser callbacks ---- */
+
+static int head_cb(llhttp_t *p, int element, const char *at, size_t len) {
+    tp_conn_t *conn = p->data;
+    int st = tp__h1_head_append(&conn->h1->req.head, element, at, len);
+    if (st) {
+        conn->h1->err_status = st;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int head_done_cb(llhttp_t *p, int element) {
+    tp_conn_t *conn = p->data;
+    int st = tp__h1_head_complete(&conn->h1->req.head, element);
+    if (st) {
+        conn->h1->err_status = st;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int on_req_begin(llhttp_t *p) {
+    tp_conn_t *conn = p->data;
+    tp_h1_t *h = conn->h1;
+    h->req_started = true;
+    if (!conn->header_deadline) {
+        conn->header_deadline =
+            uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.header_read;
+        tp__conn_rearm(conn);
+    }
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_FIRST, at, len); }
+static int on_method_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_FIRST); }
+static int on_url(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_URL, at, len); }
+static int on_url_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_URL); }
+static int on_hname(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_NAME, at, len); }
+static int on_hname_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_NAME); }
+static int on_hvalue(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_VALUE, at, len); }
+static int on_hvalue_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_VALUE); }
+
+static int on_req_headers_done(llhttp_t *p) {
+    tp_conn_t *conn = p->data;
+    conn->h1->event = EV_HEAD;
+    return HPE_PAUSED;
+}
+
+static int send_chunk(tp_conn_t *conn, int dir, tp_buf_t *hold, const char *at, size_t len,
+                      bool chunked) {
+    if (!chunked) {
+        uv_buf_t b = uv_buf_init((char *)at, (unsigned)len);
+        return tp__conn_write(conn, dir, &b, 1, hold, NULL);
+    }
+    char *frame = malloc(24);
+    if (!frame) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return TP_ERR_NOMEM;
+    }
+    int n = snprintf(frame, 24, "%zx\r\n", len);
+    uv_buf_t b[3] = {uv_buf_init(frame, (unsigned)n), uv_buf_init((char *)at, (unsigned)len),
+                     uv_buf_init("\r\n", 2)};
+    return tp__conn_write(conn, dir, b, 3, hold, frame);
+}
+
+static int on_req_body(llhttp_t *p, const char *at, size_t len) {
+    tp_conn_t *conn = p->data;
+    tp_h1_t *h = conn->h1;
+    if (send_chunk(conn, TP_TO_UPSTREAM, h->cur, at, len, h->req_body_chunked) != 0)
+        return HPE_USER;
+    if (conn->queued[TP_TO_UPSTREAM] > conn->ep->cfg->high_watermark)
+        tp__conn_client_read(conn, false);
+    return 0;
+}
+
+static int on_req_done(llhttp_t *p) {
+    tp_conn_t *conn = p->data;
+    tp_h1_t *h = conn->h1;
+    if (h->req_body_chunked && !h->req.is_connect)
+        tp__conn_write_copy(conn, TP_TO_UPSTREAM, "0\r\n\r\n", 5);
+    h->event = EV_MESSAGE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t req_settings = {
+    .on_message_begin = on_req_begin,
+    .on_method = on_method,
+    .on_method_complete = on_method_done,
+    .on_url = on_url,
+    .on_url_complete = on_url_done,
+    .on_header_field = on_hname,
+    .on_header_field_complete = on_hname_done,
+    .on_header_value = on_hvalue,
+    .on_header_value_complete = on_hvalue_done,
+    .on_headers_complete = on_req_headers_done,
+    .on_body = on_req_body,
+    .on_message_complete = on_req_done,
+};
+
+/* ---- responses Turnpike writes itself ---- */
+
+/* Quotes a Proxy-Status details value (sf-string: printable ASCII, \ and " escaped). */
+static size_t sf_string(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    if (cap < 3)
+        return 0;
+    out[n++] = '"';
+    for (; *s && n + 3 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c > 0x7e)
+            c = '?';
+        if (c == '"' || c == '\\')
+            out[n++] = '\\';
+        out[n++] = (char)c;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return n;
+}
+
+static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, const char *details,
+                          bool is_connect) {
+    tp_h1_t *h = conn->h1;
+    tp_server_t *srv = conn->worker->server;
+    if (is_connect) {
+        h->connect_resp.status = status;
+        tp__conn_trace(conn, "http.handle_proxy_connect_response");
+        if (srv->hooks.http_request.handle_proxy_connect_response)
+            srv->hooks.http_request.handle_proxy_connect_response(srv->hooks.http_request.self,
+                                                                  &h->req, &h->connect_resp);
+        if (conn->closing)
+            return;
+    }
+    char ps[320] = "";
+    if (error) {
+        int n = snprintf(ps, sizeof(ps), "Proxy-Status: turnpike; error=%s", error);
+        if (details && *details && n > 0 && (size_t)n < sizeof(ps) - 12) {
+            memcpy(ps + n, "; details=", 10);
+            sf_string(ps + n + 10, sizeof(ps) - (size_t)n - 12, details);
+        }
+        strncat(ps, "\r\n", sizeof(ps) - strlen(ps) - 1);
+    }
+    char body[256];
+    int blen = snprintf(body, sizeof(body), "%u %s%s%s\n", status, reason_phrase(status),
+                        details && *details ? ": " : "", details ? details : "");
+    if (blen < 0 || (size_t)blen >= sizeof(body))
+        blen = (int)strlen(body);
+    size_t extra = h->connect_resp.extra_len;
+    size_t cap = 256 + strlen(ps) + extra + (size_t)blen;
+    char *out = malloc(cap);
+    if (!out) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return;
+    }
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n%s",
+                     status, reason_phrase(status), blen, ps);
+    size_t len = (size_t)n;
+    if (extra) {
+        memcpy(out + len, h->connect_resp.extra, extra);
+        len += extra;
+    }
+    memcpy(out + len, "\r\n", 2);
+    len += 2;
+    memcpy(out + len, body, (size_t)blen);
+    len += (size_t)blen;
+    tp_logline_t l;
+    tp__log_begin(&l, TP_LOG_INFO, "error response");
+    tp__log_u64(&l, "conn", conn->id);
+    tp__log_u64(&l, "status", status);
+    tp__log_str(&l, "error", error);
+    tp__log_str(&l, "details", details);
+    tp__log_end(&l);
+    /* Nothing more is read as requests; the answer goes out, then a lingering close. */
+    h->state = H1_LINGER;
+    h->close_after = true;
+    if (h->in) {
+        tp__buf_unref(h->in);
+        h->in = NULL;
+    }
+    conn->header_deadline = 0;
+    tp__conn_upstream_close(conn);
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    if (tp__conn_write(conn, TP_TO_CLIENT, &b, 1, NULL, out) != 0)
+        return;
+    tp__conn_client_read(conn, false);
+    tp__conn_rearm(conn);
+}
+
+static void linger_start(tp_conn_t *conn) {
+    /* The answer is written: say so with a FIN, then drop what the client still sends for a
+     * moment, so that a reset does not destroy the answer before the client reads it. */
+    tp__conn_shutdown(conn, TP_TO_CLIENT);
+    conn->header_deadline = uv_now(&conn->worker->loop) + 2000;
+    tp__conn_rearm(conn);
+    tp__conn_client_read(conn, true);
+}
+
+void tp__http_proxy_timeout(tp_conn_t *conn, int which) {
+    tp_h1_t *h = conn->h1;
+    if (!h || conn->proto != &tp__http_proxy_proto) {
+        tp__conn_close(conn, TP_CLOSE_HEADER_TIMEOUT);
+        return;
+    }
+    if (h->state == H1_LINGER) {
+        tp__conn_close(conn, conn->stats.reason ? conn->stats.reason : TP_CLOSE_PROTOCOL_ERROR);
+        return;
+    }
+    if (h->state == H1_HEAD && h->req_started) {
+        conn->stats.reason = TP_CLOSE_HEADER_TIMEOUT;
+        respond_error(conn, 408, "http_request_error", "request head not received in time", false);
+        return;
+    }
+    tp__conn_close(conn, TP_CLOSE_HEADER_TIMEOUT);
+}
+
+/* ---- CONNECT ---- */
+
+static void connect_established(tp_conn_t *conn, const tp_failure_t *f) {
+    tp_h1_t *h = conn->h1;
+    tp_server_t *srv = conn->worker->server;
+    if (conn->closing)
+        return;
+    if (f) {
+        conn->stats.reason = f->reason;
+        respond_error(conn, f->status, f->error, f->details, true);
+        return;
+    }
+    h->connect_resp.status = 200;
+    tp__conn_trace(conn, "http.handle_proxy_connect_response");
+    if (srv->hooks.http_request.handle_proxy_connect_response)
+        srv->hooks.http_request.handle_proxy_connect_response(srv->hooks.http_request.self, &h->req,
+                                                              &h->connect_resp);
+    if (conn->closing)
+        return;
+    static const char line[] = "HTTP/1.1 200 Connection established\r\n";
+    size_t len = sizeof(line) - 1 + h->connect_resp.extra_len + 2;
+    char *out = malloc(len);
+    if (!out) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return;
+    }
+    memcpy(out, line, sizeof(line) - 1);
+    if (h->connect_resp.extra_len)
+        memcpy(out + sizeof(line) - 1, h->connect_resp.extra, h->connect_resp.extra_len);
+    memcpy(out + len - 2, "\r\n", 2);
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    if (tp__conn_write(conn, TP_TO_CLIENT, &b, 1, NULL, out) != 0)
+        return;
+    tp_buf_t *early = h->in;
+    size_t off = h->in_off, n = h->in_len;
+    h->in = NULL;
+    tp__tunnel_start(conn, early, early ? early->data + off : NULL, n);
+    if (early)
+        tp__buf_unref(early);
+}
+
+static void connect_decided(tp_conn_t *conn, tp_decision_t d) {
+    tp_h1_t *h = conn->h1;
+    if (conn->closing)
+        return;
+    if (d.verdict == TP_VERDICT_BLOCK) {
+        conn->stats.reason = TP_CLOSE_BLOCKED;
+        respond_error(conn, d.status ? d.status : 403, d.error ? d.error : "http_request_denied",
+                      d.details, true);
+        return;
+    }
+    tp__egress_start(conn, &h->req, h->req.host.ptr, h->req.host.len, h->req.port,
+                     connect_established);
+}
+
+/* ---- absolute-form requests ---- */
+
+/* Splits an authority "host:port" / "[v6]:port" / "host"; false when malformed. */
+static bool parse_authority(tp_str_t a, uint16_t default_port, tp_str_t *host, uint16_t *port) {
+    const char *p = a.ptr, *end = a.ptr + a.len;
+    if (a.len == 0)
+        return false;
+    const char *hend;
+    const char *colon = NULL;
+    if (*p == '[') {
+        hend = memchr(p, ']', a.len);
+        if (!hend)
+            return false;
+        *host = (tp_str_t){p + 1, (size_t)(hend - p - 1)};
+        if (hend + 1 < end) {
+            if (hend[1] != ':')
+                return false;
+            colon = hend + 1;
+        }
+    } else {
+        colon = memchr(p, ':', a.len);
+        hend = colon ? colon : end;
+        *host = (tp_str_t){p, (size_t)(hend - p)};
+        for (const char *c = p; c < hend; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+                return false;
+    }
+    if (host->len == 0 || host->len > 253)
+        return false;
+    if (!colon) {
+        if (!default_port)
+            return false;
+        *port = default_port;
+        return true;
+    }
+    unsigned long v = 0;
+    const char *c = colon + 1;
+    if (c == end || end - c > 5)
+        return false;
+    for (; c < end; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        v = v * 10 + (unsigned long)(*c - '0');
+    }
+    if (v == 0 || v > 65535)
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+/* Response parser callbacks. */
+static int resp_head_cb(llhttp_t *p, int element, const char *at, size_t len) {
+    tp_conn_t *conn = p->data;
+    conn->h1->resp_started = true;
+    return tp__h1_head_append(&conn->h1->resp_head, element, at, len) ? HPE_USER : 0;
+}
+static int resp_head_done(llhttp_t *p, int element) {
+    tp_conn_t *conn = p->data;
+    return tp__h1_head_complete(&conn->h1->resp_head, element) ? HPE_USER : 0;
+}
+static int on_status(llhttp_t *p, const char *at, size_t len) { return resp_head_cb(p, TP_H1_IN_FIRST, at, len); }
+static int on_status_done(llhttp_t *p) { return resp_head_done(p, TP_H1_IN_FIRST); }
+static int on_rname(llhttp_t *p, const char *at, size_t len) { return resp_head_cb(p, TP_H1_IN_NAME, at, len); }
+static int on_rname_done(llhttp_t *p) { return resp_head_done(p, TP_H1_IN_NAME); }
+static int on_rvalue(llhttp_t *p, const char *at, size_t len) { return resp_head_cb(p, TP_H1_IN_VALUE, at, len); }
+static int on_rvalue_done(llhttp_t *p) { return resp_head_done(p, TP_H1_IN_VALUE); }
+static int on_resp_begin(llhttp_t *p) {
+    tp_conn_t *conn = p->data;
+    conn->h1->resp_started = true;
+    return 0;
+}
+
+static void append(char **out, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (!*out)
+        return;
+    if (*len + n > *cap) {
+        size_t nc = (*cap * 2 > *len + n) ? *cap * 2 : *len + n + 256;
+        char *o = realloc(*out, nc);
+        if (!o) {
+            free(*out);
+            *out = NULL;
+            return;
+        }
+        *out = o;
+        *cap = nc;
+    }
+    memcpy(*out + *len, s, n);
+    *len += n;
+}
+#define APPEND_LIT(o, l, c, s) append(o, l, c, s, sizeof(s) - 1)
+
+static void append_fields(char **out, size_t *len, size_t *cap, const tp_h1_head_t *hd,
+                          bool skip_host) {
+    for (size_t i = 0; i < hd->nfields; i++) {
+        tp_str_t name = tp__h1_str(hd, hd->fields[i].name);
+        if (tp__h1_is_hop_by_hop(hd, name))
+            continue;
+        if (skip_host && name.len == 4 && strncasecmp(name.ptr, "host", 4) == 0)
+            continue;
+        tp_str_t value = tp__h1_str(hd, hd->fields[i].value);
+        append(out, len, cap, name.ptr, name.len);
+        APPEND_LIT(out, len, cap, ": ");
+        append(out, len, cap, value.ptr, value.len);
+        APPEND_LIT(out, len, cap, "\r\n");
+    }
+}
+
+static int on_resp_headers_done(llhttp_t *p) {
+    tp_conn_t *conn = p->data;
+    tp_h1_t *h = conn->h1;
+    tp_h1_head_t *rh = &h->resp_head;
+    unsigned status = p->status_code;
+    bool head_req = h->rp.method == HTTP_HEAD;
+    bool informational = status >= 100 && status < 200;
+    if (status == 101) /* Upgrade is hop-by-hop and never forwarded, so 101 is a broken origin */
+        return HPE_USER;
+    h->upstream_keep_alive = llhttp_should_keep_alive(p);
+    bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    h->resp_no_body = head_req || informational || status == 204 || status == 304;
+    bool client_11 = h->rp.http_major == 1 && h->rp.http_minor >= 1;
+    h->resp_chunked_out = false;
+    h->resp_close_delimited = false;
+    if (!h->resp_no_body && !has_cl) {
+        if (client_11)
+            h->resp_chunked_out = true; /* chunked in, or read-until-close: chunked out */
+        else
+            h->resp_close_delimited = true;
+    }
+    if (h->resp_close_delimited || h->drain || !h->client_keep_alive)
+        h->close_after = !informational;
+
+    size_t cap = rh->len + 256, len = 0;
+    char *out = malloc(cap);
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %u ", status);
+    append(&out, &len, &cap, line, (size_t)n);
+    tp_str_t st = tp__h1_str(rh, rh->first);
+    append(&out, &len, &cap, st.ptr, st.len);
+    APPEND_LIT(&out, &len, &cap, "\r\n");
+    append_fields(&out, &len, &cap, rh, false);
+    if (has_cl && !chunked) {
+        n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n", p->content_length);
+        append(&out, &len, &cap, line, (size_t)n);
+    }
+    if (h->resp_chunked_out)
+        APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
+    if (h->close_after && !informational)
+        APPEND_LIT(&out, &len, &cap, "Connection: close\r\n");
+    APPEND_LIT(&out, &len, &cap, "\r\n");
+    if (!out) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return HPE_USER;
+    }
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    if (tp__conn_write(conn, TP_TO_CLIENT, &b, 1, NULL, out) != 0)
+        return HPE_USER;
+    if (!informational)
+        h->resp_head_sent = true;
+    tp__h1_head_reset(rh);
+    if (head_req)
+        return 1; /* no body follows, whatever the headers say */
+    return 0;
+}
+
+static int on_resp_body(llhttp_t *p, const char *at, size_t len) {
+    tp_conn_t *conn = p->data;
+    tp_h1_t *h = conn->h1;
+    h->resp_bytes += len;
+    if (send_chunk(conn, TP_TO_CLIENT, h->cur, at, len, h->resp_chunked_out) != 0)
+        return HPE_USER;
+    if (conn->queued[TP_TO_CLIENT] > conn->ep->cfg->high_watermark)
+        tp__conn_upstream_read(conn, false);
+    return 0;
+}
+
+static int on_resp_done(llhttp_t *p) {
+    tp_conn_t *conn = p->data;
+    tp_h1_t *h = conn->h1;
+    if (!h->resp_head_sent) /* an interim (1xx) response: the final one follows */
+        return 0;
+    if (h->resp_chunked_out)
+        tp__conn_write_copy(conn, TP_TO_CLIENT, "0\r\n\r\n", 5);
+    h->resp_done = true;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t resp_settings = {
+    .on_message_begin = on_resp_begin,
+    .on_status = on_status,
+    .on_status_complete = on_status_done,
+    .on_header_field = on_rname,
+    .on_header_field_complete = on_rname_done,
+    .on_header_value = on_rvalue,
+    .on_header_value_complete = on_rvalue_done,
+    .on_headers_complete = on_resp_headers_done,
+    .on_body = on_resp_body,
+    .on_message_complete = on_resp_done,
+};
+
+static void exchange_maybe_done(tp_conn_t *conn);
+
+static void send_request_head(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    tp_request_t *req = &h->req;
+    tp_h1_head_t *hd = &req->head;
+    llhttp_t *p = &h->rp;
+    size_t cap = hd->len + 256, len = 0;
+    char *out = malloc(cap);
+    tp_str_t method = tp__h1_str(hd, hd->first);
+    append(&out, &len, &cap, method.ptr, method.len);
+    APPEND_LIT(&out, &len, &cap, " ");
+    if (req->path.len == 0 || req->path.ptr[0] != '/')
+        APPEND_LIT(&out, &len, &cap, "/");
+    append(&out, &len, &cap, req->path.ptr, req->path.len);
+    APPEND_LIT(&out, &len, &cap, " HTTP/1.1\r\nHost: ");
+    if (memchr(req->host.ptr, ':', req->host.len)) {
+        APPEND_LIT(&out, &len, &cap, "[");
+        append(&out, &len, &cap, req->host.ptr, req->host.len);
+        APPEND_LIT(&out, &len, &cap, "]");
+    } else {
+        append(&out, &len, &cap, req->host.ptr, req->host.len);
+    }
+    char line[64];
+    if (req->port != 80) {
+        int n = snprintf(line, sizeof(line), ":%u", req->port);
+        append(&out, &len, &cap, line, (size_t)n);
+    }
+    APPEND_LIT(&out, &len, &cap, "\r\n");
+    append_fields(&out, &len, &cap, hd, true);
+    h->req_body_chunked = (p->flags & F_CHUNKED) != 0;
+    if (h->req_body_chunked) {
+        APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
+    } else if (p->flags & F_CONTENT_LENGTH) {
+        int n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n", p->content_length);
+        append(&out, &len, &cap, line, (size_t)n);
+    }
+    APPEND_LIT(&out, &len, &cap, "\r\n");
+    if (!out) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    tp__conn_write(conn, TP_TO_UPSTREAM, &b, 1, NULL, out);
+}
+
+static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
+    tp_h1_t *h = conn->h1;
+    if (conn->closing)
+        return;
+    if (f) {
+        conn->stats.reason = f->reason;
+        respond_error(conn, f->status, f->error, f->details, false);
+        return;
+    }
+    llhttp_init(&h->sp, HTTP_RESPONSE, &resp_settings);
+    h->sp.data = conn;
+    h->state = H1_FORWARDING;
+    send_request_head(conn);
+    if (conn->closing)
+        return;
+    tp__conn_upstream_read(conn, true);
+    client_parse(conn); /* the body, from what is already read */
+}
+
+static void forward_start(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    char authority[300];
+    int n = snprintf(authority, sizeof(authority), "%.*s:%u", (int)h->req.host.len, h->req.host.ptr,
+                     h->req.port);
+    if (conn->up && !conn->up->eof && h->upstream_keep_alive && n > 0 &&
+        strcmp(conn->up->authority, authority) == 0) {
+        /* The last exchange left a live keep-alive connection to the same origin. */
+        h->upstream_reused = true;
+        tp_failure_t *none = NULL;
+        forward_established(conn, none);
+        return;
+    }
+    tp__conn_upstream_close(conn);
+    tp__egress_start(conn, &h->req, h->req.host.ptr, h->req.host.len, h->req.port,
+                     forward_established);
+}
+
+/* The request head is complete: validate it and start the exchange. */
+static void on_head(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    tp_request_t *req = &h->req;
+    tp_server_t *srv = conn->worker->server;
+    llhttp_t *p = &h->rp;
+    conn->header_deadline = 0;
+    tp__conn_rearm(conn);
+    conn->stats.requests++;
+    h->state = H1_DECIDING;
+    h->client_keep_alive = llhttp_should_keep_alive(p);
+
+    const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_REQUEST];
+    if (spec->size) {
+        req->ext = calloc(1, spec->size);
+        if (!req->ext) {
+            tp__conn_close(conn, TP_CLOSE_INTERNAL);
+            return;
+        }
+        if (spec->init)
+            spec->init(req->ext, req);
+    }
+    tp_str_t url = tp__h1_str(&req->head, req->head.url);
+    if (p->method == HTTP_CONNECT) {
+        req->is_connect = true;
+        if (!parse_authority(url, 0, &req->host, &req->port)) {
+            respond_error(conn, 400, "http_request_error",
+                          "CONNECT needs an authority-form target (host:port)", true);
+            return;
+        }
+        tp__conn_trace(conn, "http.handle_proxy_connect_request");
+        tp_decision_t d = tp_allow();
+        if (srv->hooks.http_request.handle_proxy_connect_request)
+            d = srv->hooks.http_request.handle_proxy_connect_request(srv->hooks.http_request.self,
+                                                                     req);
+        tp__conn_decide(conn, d, connect_decided);
+        return;
+    }
+    if (p->http_major != 1) {
+        respond_error(conn, 400, "http_request_error", "unsupported HTTP version", false);
+        return;
+    }
+    if (url.len >= 8 && strncasecmp(url.ptr, "https://", 8) == 0) {
+        respond_error(conn, 501, "http_request_error",
+                      "https:// targets need CONNECT (TLS to origins is not enabled)", false);
+        return;
+    }
+    if (url.len < 7 || strncasecmp(url.ptr, "http://", 7) != 0) {
+        respond_error(conn, 400, "http_request_error",
+                      "a forward proxy needs an absolute-form target (http://host/path)", false);
+        return;
+    }
+    const char *a = url.ptr + 7, *end = url.ptr + url.len;
+    const char *slash = a;
+    while (slash < end && *slash != '/' && *slash != '?' && *slash != '#')
+        slash++;
+    tp_str_t auth = {a, (size_t)(slash - a)};
+    if (memchr(auth.ptr, '@', auth.len) || !parse_authority(auth, 80, &req->host, &req->port)) {
+        respond_error(conn, 400, "http_request_error", "malformed authority in request target",
+                      false);
+        return;
+    }
+    const char *frag = memchr(slash, '#', (size_t)(end - slash));
+    if (frag) /* a fragment is never sent on the wire */
+        end = frag;
+    /* "http://host" and "http://host?q" have the empty path: the origin gets "/" and "/?q". */
+    req->path = (tp_str_t){slash, (size_t)(end - slash)};
+    forward_start(conn);
+}
+
+/* ---- the parse loop over client bytes ---- */
+
+static void parse_failed(tp_conn_t *conn, llhttp_errno_t e) {
+    tp_h1_t *h = conn->h1;
+    conn->stats.reason = TP_CLOSE_PROTOCOL_ERROR;
+    if (h->state == H1_FORWARDING) {
+        /* A broken body after the head went upstream: nothing sane can follow; abort both. */
+        tp__log_msg(TP_LOG_INFO, "bad request body", "conn %llu: %s", (unsigned long long)conn->id,
+                    llhttp_get_error_reason(&h->rp));
+        tp__conn_close(conn, TP_CLOSE_PROTOCOL_ERROR);
+        return;
+    }
+    if (h->err_status == 431) {
+        respond_error(conn, 431, "http_request_error", "request header section too large", false);
+    } else if (h->err_status == 414) {
+        respond_error(conn, 414, "http_request_error", "request target too long", false);
+    } else {
+        char details[160];
+        snprintf(details, sizeof(details), "%s", llhttp_get_error_reason(&h->rp));
+        respond_error(conn, 400, "http_request_error", details, false);
+    }
+}
+
+static void client_parse(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    while (!conn->closing && (h->state == H1_HEAD || (h->state == H1_FORWARDING && !h->req_done))) {
+        /* After a paused head, llhttp needs one more call (even with no bytes) to finish a
+         * message without a body. */
+        if (!h->in && !h->kick)
+            break;
+        h->kick = false;
+        const char *data = h->in ? h->in->data + h->in_off : "";
+        size_t len = h->in ? h->in_len : 0;
+        tp_buf_t *cur = h->cur = h->in;
+        if (cur)
+            tp__buf_ref(cur);
+        llhttp_errno_t e = llhttp_execute(&h->rp, data, len);
+        h->cur = NULL;
+        if (conn->closing) {
+            if (cur)
+                tp__buf_unref(cur);
+            return;
+        }
+        if (h->in && h->in == cur) {
+            size_t used = e == HPE_OK ? h->in_len : (size_t)(llhttp_get_error_pos(&h->rp) - data);
+            h->in_off += used;
+            h->in_len -= used;
+            if (h->in_len == 0) {
+                tp__buf_unref(h->in);
+                h->in = NULL;
+            }
+        }
+        if (cur)
+            tp__buf_unref(cur);
+        if (e == HPE_OK)
+            break;
+        if (e != HPE_PAUSED) {
+            parse_failed(conn, e);
+            return;
+        }
+        llhttp_resume(&h->rp);
+        int ev = h->event;
+        h->event = EV_NONE;
+        if (ev == EV_HEAD) {
+            h->kick = true;
+            on_head(conn);
+        } else if (ev == EV_MESSAGE) {
+            h->req_done = true;
+            exchange_maybe_done(conn);
+            return;
+        }
+    }
+    if (conn->closing)
+        return;
+    bool want = !h->in && (h->state == H1_HEAD || (h->state == H1_FORWARDING && !h->req_done)) &&
+                conn->queued[TP_TO_UPSTREAM] <= conn->ep->cfg->high_watermark;
+    tp__conn_client_read(conn, want);
+}
+
+static void exchange_maybe_done(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    if (!h->req_done || !h->resp_done || h->state != H1_FORWARDING)
+        return;
+    /* Wait until the response is written out before starting on the next request. */
+    if (conn->queued[TP_TO_CLIENT] > 0)
+        return;
+    if (h->close_after || conn->client_eof) {
+        tp__conn_close(conn, conn->client_eof ? TP_CLOSE_CLIENT_CLOSED : TP_CLOSE_DONE);
+        return;
+    }
+    if (!h->upstream_keep_alive || (conn->up && conn->up->eof))
+        tp__conn_upstream_close(conn);
+    else
+        tp__conn_upstream_read(conn, false);
+    exchange_reset(conn);
+    client_parse(conn);
+}
+
+/* ---- proto callbacks ---- */
+
+static void start(tp_conn_t *conn) {
+    conn->h1 = h1_new(conn);
+    if (!conn->h1) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return;
+    }
+    conn->header_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.header_read;
+    tp__conn_rearm(conn);
+    tp__conn_client_read(conn, true);
+}
+
+static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
+    tp_h1_t *h = conn->h1;
+    if (nread > 0) {
+        if (h->state == H1_LINGER) {
+            tp__buf_unref(b);
+            return;
+        }
+        if (h->in) { /* cannot happen: reads stop while bytes wait */
+            tp__buf_unref(b);
+            tp__conn_close(conn, TP_CLOSE_INTERNAL);
+            return;
+        }
+        h->in = b;
+        h->in_off = 0;
+        h->in_len = (size_t)nread;
+        client_parse(conn);
+        return;
+    }
+    if (nread != UV_EOF) {
+        tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
+        return;
+    }
+    /* EOF from the client. */
+    switch (h->state) {
+    case H1_HEAD:
+        if (h->req_started) {
+            tp__log_msg(TP_LOG_INFO, "client closed mid-request", "conn %llu",
+                        (unsigned long long)conn->id);
+        }
+        tp__conn_close(conn, TP_CLOSE_CLIENT_CLOSED);
+        break;
+    case H1_LINGER:
+        tp__conn_close(conn, conn->stats.reason ? conn->stats.reason : TP_CLOSE_PROTOCOL_ERROR);
+        break;
+    case H1_DECIDING:
+        break; /* the request head is complete; answer it, then close */
+    case H1_FORWARDING:
+        if (!h->req_done) {
+            /* The request body was cut short: the origin must not see a complete request. */
+            if (llhttp_finish(&h->rp) != HPE_OK || !h->req_done) {
+                tp__conn_close(conn, TP_CLOSE_CLIENT_CLOSED);
+                return;
+            }
+        }
+        break;
+    }
+}
+
+static void on_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
+    tp_h1_t *h = conn->h1;
+    if (h->state != H1_FORWARDING) {
+        /* An idle keep-alive upstream spoke or closed: it cannot be reused. */
+        if (b)
+            tp__buf_unref(b);
+        tp__conn_upstream_close(conn);
+        return;
+    }
+    llhttp_errno_t e;
+    if (nread > 0) {
+        h->cur = b;
+        e = llhttp_execute(&h->sp, b->data, (size_t)nread);
+        h->cur = NULL;
+        if (e == HPE_PAUSED) {
+            const char *pos = llhttp_get_error_pos(&h->sp);
+            if (pos != b->data + nread) {
+                /* Bytes after a complete response: the origin broke keep-alive framing. */
+                h->upstream_keep_alive = false;
+            }
+            llhttp_resume(&h->sp);
+            e = HPE_OK;
+        }
+        tp__buf_unref(b);
+    } else if (nread == UV_EOF) {
+        e = h->resp_done ? HPE_OK : llhttp_finish(&h->sp);
+        if (e == HPE_PAUSED)
+            e = HPE_OK;
+        h->upstream_keep_alive = false;
+        if (e == HPE_OK && !h->resp_done) {
+            e = HPE_INVALID_EOF_STATE;
+        }
+    } else {
+        e = HPE_USER;
+        h->upstream_keep_alive = false;
+    }
+    if (conn->closing)
+        return;
+    if (e != HPE_OK) {
+        if (!h->resp_head_sent) {
+            const char *details = nread == UV_EOF ? "origin closed before a complete response head"
+                                  : nread < 0     ? uv_strerror((int)nread)
+                                                  : llhttp_get_error_reason(&h->sp);
+            conn->stats.reason = TP_CLOSE_UPSTREAM_CLOSED;
+            respond_error(conn, 502,
+                          nread > 0 ? "http_protocol_error" : "http_response_incomplete",
+                          details, false);
+        } else {
+            /* The response is partly out: abort, so the client never sees it as complete. */
+            tp__conn_close(conn, nread < 0 && nread != UV_EOF ? TP_CLOSE_UPSTREAM_RESET
+                                                              : TP_CLOSE_UPSTREAM_CLOSED);
+        }
+        return;
+    }
+    if (h->resp_done) {
+        tp__conn_upstream_read(conn, false);
+        if (!h->req_done) {
+            /* The origin answered before the whole request body came: finish, then close. */
+            h->close_after = true;
+            h->req_done = true;
+        }
+        exchange_maybe_done(conn);
+    }
+}
+
+static void on_written(tp_conn_t *conn, int dir, int status) {
+    tp_h1_t *h = conn->h1;
+    if (status != 0) {
+        tp__conn_close(conn, dir == TP_TO_CLIENT ? TP_CLOSE_CLIENT_RESET : TP_CLOSE_UPSTREAM_RESET);
+        return;
+    }
+    if (h->state == H1_LINGER) {
+        if (dir == TP_TO_CLIENT && conn->queued[TP_TO_CLIENT] == 0)
+            linger_start(conn);
+        return;
+    }
+    size_t low = conn->ep->cfg->high_watermark / 2;
+    if (dir == TP_TO_UPSTREAM && conn->queued[dir] <= low && h->state == H1_FORWARDING &&
+        !h->req_done && !h->in)
+        tp__conn_client_read(conn, true);
+    if (dir == TP_TO_CLIENT && conn->queued[dir] <= low && h->state == H1_FORWARDING &&
+        !h->resp_done)
+        tp__conn_upstream_read(conn, true);
+    if (dir == TP_TO_CLIENT)
+        exchange_maybe_done(conn);
+}
+
+static void on_drain(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    if (!h) {
+        tp__conn_close(conn, TP_CLOSE_SHUTDOWN);
+        return;
+    }
+    h->drain = true;
+    if (h->state == H1_HEAD && !h->req_started)
+        tp__conn_close(conn, TP_CLOSE_SHUTDOWN); /* idle keep-alive: nothing is lost */
+    else
+        h->close_after = true;
+}
+
+const tp_proto_t tp__http_proxy_proto = {
+    .name = "http_proxy",
+    .start = start,
+    .on_client_read = on_client_read,
+    .on_upstream_read = on_upstream_read,
+    .on_written = on_written,
+    .on_drain = on_drain,
+};
+
+/* ---- public accessors ---- */
+
+tp_str_t tp_request_method(const tp_request_t *req) {
+    return tp__h1_str(&req->head, req->head.first);
+}
+tp_str_t tp_request_target(const tp_request_t *req) { return tp__h1_str(&req->head, req->head.url); }
+tp_str_t tp_request_host(const tp_request_t *req) { return req->host; }
+uint16_t tp_request_port(const tp_request_t *req) { return req->port; }
+tp_str_t tp_request_header(const tp_request_t *req, const char *name) {
+    return tp__h1_head_get(&req->head, name);
+}
+tp_conn_t *tp_request_conn(const tp_request_t *req) { return req->conn; }
+void *tp__request_ext(tp_request_t *req) { return req->ext; }
+const void *tp__request_app_settings(const tp_request_t *req) {
+    return req->conn->worker->server->cfg.app;
+}
+const void *tp__request_endpoint_settings(const tp_request_t *req) {
+    return req->conn->ep->cfg->app;
+}
+tp_pending_t *tp__pending_new_request(tp_request_t *req, uint64_t timeout_ms) {
+    return tp__pending_new_conn(req->conn, timeout_ms);
+}
+tp_pending_t *tp__pending_new_egress(tp_egress_t *eg, uint64_t timeout_ms) {
+    return tp__pending_new_conn(eg->conn, timeout_ms);
+}
+
+uint16_t tp_response_status(const tp_response_t *resp) { return resp->status; }
+
+static bool is_tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int tp_response_add_header(tp_response_t *resp, const char *name, const char *value) {
+    if (!name || !value || !*name)
+        return TP_ERR_INVAL;
+    size_t nl = strlen(name), vl = strlen(value);
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)name[i]))
+            return TP_ERR_INVAL;
+    for (size_t i = 0; i < vl; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return TP_ERR_INVAL;
+    }
+    if (resp->nextra >= 64 || resp->extra_len + nl + vl + 4 > 8192)
+        return TP_ERR_TOO_LARGE;
+    char *e = realloc(resp->extra, resp->extra_len + nl + vl + 4);
+    if (!e)
+        return TP_ERR_NOMEM;
+    resp->extra = e;
+    memcpy(e + resp->extra_len, name, nl);
+    memcpy(e + resp->extra_len + nl, ": ", 2);
+    memcpy(e + resp->extra_len + nl + 2, value, vl);
+    memcpy(e + resp->extra_len + nl + 2 + vl, "\r\n", 2);
+    resp->extra_len += nl + vl + 4;
+    resp->nextra++;
+    return 0;
+}

@@ -1,0 +1,576 @@
+/* conn.c: an ingress connection's life: accept, ingress hooks, reads, writes, deadlines, close. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/core.h"
+#include "runtime/log.h"
+
+struct tp_wreq {
+    uv_write_t req;
+    tp_conn_t *conn;
+    struct tp_wreq *next_free;
+    tp_buf_t *hold;
+    char *heap;
+    size_t len;
+    int dir;
+};
+
+
+
+/* ---- tracing ---- */
+
+void tp__conn_trace(tp_conn_t *conn, const char *hook) {
+    if (!conn->worker->server->cfg.runtime.trace_hooks)
+        return;
+    tp_logline_t l;
+    tp__log_begin(&l, TP_LOG_INFO, "hook");
+    tp__log_u64(&l, "conn", conn->id);
+    tp__log_str(&l, "hook", hook);
+    tp__log_str(&l, "peer", conn->peer_str);
+    tp__log_end(&l);
+}
+
+/* ---- deadlines ---- */
+
+static void timer_cb(uv_timer_t *t);
+
+void tp__conn_touch(tp_conn_t *conn) { conn->last_activity = uv_now(&conn->worker->loop); }
+
+static uint64_t idle_timeout(const tp_conn_t *conn) { return conn->ep->cfg->timeouts.idle; }
+
+void tp__conn_rearm(tp_conn_t *conn) {
+    if (conn->closing)
+        return;
+    uint64_t now = uv_now(&conn->worker->loop);
+    uint64_t next = 0;
+    uint64_t cands[4] = {conn->header_deadline, conn->connect_deadline, conn->pending_deadline, 0};
+    uint64_t idle = idle_timeout(conn);
+    if (idle)
+        cands[3] = conn->last_activity + idle;
+    for (int i = 0; i < 4; i++)
+        if (cands[i] && (next == 0 || cands[i] < next))
+            next = cands[i];
+    if (next == 0) {
+        uv_timer_stop(&conn->timer);
+        return;
+    }
+    uv_timer_start(&conn->timer, timer_cb, next > now ? next - now : 0, 0);
+}
+
+
+static void timer_cb(uv_timer_t *t) {
+    tp_conn_t *conn = t->data;
+    uint64_t now = uv_now(&conn->worker->loop);
+    if (conn->pending_deadline && now >= conn->pending_deadline) {
+        conn->pending_deadline = 0;
+        void (*cont)(tp_conn_t *, tp_decision_t) = conn->pending_cont;
+        tp__conn_pending_release(conn);
+        tp_decision_t d = tp_block(503, "proxy_internal_error");
+        d.details = "decision timed out";
+        tp__log_msg(TP_LOG_WARN, "decision timed out", "conn %llu", (unsigned long long)conn->id);
+        if (cont)
+            cont(conn, d);
+        tp__conn_rearm(conn);
+        return;
+    }
+    if (conn->header_deadline && now >= conn->header_deadline) {
+        conn->header_deadline = 0;
+        tp__http_proxy_timeout(conn, 0);
+        return;
+    }
+    if (conn->connect_deadline && now >= conn->connect_deadline) {
+        conn->connect_deadline = 0;
+        tp__egress_cancel(conn);
+        return;
+    }
+    uint64_t idle = idle_timeout(conn);
+    if (idle && now >= conn->last_activity + idle && !conn->pending) {
+        tp__conn_close(conn, TP_CLOSE_IDLE_TIMEOUT);
+        return;
+    }
+    tp__conn_rearm(conn);
+}
+
+/* ---- reading ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    tp_conn_t *conn = h->data;
+    tp_buf_t *b = tp__buf_get(&conn->worker->bufs);
+    if (!b) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = b->data;
+    buf->len = b->cap;
+}
+
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    tp_conn_t *conn = s->data;
+    tp_buf_t *b = buf->base ? tp__buf_of(buf->base) : NULL;
+    if (nread == 0 || conn->closing) {
+        if (b)
+            tp__buf_unref(b);
+        return;
+    }
+    if (nread > 0) {
+        conn->stats.bytes_from_client += (uint64_t)nread;
+        tp__conn_touch(conn);
+    } else {
+        if (b)
+            tp__buf_unref(b);
+        b = NULL;
+        if (nread == UV_EOF)
+            conn->client_eof = true;
+        if (conn->client_reading) {
+            uv_read_stop(s);
+            conn->client_reading = false;
+        }
+    }
+    conn->proto->on_client_read(conn, b, nread);
+}
+
+void tp__conn_client_read(tp_conn_t *conn, bool on) {
+    if (conn->closing || conn->client_eof || on == conn->client_reading)
+        return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&conn->client, alloc_cb, client_read_cb) == 0)
+            conn->client_reading = true;
+    } else {
+        uv_read_stop((uv_stream_t *)&conn->client);
+        conn->client_reading = false;
+    }
+}
+
+static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    tp_upstream_t *up = s->data;
+    tp_conn_t *conn = up->conn;
+    tp_buf_t *b = buf->base ? tp__buf_of(buf->base) : NULL;
+    if (nread == 0 || conn->closing || conn->up != up) {
+        if (b)
+            tp__buf_unref(b);
+        return;
+    }
+    if (nread > 0) {
+        conn->stats.bytes_from_upstream += (uint64_t)nread;
+        tp__conn_touch(conn);
+    } else {
+        if (b)
+            tp__buf_unref(b);
+        b = NULL;
+        if (nread == UV_EOF)
+            up->eof = true;
+        if (up->reading) {
+            uv_read_stop(s);
+            up->reading = false;
+        }
+    }
+    conn->proto->on_upstream_read(conn, b, nread);
+}
+
+static void upstream_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    tp_upstream_t *up = h->data;
+    tp_buf_t *b = tp__buf_get(&up->conn->worker->bufs);
+    buf->base = b ? b->data : NULL;
+    buf->len = b ? b->cap : 0;
+}
+
+void tp__conn_upstream_read(tp_conn_t *conn, bool on) {
+    tp_upstream_t *up = conn->up;
+    if (!up || conn->closing || up->eof || on == up->reading)
+        return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&up->tcp, upstream_alloc_cb, upstream_read_cb) == 0)
+            up->reading = true;
+    } else {
+        uv_read_stop((uv_stream_t *)&up->tcp);
+        up->reading = false;
+    }
+}
+
+/* ---- upstream handles ---- */
+
+static void upstream_close_cb(uv_handle_t *h) {
+    tp_upstream_t *up = h->data;
+    tp_conn_t *conn = up->conn;
+    free(up);
+    tp__conn_unref(conn);
+}
+
+tp_upstream_t *tp__conn_upstream_new(tp_conn_t *conn) {
+    tp__conn_upstream_close(conn);
+    tp_upstream_t *up = calloc(1, sizeof(*up));
+    if (!up)
+        return NULL;
+    up->conn = conn;
+    uv_tcp_init(&conn->worker->loop, &up->tcp);
+    up->tcp.data = up;
+    conn->refs++;
+    conn->up = up;
+    return up;
+}
+
+void tp__conn_upstream_close(tp_conn_t *conn) {
+    tp_upstream_t *up = conn->up;
+    if (!up)
+        return;
+    conn->up = NULL;
+    conn->queued[TP_TO_UPSTREAM] = 0; /* its writes are cancelled with it */
+    uv_close((uv_handle_t *)&up->tcp, upstream_close_cb);
+}
+
+/* ---- writing ---- */
+
+static struct tp_wreq *wreq_get(tp_worker_t *w) {
+    struct tp_wreq *r = w->free_wreqs;
+    if (r) {
+        w->free_wreqs = r->next_free;
+        return r;
+    }
+    return malloc(sizeof(*r));
+}
+
+static void wreq_put(tp_worker_t *w, struct tp_wreq *r) {
+    if (r->hold)
+        tp__buf_unref(r->hold);
+    free(r->heap);
+    r->next_free = w->free_wreqs;
+    w->free_wreqs = r;
+}
+
+void tp__worker_free_wreqs(tp_worker_t *w) {
+    while (w->free_wreqs) {
+        struct tp_wreq *r = w->free_wreqs;
+        w->free_wreqs = r->next_free;
+        free(r);
+    }
+}
+
+static void write_cb(uv_write_t *req, int status) {
+    struct tp_wreq *r = (struct tp_wreq *)req;
+    tp_conn_t *conn = r->conn;
+    int dir = r->dir;
+    size_t len = r->len;
+    bool stale = dir == TP_TO_UPSTREAM &&
+                 (conn->up == NULL || (uv_stream_t *)&conn->up->tcp != req->handle);
+    wreq_put(conn->worker, r);
+    if (stale || conn->closing)
+        return;
+    conn->queued[dir] -= len;
+    if (status == 0) {
+        if (dir == TP_TO_CLIENT)
+            conn->stats.bytes_to_client += len;
+        else
+            conn->stats.bytes_to_upstream += len;
+        tp__conn_touch(conn);
+    }
+    conn->proto->on_written(conn, dir, status);
+}
+
+int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
+                   char *heap) {
+    uv_stream_t *s = dir == TP_TO_CLIENT ? (uv_stream_t *)&conn->client
+                                         : (conn->up ? (uv_stream_t *)&conn->up->tcp : NULL);
+    if (conn->closing || !s) {
+        free(heap);
+        return TP_ERR_CLOSED;
+    }
+    struct tp_wreq *r = wreq_get(conn->worker);
+    if (!r) {
+        free(heap);
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return TP_ERR_NOMEM;
+    }
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += bufs[i].len;
+    r->conn = conn;
+    r->dir = dir;
+    r->len = len;
+    r->hold = hold;
+    r->heap = heap;
+    if (hold)
+        tp__buf_ref(hold);
+    int rc = uv_write(&r->req, s, bufs, n, write_cb);
+    if (rc != 0) {
+        r->len = 0;
+        wreq_put(conn->worker, r);
+        tp__conn_close(conn, dir == TP_TO_CLIENT ? TP_CLOSE_CLIENT_RESET : TP_CLOSE_UPSTREAM_RESET);
+        return TP_ERR_IO;
+    }
+    conn->queued[dir] += len;
+    return 0;
+}
+
+int tp__conn_write_copy(tp_conn_t *conn, int dir, const char *data, size_t len) {
+    char *copy = malloc(len ? len : 1);
+    if (!copy) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return TP_ERR_NOMEM;
+    }
+    memcpy(copy, data, len);
+    uv_buf_t b = uv_buf_init(copy, (unsigned)len);
+    return tp__conn_write(conn, dir, &b, 1, NULL, copy);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+    tp_conn_t *conn = req->data;
+    free(req);
+    tp__conn_unref(conn);
+}
+
+void tp__conn_shutdown(tp_conn_t *conn, int dir) {
+    if (conn->closing)
+        return;
+    uv_stream_t *s;
+    if (dir == TP_TO_CLIENT) {
+        if (conn->client_shut)
+            return;
+        conn->client_shut = true;
+        s = (uv_stream_t *)&conn->client;
+    } else {
+        if (!conn->up || conn->up->shut)
+            return;
+        conn->up->shut = true;
+        s = (uv_stream_t *)&conn->up->tcp;
+    }
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req)
+        return;
+    req->data = conn;
+    conn->refs++;
+    if (uv_shutdown(req, s, shutdown_cb) != 0) {
+        free(req);
+        conn->refs--;
+    }
+}
+
+/* ---- decisions ---- */
+
+void tp__conn_pending_release(tp_conn_t *conn) {
+    tp_pending_t *p = conn->pending;
+    if (!p)
+        return;
+    conn->pending = NULL;
+    conn->pending_cont = NULL;
+    conn->pending_deadline = 0;
+    p->conn = NULL;
+    if (p->app_done)
+        free(p);
+}
+
+tp_pending_t *tp__pending_new_conn(tp_conn_t *conn, uint64_t timeout_ms) {
+    if (!conn || conn->pending || conn->closing)
+        return NULL;
+    tp_pending_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->conn = conn;
+    conn->pending = p;
+    if (timeout_ms == 0)
+        timeout_ms = conn->ep->cfg->timeouts.decision;
+    conn->pending_deadline = uv_now(&conn->worker->loop) + timeout_ms;
+    return p;
+}
+
+int tp_pending_complete(tp_pending_t *p, tp_decision_t d) {
+    if (!p)
+        return TP_ERR_INVAL;
+    tp_conn_t *conn = p->conn;
+    p->app_done = true;
+    if (!conn) {
+        free(p);
+        return TP_ERR_CLOSED;
+    }
+    void (*cont)(tp_conn_t *, tp_decision_t) = conn->pending_cont;
+    tp__conn_pending_release(conn);
+    if (!cont) {
+        /* Completed from inside the hook, before it returned tp_pending(): keep the decision
+         * for tp__conn_decide(), which is still on the stack. */
+        conn->early = d;
+        conn->early_set = true;
+        return 0;
+    }
+    if (d.verdict == TP_VERDICT_PENDING)
+        d = tp_block(503, "proxy_internal_error");
+    if (cont) {
+        cont(conn, d);
+        tp__conn_rearm(conn);
+    }
+    return 0;
+}
+
+void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *, tp_decision_t)) {
+    if (d.verdict != TP_VERDICT_PENDING) {
+        if (conn->pending) /* the hook made a handle but decided at once: drop it */
+            tp__conn_pending_release(conn);
+        cont(conn, d);
+        return;
+    }
+    if (conn->early_set) {
+        conn->early_set = false;
+        cont(conn, conn->early);
+        return;
+    }
+    if (!conn->pending) {
+        /* No live handle: either the hook forgot tp_pending_new() or completed synchronously. */
+        tp__log_msg(TP_LOG_ERROR, "hook returned pending without a pending handle",
+                    "conn %llu", (unsigned long long)conn->id);
+        cont(conn, tp_block(500, "proxy_internal_error"));
+        return;
+    }
+    conn->pending_cont = cont;
+    tp__conn_rearm(conn);
+}
+
+/* ---- accept and close ---- */
+
+static void ingress_decided(tp_conn_t *conn, tp_decision_t d) {
+    if (conn->closing)
+        return;
+    if (d.verdict != TP_VERDICT_ALLOW) {
+        tp__log_msg(TP_LOG_INFO, "connection blocked", "conn %llu by ingress hook",
+                    (unsigned long long)conn->id);
+        tp__conn_close(conn, TP_CLOSE_BLOCKED);
+        return;
+    }
+    conn->proto->start(conn);
+}
+
+static void handle_close_cb(uv_handle_t *h) { tp__conn_unref(h->data); }
+
+static void conn_free(tp_conn_t *conn) {
+    tp_worker_t *w = conn->worker;
+    tp_server_t *srv = w->server;
+    conn->stats.duration_us = (uv_hrtime() - conn->start_ns) / 1000;
+    tp__conn_trace(conn, "ingress.handle_connection_close");
+    if (srv->hooks.ingress.handle_connection_close)
+        srv->hooks.ingress.handle_connection_close(srv->hooks.ingress.self, conn, &conn->stats);
+    tp_logline_t l;
+    tp__log_begin(&l, TP_LOG_INFO, "close");
+    tp__log_u64(&l, "conn", conn->id);
+    tp__log_str(&l, "endpoint", conn->ep->cfg->name);
+    tp__log_str(&l, "peer", conn->peer_str);
+    tp__log_str(&l, "reason", tp_close_reason_name(conn->stats.reason));
+    tp__log_u64(&l, "bytes_from_client", conn->stats.bytes_from_client);
+    tp__log_u64(&l, "bytes_to_client", conn->stats.bytes_to_client);
+    tp__log_u64(&l, "bytes_from_upstream", conn->stats.bytes_from_upstream);
+    tp__log_u64(&l, "bytes_to_upstream", conn->stats.bytes_to_upstream);
+    tp__log_u64(&l, "requests", conn->stats.requests);
+    tp__log_u64(&l, "duration_us", conn->stats.duration_us);
+    tp__log_end(&l);
+    if (conn->h1)
+        tp__h1_state_free(conn);
+    const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
+    if (conn->ext && spec->free)
+        spec->free(conn->ext);
+    free(conn->ext);
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        w->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    w->nconns--;
+    free(conn);
+    if (w->draining && w->nconns == 0)
+        uv_async_send(&w->wakeup); /* let the worker finish its drain */
+}
+
+void tp__conn_unref(tp_conn_t *conn) {
+    if (--conn->refs == 0)
+        conn_free(conn);
+}
+
+void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason) {
+    if (conn->closing)
+        return;
+    conn->closing = true;
+    if (conn->stats.reason == TP_CLOSE_DONE) /* a reason recorded earlier (an error answer) wins */
+        conn->stats.reason = reason;
+    tp__conn_pending_release(conn);
+    if (conn->egress.resolving)
+        uv_cancel((uv_req_t *)&conn->egress.gai);
+    tp__conn_upstream_close(conn);
+    uv_close((uv_handle_t *)&conn->client, handle_close_cb);
+    uv_close((uv_handle_t *)&conn->timer, handle_close_cb);
+    tp__conn_unref(conn); /* the "alive" reference */
+}
+
+void tp__conn_accept(tp_listener_t *l) {
+    tp_endpoint_t *ep = l->ep;
+    tp_worker_t *w = ep->worker;
+    tp_server_t *srv = w->server;
+    tp_conn_t *conn = calloc(1, sizeof(*conn));
+    if (!conn)
+        return;
+    uv_tcp_init(&w->loop, &conn->client);
+    conn->client.data = conn;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&conn->client) != 0) {
+        uv_close((uv_handle_t *)&conn->client, (uv_close_cb)free);
+        return;
+    }
+    conn->worker = w;
+    conn->ep = ep;
+    conn->id = ((uint64_t)w->index << 48) | ++w->next_id;
+    conn->start_ns = uv_hrtime();
+    conn->refs = 3; /* client handle, timer, alive */
+    uv_timer_init(&w->loop, &conn->timer);
+    conn->timer.data = conn;
+    int len = sizeof(conn->peer.u);
+    uv_tcp_getpeername(&conn->client, &conn->peer.u.sa, &len);
+    len = sizeof(conn->local.u);
+    uv_tcp_getsockname(&conn->client, &conn->local.u.sa, &len);
+    tp_addr_format(&conn->peer, conn->peer_str, sizeof(conn->peer_str));
+    uv_tcp_nodelay(&conn->client, 1);
+    conn->proto = ep->cfg->type == TP_ONRAMP_TCP ? &tp__tcp_proto : &tp__http_proxy_proto;
+    conn->next = w->conns;
+    if (w->conns)
+        w->conns->prev = conn;
+    w->conns = conn;
+    w->nconns++;
+    tp__conn_touch(conn);
+
+    const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
+    if (spec->size) {
+        conn->ext = calloc(1, spec->size);
+        if (!conn->ext) {
+            tp__conn_close(conn, TP_CLOSE_INTERNAL);
+            return;
+        }
+        if (spec->init)
+            spec->init(conn->ext, conn);
+    }
+    tp__conn_trace(conn, "ingress.handle_connection");
+    tp_decision_t d = tp_allow();
+    if (srv->hooks.ingress.handle_connection)
+        d = srv->hooks.ingress.handle_connection(srv->hooks.ingress.self, conn);
+    tp__conn_decide(conn, d, ingress_decided);
+    tp__conn_rearm(conn);
+}
+
+/* ---- public accessors ---- */
+
+uint64_t tp_conn_id(const tp_conn_t *conn) { return conn->id; }
+const tp_addr_t *tp_conn_peer(const tp_conn_t *conn) { return &conn->peer; }
+const tp_addr_t *tp_conn_local(const tp_conn_t *conn) { return &conn->local; }
+tp_endpoint_t *tp_conn_endpoint(const tp_conn_t *conn) { return conn->ep; }
+unsigned tp_conn_worker(const tp_conn_t *conn) { return conn->worker->index; }
+struct uv_loop_s *tp_conn_loop(const tp_conn_t *conn) { return &conn->worker->loop; }
+const char *tp_endpoint_name(const tp_endpoint_t *ep) { return ep->cfg->name; }
+void *tp__conn_ext(tp_conn_t *conn) { return conn->ext; }
+void *tp__endpoint_ext(tp_endpoint_t *ep) { return ep->ext; }
+const void *tp__conn_app_settings(const tp_conn_t *conn) { return conn->worker->server->cfg.app; }
+const void *tp__conn_endpoint_settings(const tp_conn_t *conn) { return conn->ep->cfg->app; }
+const void *tp__endpoint_app_settings_of_endpoint(const tp_endpoint_t *ep) { return ep->cfg->app; }
+
+const char *tp_close_reason_name(tp_close_reason_t reason) {
+    static const char *const names[] = {
+        "done",           "client_closed",  "client_reset",   "upstream_closed",
+        "upstream_reset", "upstream_failed", "blocked",       "protocol_error",
+        "idle_timeout",   "header_timeout", "shutdown",       "internal_error",
+    };
+    if ((unsigned)reason >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[reason];
+}

@@ -1,0 +1,212 @@
+/* core.h: the runtime's private structs: server, workers, per-worker endpoints, connections. */
+#ifndef TP_RUNTIME_CORE_H
+#define TP_RUNTIME_CORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/model.h"
+#include "runtime/buf.h"
+#include "turnpike.h"
+
+typedef struct tp_server tp_server_t;
+typedef struct tp_worker tp_worker_t;
+typedef struct tp_listener tp_listener_t;
+typedef struct tp_upstream tp_upstream_t;
+typedef struct tp_h1 tp_h1_t;
+
+/* Directions of a flow, indexing per-direction counters. */
+enum { TP_TO_CLIENT = 0, TP_TO_UPSTREAM = 1 };
+
+/* A per-worker view of a configured endpoint (so its app extension is per-worker, lock-free). */
+struct tp_endpoint {
+    tp_worker_t *worker;
+    const tp_endpoint_cfg_t *cfg;
+    size_t index;
+    void *ext;
+};
+
+struct tp_listener {
+    uv_tcp_t tcp;
+    tp_endpoint_t *ep;
+    int fd;
+    tp_addr_t addr;
+};
+
+struct tp_server {
+    const tp_app_t *app;
+    tp_hooks_t hooks;
+    tp_config_t cfg;
+    tp_config_schemas_t schemas;
+    const char *config_name;
+    unsigned nworkers;
+    tp_worker_t *workers;
+    uv_loop_t loop; /* the main thread's: signals and worker joins */
+    uv_signal_t sig_term, sig_int;
+    bool stopping;
+};
+
+struct tp_worker {
+    tp_server_t *server;
+    unsigned index;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t wakeup;     /* the main thread asks for a drain through it */
+    atomic_int drain_req;  /* set by the main thread before waking */
+    tp_endpoint_t *endpoints;
+    tp_listener_t *listeners;
+    size_t nlisteners;
+    tp_bufpool_t bufs;
+    struct tp_wreq *free_wreqs;
+    tp_conn_t *conns; /* intrusive list of live connections */
+    size_t nconns;
+    uint64_t next_id;
+    bool draining;
+    uv_timer_t drain_timer;
+    int start_err; /* set when the worker failed to start */
+};
+
+/* A pending decision shared by a flow and the app: freed when both have let go. */
+struct tp_pending {
+    tp_conn_t *conn; /* NULL once the flow let go (dead, timed out, or completed) */
+    bool app_done;
+};
+
+/* Why an egress attempt failed, for the HTTP answer and the log. */
+typedef struct tp_failure {
+    uint16_t status;     /* HTTP status to answer */
+    const char *error;   /* RFC 9209 error type */
+    char details[160];   /* Proxy-Status details (may be empty) */
+    tp_close_reason_t reason;
+} tp_failure_t;
+
+typedef void (*tp_egress_cb)(tp_conn_t *conn, const tp_failure_t *fail);
+
+struct tp_egress {
+    tp_conn_t *conn;
+    tp_request_t *req;
+    char host[256];
+    uint16_t port;
+    tp_addr_t addr; /* the candidate, then the address connected to */
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    tp_egress_cb cb;
+    bool resolving, connecting;
+    bool trusted; /* the destination came from the operator's config, not from a client */
+};
+
+/* An upstream TCP connection; allocated apart so a new one can open while the last closes. */
+struct tp_upstream {
+    uv_tcp_t tcp;
+    tp_conn_t *conn;
+    bool reading;
+    bool eof;
+    bool shut;
+    tp_addr_t addr;
+    char authority[264]; /* host:port it serves, for reuse between keep-alive requests */
+};
+
+/* What a protocol does with a connection's events (L4 tunnel, HTTP/1.1 proxy). */
+typedef struct tp_proto {
+    const char *name;
+    void (*start)(tp_conn_t *conn); /* the ingress hook allowed the connection */
+    /* Data or end (nread < 0, a libuv error or UV_EOF) from a side; `b` carries one reference
+     * for the callee to keep or drop. */
+    void (*on_client_read)(tp_conn_t *conn, tp_buf_t *b, ssize_t nread);
+    void (*on_upstream_read)(tp_conn_t *conn, tp_buf_t *b, ssize_t nread);
+    /* A write toward dir completed; queued[dir] is already decreased. */
+    void (*on_written)(tp_conn_t *conn, int dir, int status);
+    /* The server began draining: finish or close. */
+    void (*on_drain)(tp_conn_t *conn);
+    /* Frees protocol state when the connection is freed. */
+    void (*free)(tp_conn_t *conn);
+} tp_proto_t;
+
+struct tp_conn {
+    tp_worker_t *worker;
+    tp_endpoint_t *ep;
+    const tp_proto_t *proto;
+    tp_conn_t *prev, *next;
+    uint64_t id;
+    unsigned refs; /* one per open handle, plus one while not closing */
+    bool closing;
+    bool client_reading;
+    bool client_eof;
+    bool client_shut;
+    bool hooked_close; /* handle_connection_close ran */
+    uv_tcp_t client;
+    uv_timer_t timer;
+    tp_upstream_t *up;
+    tp_addr_t peer, local;
+    uint64_t start_ns;
+    tp_conn_stats_t stats;
+    size_t queued[2];         /* bytes written but not yet completed, per direction */
+    uint64_t last_activity;   /* uv_now() of the last byte moved */
+    uint64_t header_deadline; /* 0 = none; uv_now() based, like the others */
+    uint64_t connect_deadline;
+    uint64_t pending_deadline;
+    tp_pending_t *pending;
+    void (*pending_cont)(tp_conn_t *conn, tp_decision_t d);
+    tp_decision_t early; /* a pending decision completed before its hook returned */
+    bool early_set;
+    tp_egress_t egress;
+    void *ext;
+    tp_h1_t *h1;
+    char peer_str[TP_ADDR_STRLEN];
+};
+
+/* ---- runtime/conn.c ---- */
+void tp__conn_accept(tp_listener_t *l);
+/* Closes the connection (idempotent): handles close, then the close hook runs and it is freed. */
+void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason);
+/* Recomputes the timer from the deadlines; call after changing one. */
+void tp__conn_rearm(tp_conn_t *conn);
+void tp__conn_touch(tp_conn_t *conn);
+/* Drops a reference taken for an outstanding request (refs++); frees the connection at zero. */
+void tp__conn_unref(tp_conn_t *conn);
+/* Starts or stops reading the client. */
+void tp__conn_client_read(tp_conn_t *conn, bool on);
+/* Opens an upstream handle (closing any previous one); NULL when out of memory. */
+tp_upstream_t *tp__conn_upstream_new(tp_conn_t *conn);
+void tp__conn_upstream_close(tp_conn_t *conn);
+void tp__conn_upstream_read(tp_conn_t *conn, bool on);
+/* Half-closes the write side toward dir after the queued writes. */
+void tp__conn_shutdown(tp_conn_t *conn, int dir);
+/* Writes n buffers toward dir; `hold` (may be NULL) gets a reference for the write's lifetime and
+ * `heap` (may be NULL) is freed after. Returns 0 or a negative tp_err_t (the conn is then closing). */
+int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
+                   char *heap);
+/* Writes a copy of the bytes. */
+int tp__conn_write_copy(tp_conn_t *conn, int dir, const char *data, size_t len);
+/* Logs a hook point when tracing is on. */
+void tp__conn_trace(tp_conn_t *conn, const char *hook);
+/* Runs a deciding hook's result: immediate decisions call cont at once, pending ones later. */
+void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *, tp_decision_t));
+/* Drops a pending decision the flow no longer waits for. */
+void tp__conn_pending_release(tp_conn_t *conn);
+
+/* ---- offramp/egress.c ---- */
+/* Resolves host, runs egress.handle_connection, applies the destination policy and connects
+ * conn->up; cb runs with NULL on success (after handle_connection_established) or a failure. */
+void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size_t hostlen,
+                      uint16_t port, tp_egress_cb cb);
+void tp__egress_cancel(tp_conn_t *conn);
+
+/* ---- onramp/tunnel.c: bytes both ways between client and conn->up ---- */
+/* Starts the tunnel; `early` (may be NULL) holds client bytes already read, sent upstream first. */
+void tp__tunnel_start(tp_conn_t *conn, tp_buf_t *early, const char *data, size_t len);
+extern const tp_proto_t tp__tunnel_proto;
+
+/* ---- onramp/tcp.c, onramp/http_proxy.c ---- */
+extern const tp_proto_t tp__tcp_proto;
+extern const tp_proto_t tp__http_proxy_proto;
+
+/* ---- runtime/worker.c ---- */
+int tp__worker_run_all(tp_server_t *srv);
+void tp__worker_free_wreqs(tp_worker_t *w); /* conn.c */
+void tp__h1_state_free(tp_conn_t *conn);    /* onramp/http_proxy.c */
+void tp__http_proxy_timeout(tp_conn_t *conn, int which);
+
+#endif

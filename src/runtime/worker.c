@@ -1,0 +1,242 @@
+/* worker.c: worker threads (one libuv loop each, SO_REUSEPORT listeners), drain and shutdown. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/core.h"
+#include "runtime/log.h"
+
+/* Opens a listening socket; `addr` gets the bound address (its port when 0 was asked). */
+static int open_listener(tp_addr_t *addr, int backlog, int *fd_out) {
+    int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (addr->u.sa.sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, &addr->u.sa, tp_addr_len(addr)) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    socklen_t len = sizeof(addr->u);
+    getsockname(fd, &addr->u.sa, &len);
+    *fd_out = fd;
+    return 0;
+}
+
+static void on_connection(uv_stream_t *s, int status) {
+    tp_listener_t *l = s->data;
+    if (status != 0 || l->ep->worker->draining)
+        return;
+    tp__conn_accept(l);
+}
+
+static void worker_maybe_finish(tp_worker_t *w) {
+    if (!w->draining || w->nconns > 0)
+        return;
+    if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
+        uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup))
+        uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+static void drain_deadline_cb(uv_timer_t *t) {
+    tp_worker_t *w = t->data;
+    for (tp_conn_t *c = w->conns; c; c = c->next)
+        tp__conn_close(c, TP_CLOSE_SHUTDOWN);
+}
+
+static void wakeup_cb(uv_async_t *a) {
+    tp_worker_t *w = a->data;
+    if (atomic_load(&w->drain_req) && !w->draining) {
+        w->draining = true;
+        for (size_t i = 0; i < w->nlisteners; i++)
+            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+        for (tp_conn_t *c = w->conns; c; c = c->next)
+            if (!c->closing && c->proto->on_drain)
+                c->proto->on_drain(c);
+        uint64_t deadline = w->server->cfg.runtime.drain_timeout;
+        uv_timer_start(&w->drain_timer, drain_deadline_cb, deadline, 0);
+    }
+    worker_maybe_finish(w);
+}
+
+static void worker_main(void *arg) {
+    tp_worker_t *w = arg;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        tp_listener_t *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, &l->tcp);
+        l->tcp.data = l;
+        int rc = uv_tcp_open(&l->tcp, l->fd);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->tcp, (int)l->ep->cfg->backlog, on_connection);
+        if (rc != 0) {
+            tp__log_msg(TP_LOG_ERROR, "listen failed", "worker %u: %s", w->index, uv_strerror(rc));
+            w->start_err = rc;
+        }
+    }
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    tp_server_t *srv = s->data;
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    tp_logline_t l;
+    tp__log_begin(&l, TP_LOG_INFO, "draining");
+    tp__log_str(&l, "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    tp__log_u64(&l, "drain_timeout_ms", srv->cfg.runtime.drain_timeout);
+    tp__log_end(&l);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        atomic_store(&srv->workers[i].drain_req, 1);
+        uv_async_send(&srv->workers[i].wakeup);
+    }
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+}
+
+static void log_ready(tp_server_t *srv) {
+    char json[4096];
+    size_t len = 0;
+    json[len++] = '[';
+    for (size_t e = 0; e < srv->cfg.endpoints.n; e++) {
+        const tp_endpoint_cfg_t *cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
+        len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"name\":", e ? "," : "");
+        len = tp__json_escape(json, sizeof(json), len, cfg->name, strlen(cfg->name));
+        len += (size_t)snprintf(json + len, sizeof(json) - len, ",\"type\":\"%s\",\"listen\":[",
+                                cfg->type == TP_ONRAMP_TCP ? "tcp" : "http_proxy");
+        /* Worker 0's listeners carry the bound ports (port 0 resolved). */
+        bool first = true;
+        for (size_t i = 0; i < srv->workers[0].nlisteners && len < sizeof(json) - 100; i++) {
+            const tp_listener_t *li = &srv->workers[0].listeners[i];
+            if (li->ep->cfg != cfg)
+                continue;
+            char ab[TP_ADDR_STRLEN];
+            tp_addr_format(&li->addr, ab, sizeof(ab));
+            len += (size_t)snprintf(json + len, sizeof(json) - len, "%s\"%s\"", first ? "" : ",",
+                                    ab);
+            first = false;
+        }
+        len += (size_t)snprintf(json + len, sizeof(json) - len, "]}");
+        if (len >= sizeof(json) - 100)
+            break;
+    }
+    json[len++] = ']';
+    json[len] = '\0';
+    tp_logline_t l;
+    tp__log_begin(&l, TP_LOG_INFO, "ready");
+    tp__log_i64(&l, "pid", (int64_t)getpid());
+    tp__log_u64(&l, "workers", srv->nworkers);
+    tp__log_raw(&l, "endpoints", json);
+    tp__log_end(&l);
+}
+
+int tp__worker_run_all(tp_server_t *srv) {
+    unsigned n = srv->cfg.runtime.workers ? (unsigned)srv->cfg.runtime.workers
+                                          : uv_available_parallelism();
+    if (n == 0)
+        n = 1;
+    srv->nworkers = n;
+    srv->workers = calloc(n, sizeof(*srv->workers));
+    if (!srv->workers)
+        return 1;
+    size_t nep = srv->cfg.endpoints.n, nl = 0;
+    for (size_t e = 0; e < nep; e++)
+        nl += TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e)->listen.n;
+    const tp_ext_spec_t *ep_ext = &srv->app->ext[TP_EXT_ENDPOINT];
+
+    int status = 0;
+    for (unsigned i = 0; i < n && status == 0; i++) {
+        tp_worker_t *w = &srv->workers[i];
+        w->server = srv;
+        w->index = i;
+        uv_loop_init(&w->loop);
+        uv_async_init(&w->loop, &w->wakeup, wakeup_cb);
+        w->wakeup.data = w;
+        uv_timer_init(&w->loop, &w->drain_timer);
+        w->drain_timer.data = w;
+        tp__bufpool_init(&w->bufs, (uint32_t)srv->cfg.runtime.buffer_size, 256);
+        w->endpoints = calloc(nep ? nep : 1, sizeof(*w->endpoints));
+        w->listeners = calloc(nl ? nl : 1, sizeof(*w->listeners));
+        if (!w->endpoints || !w->listeners)
+            return 1;
+        size_t li = 0;
+        for (size_t e = 0; e < nep; e++) {
+            tp_endpoint_t *ep = &w->endpoints[e];
+            ep->worker = w;
+            ep->cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
+            ep->index = e;
+            if (ep_ext->size) {
+                ep->ext = calloc(1, ep_ext->size);
+                if (ep->ext && ep_ext->init)
+                    ep_ext->init(ep->ext, ep);
+            }
+            for (size_t a = 0; a < ep->cfg->listen.n; a++, li++) {
+                tp_listener_t *l = &w->listeners[li];
+                l->ep = ep;
+                /* Later workers bind where worker 0 did, so port 0 means one port for all. */
+                l->addr = i == 0 ? ep->cfg->listen.items[a] : srv->workers[0].listeners[li].addr;
+                int rc = open_listener(&l->addr, (int)ep->cfg->backlog, &l->fd);
+                if (rc != 0) {
+                    char ab[TP_ADDR_STRLEN];
+                    tp_addr_format(&l->addr, ab, sizeof(ab));
+                    tp__log_msg(TP_LOG_ERROR, "cannot listen", "endpoint %s on %s: %s",
+                                ep->cfg->name, ab, strerror(-rc));
+                    fprintf(stderr, "turnpike: cannot listen on %s for endpoint '%s': %s\n", ab,
+                            ep->cfg->name, strerror(-rc));
+                    status = 1;
+                    break;
+                }
+            }
+            if (status)
+                break;
+        }
+        w->nlisteners = li;
+    }
+    if (status != 0)
+        return status;
+
+    uv_loop_init(&srv->loop);
+    uv_signal_init(&srv->loop, &srv->sig_term);
+    uv_signal_init(&srv->loop, &srv->sig_int);
+    srv->sig_term.data = srv->sig_int.data = srv;
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+
+    log_ready(srv);
+    for (unsigned i = 0; i < n; i++)
+        uv_thread_create(&srv->workers[i].thread, worker_main, &srv->workers[i]);
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < n; i++) {
+        tp_worker_t *w = &srv->workers[i];
+        uv_thread_join(&w->thread);
+        if (w->start_err)
+            status = 1;
+        for (size_t e = 0; e < nep; e++) {
+            if (w->endpoints[e].ext && ep_ext->free)
+                ep_ext->free(w->endpoints[e].ext);
+            free(w->endpoints[e].ext);
+        }
+        tp__worker_free_wreqs(w);
+        tp__bufpool_free(&w->bufs);
+        uv_loop_close(&w->loop);
+        free(w->endpoints);
+        free(w->listeners);
+    }
+    uv_loop_close(&srv->loop);
+    free(srv->workers);
+    tp__log_msg(TP_LOG_INFO, "stopped", NULL);
+    return status;
+}
