@@ -249,12 +249,11 @@ static int tree_add(loader_t *L, const yaml_event_t *ev, node_t **root, node_t *
     node_t *parent = *depth > 0 ? stack[*depth - 1] : NULL;
     if (ev->type == YAML_SCALAR_EVENT) {
         kind = N_SCALAR;
-        if (decorated((const char *)ev->data.scalar.anchor, (const char *)ev->data.scalar.tag,
-                      YAML_STR_TAG, why, sizeof(why)))
-            ;
-        else if (ev->data.scalar.length > MAX_SCALAR)
+        bool refused = decorated((const char *)ev->data.scalar.anchor,
+                                 (const char *)ev->data.scalar.tag, YAML_STR_TAG, why, sizeof(why));
+        if (!refused && ev->data.scalar.length > MAX_SCALAR)
             snprintf(why, sizeof(why), "value longer than %d bytes", MAX_SCALAR);
-        else if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
+        else if (!refused && memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
             snprintf(why, sizeof(why), "values may not contain NUL characters");
     } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
         kind = N_SEQ;
@@ -265,14 +264,13 @@ static int tree_add(loader_t *L, const yaml_event_t *ev, node_t **root, node_t *
         decorated((const char *)ev->data.mapping_start.anchor,
                   (const char *)ev->data.mapping_start.tag, YAML_MAP_TAG, why, sizeof(why));
     }
-    if (why[0]) {
-        /* already explained */
-    } else if (++L->nodes > MAX_NODES) {
+    if (why[0] == '\0' && ++L->nodes > MAX_NODES) {
         snprintf(why, sizeof(why), "the document has more than %d values", MAX_NODES);
-    } else if (parent && parent->n >= (parent->kind == N_SEQ ? 1 : 2) * (size_t)MAX_ITEMS) {
+    } else if (why[0] == '\0' && parent &&
+               parent->n >= (parent->kind == N_SEQ ? 1 : 2) * (size_t)MAX_ITEMS) {
         snprintf(why, sizeof(why), "more than %d items in one %s", MAX_ITEMS,
                  parent->kind == N_SEQ ? "list" : "mapping");
-    } else if (kind != N_SCALAR && *depth == MAX_DEPTH) {
+    } else if (why[0] == '\0' && kind != N_SCALAR && *depth == MAX_DEPTH) {
         snprintf(why, sizeof(why), "nested deeper than %d levels", MAX_DEPTH);
     }
     if (why[0]) {
