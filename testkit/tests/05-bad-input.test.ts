@@ -16,6 +16,7 @@ import {
     sleep,
     startHttpOrigin,
     withTurnpike,
+    type Endpoint,
     type HttpOrigin,
 } from '../src/index.js';
 import { assertStillServes, LOOPBACK, proxyConfig } from './common.js';
@@ -23,18 +24,37 @@ import { assertStillServes, LOOPBACK, proxyConfig } from './common.js';
 const get = (origin: HttpOrigin, extraHeaders = '') =>
     `GET ${origin.url('/x')} HTTP/1.1\r\nHost: ${origin.address}\r\n${extraHeaders}\r\n`;
 
+/**
+ * Sends each request on its own connection; returns what went wrong for each (expected: 400, the
+ * connection closed, nothing reached the origin), so one run reports every deviation.
+ */
+async function expect400(ep: Endpoint, origin: HttpOrigin, requests: string[]): Promise<string[]> {
+    const failures: string[] = [];
+    for (const bytes of requests) {
+        const before = origin.connections;
+        const r = await rawHttp(ep, bytes, { timeoutMs: 3000 });
+        await sleep(50);
+        const what = JSON.stringify(bytes);
+        if (r.status !== 400) failures.push(`${what}: got ${JSON.stringify(r.text.slice(0, 200))} instead of 400`);
+        if (!r.closed) failures.push(`${what}: connection still open 3 s after the reply`);
+        if (origin.connections !== before) failures.push(`${what}: reached the origin`);
+    }
+    return failures;
+}
+
 describe('bad input', () => {
     afterEach(cleanup);
 
     it('a malformed request line gets 400 and the connection is closed', { timeout: 60_000 }, async () => {
         const origin = await startHttpOrigin();
         await withTurnpike({ config: proxyConfig({ allow_destinations: LOOPBACK }) }, async (tp) => {
-            const ep = tp.endpoint('proxy');
-            for (const bytes of ['this is not http\r\n\r\n', 'GET\r\n\r\n', `GET ${origin.url('/')} HTTP/9.Z\r\n\r\n`]) {
-                const r = await rawHttp(ep, bytes);
-                assert.equal(r.status, 400, `${JSON.stringify(bytes)} got: ${JSON.stringify(r.text)}`);
-                assert.ok(r.closed, `Turnpike should close the connection after 400 for ${JSON.stringify(bytes)}`);
-            }
+            const failures = await expect400(tp.endpoint('proxy'), origin, [
+                'this is not http\r\n\r\n',
+                'GET\r\n\r\n',
+                `GET ${origin.url('/')} HTTP/9.Z\r\n\r\n`,
+                `GET ${origin.url('/')}\r\n\r\n`,
+            ]);
+            assert.deepEqual(failures, []);
             assert.equal(origin.connections, 0);
             await assertStillServes(tp, origin);
         });
@@ -43,13 +63,14 @@ describe('bad input', () => {
     it('bad header syntax gets 400 and never reaches the origin', { timeout: 60_000 }, async () => {
         const origin = await startHttpOrigin();
         await withTurnpike({ config: proxyConfig({ allow_destinations: LOOPBACK }) }, async (tp) => {
-            const ep = tp.endpoint('proxy');
-            for (const header of ['Bad Header: yes\r\n', 'NoColonHere\r\n', 'X-Space-Before-Colon : v\r\n', '(comment): v\r\n']) {
-                const r = await rawHttp(ep, get(origin, header));
-                assert.equal(r.status, 400, `${JSON.stringify(header)} got: ${JSON.stringify(r.text)}`);
-                assert.ok(r.closed, `connection should close after 400 for ${JSON.stringify(header)}`);
-            }
-            assert.equal(origin.requests.length, 0);
+            const headers = ['Bad Header: yes\r\n', 'NoColonHere\r\n', 'X-Space-Before-Colon : v\r\n', '(comment): v\r\n'];
+            const failures = await expect400(
+                tp.endpoint('proxy'),
+                origin,
+                headers.map((h) => get(origin, h)),
+            );
+            assert.deepEqual(failures, []);
+            assert.equal(origin.connections, 0, 'no byte of a bad request may reach the origin');
             await assertStillServes(tp, origin);
         });
     });
@@ -69,6 +90,7 @@ describe('bad input', () => {
             const summed = await rawHttp(ep, get(origin, many));
             assert.equal(summed.status, 431, `got: ${JSON.stringify(summed.text.slice(0, 200))}`);
             assert.equal(origin.requests.length, 1);
+            assert.equal(origin.connections, 1, 'the refused requests must not reach the origin');
             await assertStillServes(tp, origin);
         });
     });
@@ -78,7 +100,7 @@ describe('bad input', () => {
         await withTurnpike({ config: proxyConfig({ allow_destinations: LOOPBACK }) }, async (tp) => {
             const r = await rawHttp(tp.endpoint('proxy'), get(origin, `X-Huge: ${'h'.repeat(20 * 1024)}\r\n`));
             assert.equal(r.status, 431, `got: ${JSON.stringify(r.text.slice(0, 200))}`);
-            assert.equal(origin.requests.length, 0);
+            assert.equal(origin.connections, 0);
             await assertStillServes(tp, origin);
         });
     });
@@ -94,6 +116,7 @@ describe('bad input', () => {
             const r = await rawHttp(ep, get(origin, headers(20)));
             assert.equal(r.status, 431, `got: ${JSON.stringify(r.text.slice(0, 200))}`);
             assert.equal(origin.requests.length, 1);
+            assert.equal(origin.connections, 1, 'the refused request must not reach the origin');
             await assertStillServes(tp, origin);
         });
     });
@@ -146,7 +169,7 @@ describe('bad input', () => {
             assert.ok(trickleElapsed < 3000, `trickling client closed after ${trickleElapsed} ms`);
             trickle.destroy();
 
-            assert.equal(origin.requests.length, 0);
+            assert.equal(origin.connections, 0);
             await assertStillServes(tp, origin);
         });
     });
