@@ -10,6 +10,7 @@ import { isDeepStrictEqual } from 'node:util';
 
 import { track } from './cleanup.js';
 import { appBinary, assertExecutable } from './paths.js';
+import { sleep } from './wait.js';
 import { toYaml } from './yaml.js';
 
 /** A config as YAML text, or as a plain object the testkit serializes to YAML. */
@@ -127,7 +128,17 @@ export async function withTurnpike<T>(
     try {
         result = await fn(tp);
     } catch (err) {
+        // If Turnpike died during the test, that is most likely why it failed: say so. (A crash
+        // can close client sockets a moment before the exit is seen: give it that moment.)
+        await Promise.race([tp.exited, sleep(300)]);
+        const diedEarly = tp.signalsSent === 0 ? tp.exitStatus : null;
         await tp.stop().catch(() => undefined);
+        const report = tp.sanitizerReport();
+        if (err instanceof Error && (diedEarly || report)) {
+            err.message +=
+                (diedEarly ? `\n  Turnpike exited during the test (${fmtExit(diedEarly)})` : '') +
+                (report ? `\n  sanitizer report:\n${indent(report, 4)}` : `\n  stderr tail:\n${indent(tp.stderrTail(30), 4)}`);
+        }
         throw err;
     }
     await tp.stop();
@@ -160,6 +171,7 @@ export class Turnpike {
     private readonly listeners = new Set<() => void>();
     private readyEndpoints: Endpoint[] | null = null;
     private stopping: Promise<ExitInfo> | null = null;
+    private signalCount = 0;
     private readonly untrack: () => void;
 
     /** Use startTurnpike(). */
@@ -212,6 +224,11 @@ export class Turnpike {
                 if (!this.exitInfo && pid > 0) process.kill(pid, 'SIGKILL');
             },
         );
+    }
+
+    /** How many signals the testkit sent it (signal(), kill(), stop()). */
+    get signalsSent(): number {
+        return this.signalCount;
     }
 
     /** The exit status, or null while running. */
@@ -362,12 +379,15 @@ export class Turnpike {
     /** Sends a signal (e.g. 'SIGTERM' to start draining, 'SIGHUP'). */
     signal(sig: NodeJS.Signals): void {
         if (this.exitInfo) throw new Error(`cannot send ${sig}: Turnpike already exited (${fmtExit(this.exitInfo)})`);
+        this.signalCount++;
         this.child.kill(sig);
     }
 
     /** Like signal() but quiet when the process is gone. */
     kill(sig: NodeJS.Signals = 'SIGKILL'): void {
-        if (!this.exitInfo) this.child.kill(sig);
+        if (this.exitInfo) return;
+        this.signalCount++;
+        this.child.kill(sig);
     }
 
     /**
@@ -378,7 +398,7 @@ export class Turnpike {
         if (this.exitInfo) return Promise.resolve(this.exitInfo);
         if (!this.stopping) {
             const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
-            this.child.kill('SIGTERM');
+            this.kill('SIGTERM');
             const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
             this.stopping = this.exited.finally(() => clearTimeout(timer));
         }

@@ -388,7 +388,13 @@ const server = net.createServer((s) => {
   const conn = next++;
   const peer = s.remoteAddress + ':' + s.remotePort;
   log({ msg: 'hook', conn, hook: 'ingress.handle_connection', peer });
-  s.on('data', (d) => s.write(d));
+  s.on('data', (d) => {
+    if (String(d) === 'crash') {
+      process.stderr.write('==1==ERROR: AddressSanitizer: heap-use-after-free on address 0x1\\n    #0 0x1 in tp_conn_free\\n');
+      process.exit(1);
+    }
+    s.write(d);
+  });
   s.on('end', () => s.end());
   s.on('close', () => {
     log({ msg: 'close', conn, endpoint: 'echo', peer, reason: 'client_closed' });
@@ -454,6 +460,23 @@ describe('process handle (against a fake Turnpike)', () => {
         await assert.rejects(tp.waitForLog({ msg: 'never' }), /exited \(status 3\)/);
         await assert.rejects(tp.assertCleanExit(), /did not exit cleanly \(status 3\)/);
         assert.throws(() => tp.rss(), /exited/);
+    });
+
+    it('withTurnpike blames a crash and shows the sanitizer report', async () => {
+        const binary = fakeTurnpikeBinary();
+        await assert.rejects(
+            withTurnpike({ binary, config: {} }, async (tp) => {
+                const c = await rawTcp(tp.endpoint());
+                await c.write('crash');
+                await c.readBytes(1, 2000); // the connection dies with the process
+            }),
+            (err: Error) => {
+                assert.match(err.message, /connection closed/);
+                assert.match(err.message, /Turnpike exited during the test \(status 1\)/);
+                assert.match(err.message, /sanitizer report:[\s\S]*heap-use-after-free/);
+                return true;
+            },
+        );
     });
 
     it('startTurnpike rejects with the stderr tail when the process exits before ready', async () => {
