@@ -9,7 +9,9 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { afterEach, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 import {
     cleanup,
@@ -35,8 +37,23 @@ import {
     StreamHash,
     toYaml,
     track,
+    waitFor,
     withTurnpike,
 } from '../src/index.js';
+
+function isAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+    } catch {
+        return false;
+    }
+    // A zombie (exited, not yet reaped) counts as gone.
+    try {
+        return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    } catch {
+        return false;
+    }
+}
 
 describe('toYaml', () => {
     it('writes a config in block style with plain scalars where safe', () => {
@@ -478,6 +495,31 @@ describe('process handle (against a fake Turnpike)', () => {
             },
         );
     });
+
+    for (const how of ['exit', 'SIGTERM', 'SIGINT'] as const) {
+        it(`kills every Turnpike it started when the test process ends (${how})`, async () => {
+            const binary = fakeTurnpikeBinary();
+            const index = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'index.js');
+            const script = `
+                const tk = await import(${JSON.stringify(index)});
+                const tp = await tk.startTurnpike({ binary: ${JSON.stringify(binary)}, config: {} });
+                process.stdout.write(tp.pid + '\\n');
+                if (${JSON.stringify(how)} === 'exit') setTimeout(() => process.exit(0), 500);
+                setInterval(() => {}, 1000);
+            `;
+            const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+            const untrack = track('test child', () => child.kill('SIGKILL'));
+            let out = '';
+            child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+            await waitFor(() => out.includes('\n'), { timeoutMs: 10_000, message: 'the child did not start Turnpike' });
+            const pid = Number(out.trim());
+            assert.ok(isAlive(pid), 'the fake Turnpike runs');
+            if (how !== 'exit') child.kill(how);
+            await new Promise((resolve) => child.once('exit', resolve));
+            untrack();
+            await waitFor(() => !isAlive(pid), { timeoutMs: 5000, message: `Turnpike pid ${pid} outlived the test process` });
+        });
+    }
 
     it('startTurnpike rejects with the stderr tail when the process exits before ready', async () => {
         await assert.rejects(
