@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 
-import { cleanup, connectTunnel, rawTcp, RawConnection, startTcpEcho, withTurnpike } from '../src/index.js';
+import { cleanup, connectTunnel, rawTcp, RawConnection, startTcpEcho, withTurnpike, type Turnpike } from '../src/index.js';
 import { LOOPBACK, proxyConfig, tcpConfig } from './common.js';
 
 describe('hook order', () => {
@@ -77,6 +77,46 @@ describe('hook order', () => {
             assert.equal(tb.hooks.at(-1), 'ingress.handle_connection_close');
             assert.equal(ta.hooks.length, 4, ta.hooks.join(' -> '));
             assert.equal(tb.hooks.length, 4, tb.hooks.join(' -> '));
+        });
+    });
+
+    it('logs one JSON object per line: ready with the real ports, close per connection', { timeout: 60_000 }, async () => {
+        const echo = await startTcpEcho();
+        let stopped: Turnpike | undefined;
+        await withTurnpike({ config: tcpConfig(echo.address) }, async (tp) => {
+            stopped = tp;
+            const ready = tp.findLog({ msg: 'ready' })!;
+            assert.equal(ready.level, 'info');
+            assert.equal(ready.pid, tp.pid);
+            const ep = tp.endpoint('l4');
+            assert.equal(ep.type, 'tcp');
+            assert.deepEqual(ep.listen, [`127.0.0.1:${ep.port}`]);
+            assert.notEqual(ep.port, 0);
+            const c = await rawTcp(ep);
+            await c.write('x');
+            await c.readBytes(1);
+            c.destroy();
+            const close = (await tp.connectionFor(c.localPort)).close;
+            assert.equal(close.endpoint, 'l4');
+            assert.equal(close.peer, `127.0.0.1:${c.localPort}`);
+            for (const key of ['conn', 'reason', 'bytes_from_client', 'bytes_to_client', 'duration_us']) {
+                assert.ok(key in close, `close line lacks ${key}: ${JSON.stringify(close)}`);
+            }
+        });
+        // Stopped by now, so this covers draining and shutdown too.
+        assert.deepEqual(stopped!.otherStderrLines, [], 'every stderr line is a JSON object');
+    });
+
+    it('logs no hook lines when runtime.trace_hooks is off', { timeout: 60_000 }, async () => {
+        const echo = await startTcpEcho();
+        await withTurnpike({ config: tcpConfig(echo.address, {}, { runtime: { trace_hooks: false } }) }, async (tp) => {
+            const c = await rawTcp(tp.endpoint('l4'));
+            await c.write('x');
+            await c.readBytes(1);
+            c.destroy();
+            await tp.waitForLog({ msg: 'close' });
+            assert.equal(tp.logs.filter((l) => l.msg === 'hook').length, 0);
+            await assert.rejects(tp.hooksFor(c.localPort), /trace_hooks/);
         });
     });
 });
