@@ -47,6 +47,7 @@ struct tp_h1 {
     tp_response_t connect_resp;
     int event;
     int err_status; /* 431/414 set by a callback before failing the parser */
+    const char *err_detail; /* why a callback failed the parser */
     tp_buf_t *in;   /* unparsed client bytes (reads are off while it is set) */
     size_t in_off, in_len;
     tp_buf_t *cur;  /* the slab the parser is running over, for zero-copy forwarding */
@@ -192,7 +193,27 @@ static int on_method_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_FIRST);
 static int on_url(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_URL, at, len); }
 static int on_url_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_URL); }
 static int on_hname(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_NAME, at, len); }
-static int on_hname_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_NAME); }
+static bool is_tchar(unsigned char c);
+
+static int on_hname_done(llhttp_t *p) {
+    int rc = head_done_cb(p, TP_H1_IN_NAME);
+    if (rc)
+        return rc;
+    /* A field name is a token (RFC 9110 5.1): no whitespace before the colon, nothing odd. */
+    tp_conn_t *conn = p->data;
+    const tp_h1_head_t *hd = &conn->h1->req.head;
+    tp_str_t name = tp__h1_str(hd, hd->fields[hd->nfields - 1].name);
+    if (name.len == 0) {
+        conn->h1->err_detail = "empty header name";
+        return HPE_USER;
+    }
+    for (size_t i = 0; i < name.len; i++)
+        if (!is_tchar((unsigned char)name.ptr[i])) {
+            conn->h1->err_detail = "invalid character in header name";
+            return HPE_USER;
+        }
+    return 0;
+}
 static int on_hvalue(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_VALUE, at, len); }
 static int on_hvalue_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_VALUE); }
 
@@ -798,7 +819,8 @@ static void parse_failed(tp_conn_t *conn, llhttp_errno_t e) {
         respond_error(conn, 414, "http_request_error", "request target too long", false);
     } else {
         char details[160];
-        snprintf(details, sizeof(details), "%s", llhttp_get_error_reason(&h->rp));
+        snprintf(details, sizeof(details), "%s",
+                 h->err_detail ? h->err_detail : llhttp_get_error_reason(&h->rp));
         respond_error(conn, 400, "http_request_error", details, false);
     }
 }

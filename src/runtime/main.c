@@ -59,8 +59,11 @@ int tp_main(int argc, char **argv, const tp_app_t *app) {
             print = true;
             break;
         case OPT_VERSION:
-            printf("%s %s (turnpike %s)\n", app->name, app->version ? app->version : "",
-                   TP_VERSION_STRING);
+            if (strcmp(app->name, "turnpike") == 0)
+                printf("turnpike %s\n", TP_VERSION_STRING);
+            else
+                printf("%s %s (turnpike %s)\n", app->name, app->version ? app->version : "",
+                       TP_VERSION_STRING);
             return 0;
         case 'h':
             usage(stdout, argv[0]);
