@@ -35,7 +35,7 @@ unit:
 
 integration:
 	@cd testkit && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
-	@cd testkit && npx tsc -p .
+	@cd testkit && rm -rf dist && npx tsc -p .
 	@TURNPIKE_BUILD=$(CURDIR)/build/asan node --test --test-concurrency=1 testkit/dist/tests/
 
 fuzz-smoke:
