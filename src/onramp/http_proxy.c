@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "h1/head.h"
+#include "h1/request.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
 
@@ -18,9 +19,6 @@ typedef enum h1_state {
     H1_LINGER,     /* an error answer is out; discarding input until EOF or a short deadline */
 } h1_state_t;
 
-/* What paused the request parser. */
-enum { EV_NONE = 0, EV_HEAD, EV_MESSAGE };
-
 struct tp_response {
     uint16_t status;
     char *extra; /* added header lines, "Name: value\r\n"... */
@@ -30,24 +28,19 @@ struct tp_response {
 
 struct tp_request {
     tp_conn_t *conn;
-    tp_h1_head_t head;
-    tp_str_t host; /* inside head.buf (or target_buf) */
-    uint16_t port;
-    tp_str_t path;
+    tp_h1_req_t *rq;       /* its parser, which holds the head */
+    tp_h1_target_t target; /* host, port and path, inside the head */
     bool is_connect;
     void *ext;
 };
 
 struct tp_h1 {
     h1_state_t state;
-    llhttp_t rp; /* requests from the client */
-    llhttp_t sp; /* responses from the upstream */
+    tp_h1_req_t rq; /* requests from the client */
+    llhttp_t sp;    /* responses from the upstream */
     tp_request_t req;
     tp_h1_head_t resp_head;
     tp_response_t connect_resp;
-    int event;
-    int err_status; /* 431/414 set by a callback before failing the parser */
-    const char *err_detail; /* why a callback failed the parser */
     tp_buf_t *in;   /* unparsed client bytes (reads are off while it is set) */
     size_t in_off, in_len;
     tp_buf_t *cur;  /* the slab the parser is running over, for zero-copy forwarding */
@@ -56,13 +49,13 @@ struct tp_h1 {
     bool resp_no_body;
     bool client_keep_alive, upstream_keep_alive, close_after;
     bool drain;
-    bool kick; /* run the parser once more even without bytes */
     bool upstream_reused;
     uint64_t resp_bytes;
 };
 
-static const llhttp_settings_t req_settings;
 static const llhttp_settings_t resp_settings;
+static void on_req_begin(void *ctx);
+static int on_req_body(void *ctx, const char *at, size_t len);
 
 static void client_parse(tp_conn_t *conn);
 static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, const char *details,
@@ -95,16 +88,17 @@ static tp_h1_t *h1_new(tp_conn_t *conn) {
     tp_h1_t *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
-    if (tp__h1_head_init(&h->req.head, cfg->limits.max_header_bytes,
-                         (size_t)cfg->limits.max_headers) != 0 ||
+    if (tp__h1_req_init(&h->rq, cfg->limits.max_header_bytes, (size_t)cfg->limits.max_headers,
+                        conn) != 0 ||
         tp__h1_head_init(&h->resp_head, TP_KIB(64), 256) != 0) {
-        tp__h1_head_free(&h->req.head);
+        tp__h1_req_free(&h->rq);
         free(h);
         return NULL;
     }
+    h->rq.on_begin = on_req_begin;
+    h->rq.on_body = on_req_body;
     h->req.conn = conn;
-    llhttp_init(&h->rp, HTTP_REQUEST, &req_settings);
-    h->rp.data = conn;
+    h->req.rq = &h->rq;
     llhttp_init(&h->sp, HTTP_RESPONSE, &resp_settings);
     h->sp.data = conn;
     return h;
@@ -126,7 +120,7 @@ void tp__h1_state_free(tp_conn_t *conn) {
     request_ext_free(conn);
     if (h->in)
         tp__buf_unref(h->in);
-    tp__h1_head_free(&h->req.head);
+    tp__h1_req_free(&h->rq);
     tp__h1_head_free(&h->resp_head);
     free(h->connect_resp.extra);
     free(h);
@@ -137,18 +131,15 @@ void tp__h1_state_free(tp_conn_t *conn) {
 static void exchange_reset(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     request_ext_free(conn);
-    tp__h1_head_reset(&h->req.head);
+    tp__h1_req_next(&h->rq);
     tp__h1_head_reset(&h->resp_head);
-    h->req.host = h->req.path = (tp_str_t){NULL, 0};
-    h->req.port = 0;
+    memset(&h->req.target, 0, sizeof(h->req.target));
     h->req.is_connect = false;
     h->state = H1_HEAD;
-    h->event = EV_NONE;
     h->req_started = h->req_done = h->req_body_chunked = false;
     h->resp_started = h->resp_head_sent = h->resp_done = false;
     h->resp_chunked_out = h->resp_close_delimited = h->resp_no_body = false;
     h->upstream_reused = false;
-    h->kick = false;
     h->resp_bytes = 0;
     free(h->connect_resp.extra);
     memset(&h->connect_resp, 0, sizeof(h->connect_resp));
@@ -156,71 +147,14 @@ static void exchange_reset(tp_conn_t *conn) {
 
 /* ---- request parser callbacks ---- */
 
-static int head_cb(llhttp_t *p, int element, const char *at, size_t len) {
-    tp_conn_t *conn = p->data;
-    int st = tp__h1_head_append(&conn->h1->req.head, element, at, len);
-    if (st) {
-        conn->h1->err_status = st;
-        return HPE_USER;
-    }
-    return 0;
-}
-
-static int head_done_cb(llhttp_t *p, int element) {
-    tp_conn_t *conn = p->data;
-    int st = tp__h1_head_complete(&conn->h1->req.head, element);
-    if (st) {
-        conn->h1->err_status = st;
-        return HPE_USER;
-    }
-    return 0;
-}
-
-static int on_req_begin(llhttp_t *p) {
-    tp_conn_t *conn = p->data;
-    tp_h1_t *h = conn->h1;
-    h->req_started = true;
+static void on_req_begin(void *ctx) {
+    tp_conn_t *conn = ctx;
+    conn->h1->req_started = true;
     if (!conn->header_deadline) {
         conn->header_deadline =
             uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.header_read;
         tp__conn_rearm(conn);
     }
-    return 0;
-}
-
-static int on_method(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_FIRST, at, len); }
-static int on_method_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_FIRST); }
-static int on_url(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_URL, at, len); }
-static int on_url_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_URL); }
-static int on_hname(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_NAME, at, len); }
-static bool is_tchar(unsigned char c);
-
-static int on_hname_done(llhttp_t *p) {
-    int rc = head_done_cb(p, TP_H1_IN_NAME);
-    if (rc)
-        return rc;
-    /* A field name is a token (RFC 9110 5.1): no whitespace before the colon, nothing odd. */
-    tp_conn_t *conn = p->data;
-    const tp_h1_head_t *hd = &conn->h1->req.head;
-    tp_str_t name = tp__h1_str(hd, hd->fields[hd->nfields - 1].name);
-    if (name.len == 0) {
-        conn->h1->err_detail = "empty header name";
-        return HPE_USER;
-    }
-    for (size_t i = 0; i < name.len; i++)
-        if (!is_tchar((unsigned char)name.ptr[i])) {
-            conn->h1->err_detail = "invalid character in header name";
-            return HPE_USER;
-        }
-    return 0;
-}
-static int on_hvalue(llhttp_t *p, const char *at, size_t len) { return head_cb(p, TP_H1_IN_VALUE, at, len); }
-static int on_hvalue_done(llhttp_t *p) { return head_done_cb(p, TP_H1_IN_VALUE); }
-
-static int on_req_headers_done(llhttp_t *p) {
-    tp_conn_t *conn = p->data;
-    conn->h1->event = EV_HEAD;
-    return HPE_PAUSED;
 }
 
 static int send_chunk(tp_conn_t *conn, int dir, tp_buf_t *hold, const char *at, size_t len,
@@ -240,39 +174,15 @@ static int send_chunk(tp_conn_t *conn, int dir, tp_buf_t *hold, const char *at, 
     return tp__conn_write(conn, dir, b, 3, hold, frame);
 }
 
-static int on_req_body(llhttp_t *p, const char *at, size_t len) {
-    tp_conn_t *conn = p->data;
+static int on_req_body(void *ctx, const char *at, size_t len) {
+    tp_conn_t *conn = ctx;
     tp_h1_t *h = conn->h1;
     if (send_chunk(conn, TP_TO_UPSTREAM, h->cur, at, len, h->req_body_chunked) != 0)
-        return HPE_USER;
+        return -1;
     if (conn->queued[TP_TO_UPSTREAM] > conn->ep->cfg->high_watermark)
         tp__conn_client_read(conn, false);
     return 0;
 }
-
-static int on_req_done(llhttp_t *p) {
-    tp_conn_t *conn = p->data;
-    tp_h1_t *h = conn->h1;
-    if (h->req_body_chunked && !h->req.is_connect)
-        tp__conn_write_copy(conn, TP_TO_UPSTREAM, "0\r\n\r\n", 5);
-    h->event = EV_MESSAGE;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t req_settings = {
-    .on_message_begin = on_req_begin,
-    .on_method = on_method,
-    .on_method_complete = on_method_done,
-    .on_url = on_url,
-    .on_url_complete = on_url_done,
-    .on_header_field = on_hname,
-    .on_header_field_complete = on_hname_done,
-    .on_header_value = on_hvalue,
-    .on_header_value_complete = on_hvalue_done,
-    .on_headers_complete = on_req_headers_done,
-    .on_body = on_req_body,
-    .on_message_complete = on_req_done,
-};
 
 /* ---- responses Turnpike writes itself ---- */
 
@@ -443,60 +353,11 @@ static void connect_decided(tp_conn_t *conn, tp_decision_t d) {
                       d.details, true);
         return;
     }
-    tp__egress_start(conn, &h->req, h->req.host.ptr, h->req.host.len, h->req.port,
+    tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len, h->req.target.port,
                      connect_established);
 }
 
 /* ---- absolute-form requests ---- */
-
-/* Splits an authority "host:port" / "[v6]:port" / "host"; false when malformed. */
-static bool parse_authority(tp_str_t a, uint16_t default_port, tp_str_t *host, uint16_t *port) {
-    const char *p = a.ptr, *end = a.ptr + a.len;
-    if (a.len == 0)
-        return false;
-    const char *hend;
-    const char *colon = NULL;
-    if (*p == '[') {
-        hend = memchr(p, ']', a.len);
-        if (!hend)
-            return false;
-        *host = (tp_str_t){p + 1, (size_t)(hend - p - 1)};
-        if (hend + 1 < end) {
-            if (hend[1] != ':')
-                return false;
-            colon = hend + 1;
-        }
-    } else {
-        colon = memchr(p, ':', a.len);
-        hend = colon ? colon : end;
-        *host = (tp_str_t){p, (size_t)(hend - p)};
-        for (const char *c = p; c < hend; c++)
-            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
-                return false;
-    }
-    if (host->len == 0 || host->len > 253)
-        return false;
-    if (!colon) {
-        if (!default_port)
-            return false;
-        *port = default_port;
-        return true;
-    }
-    unsigned long v = 0;
-    const char *c = colon + 1;
-    if (c == end || end - c > 5)
-        return false;
-    for (; c < end; c++) {
-        if (*c < '0' || *c > '9')
-            return false;
-        v = v * 10 + (unsigned long)(*c - '0');
-    }
-    if (v == 0 || v > 65535)
-        return false;
-    *port = (uint16_t)v;
-    return true;
-}
 
 /* Response parser callbacks. */
 static int resp_head_cb(llhttp_t *p, int element, const char *at, size_t len) {
@@ -560,7 +421,7 @@ static int on_resp_headers_done(llhttp_t *p) {
     tp_h1_t *h = conn->h1;
     tp_h1_head_t *rh = &h->resp_head;
     unsigned status = p->status_code;
-    bool head_req = h->rp.method == HTTP_HEAD;
+    bool head_req = h->rq.p.method == HTTP_HEAD;
     bool informational = status >= 100 && status < 200;
     if (status == 101) /* Upgrade is hop-by-hop and never forwarded, so 101 is a broken origin */
         return HPE_USER;
@@ -568,7 +429,7 @@ static int on_resp_headers_done(llhttp_t *p) {
     bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
     bool chunked = (p->flags & F_CHUNKED) != 0;
     h->resp_no_body = head_req || informational || status == 204 || status == 304;
-    bool client_11 = h->rp.http_major == 1 && h->rp.http_minor >= 1;
+    bool client_11 = h->rq.p.http_major == 1 && h->rq.p.http_minor >= 1;
     h->resp_chunked_out = false;
     h->resp_close_delimited = false;
     if (!h->resp_no_body && !has_cl) {
@@ -653,27 +514,27 @@ static void exchange_maybe_done(tp_conn_t *conn);
 static void send_request_head(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     tp_request_t *req = &h->req;
-    tp_h1_head_t *hd = &req->head;
-    llhttp_t *p = &h->rp;
+    tp_h1_head_t *hd = &h->rq.head;
+    llhttp_t *p = &h->rq.p;
     size_t cap = hd->len + 256, len = 0;
     char *out = malloc(cap);
     tp_str_t method = tp__h1_str(hd, hd->first);
     append(&out, &len, &cap, method.ptr, method.len);
     APPEND_LIT(&out, &len, &cap, " ");
-    if (req->path.len == 0 || req->path.ptr[0] != '/')
+    if (req->target.path.len == 0 || req->target.path.ptr[0] != '/')
         APPEND_LIT(&out, &len, &cap, "/");
-    append(&out, &len, &cap, req->path.ptr, req->path.len);
+    append(&out, &len, &cap, req->target.path.ptr, req->target.path.len);
     APPEND_LIT(&out, &len, &cap, " HTTP/1.1\r\nHost: ");
-    if (memchr(req->host.ptr, ':', req->host.len)) {
+    if (memchr(req->target.host.ptr, ':', req->target.host.len)) {
         APPEND_LIT(&out, &len, &cap, "[");
-        append(&out, &len, &cap, req->host.ptr, req->host.len);
+        append(&out, &len, &cap, req->target.host.ptr, req->target.host.len);
         APPEND_LIT(&out, &len, &cap, "]");
     } else {
-        append(&out, &len, &cap, req->host.ptr, req->host.len);
+        append(&out, &len, &cap, req->target.host.ptr, req->target.host.len);
     }
     char line[64];
-    if (req->port != 80) {
-        int n = snprintf(line, sizeof(line), ":%u", req->port);
+    if (req->target.port != 80) {
+        int n = snprintf(line, sizeof(line), ":%u", req->target.port);
         append(&out, &len, &cap, line, (size_t)n);
     }
     APPEND_LIT(&out, &len, &cap, "\r\n");
@@ -716,8 +577,8 @@ static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
 static void forward_start(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     char authority[300];
-    int n = snprintf(authority, sizeof(authority), "%.*s:%u", (int)h->req.host.len, h->req.host.ptr,
-                     h->req.port);
+    int n = snprintf(authority, sizeof(authority), "%.*s:%u", (int)h->req.target.host.len,
+                     h->req.target.host.ptr, h->req.target.port);
     if (conn->up && !conn->up->eof && h->upstream_keep_alive && n > 0 &&
         strcmp(conn->up->authority, authority) == 0) {
         /* The last exchange left a live keep-alive connection to the same origin. */
@@ -727,7 +588,7 @@ static void forward_start(tp_conn_t *conn) {
         return;
     }
     tp__conn_upstream_close(conn);
-    tp__egress_start(conn, &h->req, h->req.host.ptr, h->req.host.len, h->req.port,
+    tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len, h->req.target.port,
                      forward_established);
 }
 
@@ -736,12 +597,12 @@ static void on_head(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     tp_request_t *req = &h->req;
     tp_server_t *srv = conn->worker->server;
-    llhttp_t *p = &h->rp;
     conn->header_deadline = 0;
     tp__conn_rearm(conn);
     conn->stats.requests++;
     h->state = H1_DECIDING;
-    h->client_keep_alive = llhttp_should_keep_alive(p);
+    h->client_keep_alive = llhttp_should_keep_alive(&h->rq.p);
+    req->is_connect = h->rq.p.method == HTTP_CONNECT;
 
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_REQUEST];
     if (spec->size) {
@@ -753,14 +614,13 @@ static void on_head(tp_conn_t *conn) {
         if (spec->init)
             spec->init(req->ext, req);
     }
-    tp_str_t url = tp__h1_str(&req->head, req->head.url);
-    if (p->method == HTTP_CONNECT) {
-        req->is_connect = true;
-        if (!parse_authority(url, 0, &req->host, &req->port)) {
-            respond_error(conn, 400, "http_request_error",
-                          "CONNECT needs an authority-form target (host:port)", true);
-            return;
-        }
+    const char *detail = NULL;
+    int status = tp__h1_parse_target(&h->rq, &req->target, &detail);
+    if (status) {
+        respond_error(conn, (uint16_t)status, "http_request_error", detail, req->is_connect);
+        return;
+    }
+    if (req->is_connect) {
         tp__conn_trace(conn, "http.handle_proxy_connect_request");
         tp_decision_t d = tp_allow();
         if (srv->hooks.http_request.handle_proxy_connect_request)
@@ -769,76 +629,36 @@ static void on_head(tp_conn_t *conn) {
         tp__conn_decide(conn, d, connect_decided);
         return;
     }
-    if (p->http_major != 1) {
-        respond_error(conn, 400, "http_request_error", "unsupported HTTP version", false);
-        return;
-    }
-    if (url.len >= 8 && strncasecmp(url.ptr, "https://", 8) == 0) {
-        respond_error(conn, 501, "http_request_error",
-                      "https:// targets need CONNECT (TLS to origins is not enabled)", false);
-        return;
-    }
-    if (url.len < 7 || strncasecmp(url.ptr, "http://", 7) != 0) {
-        respond_error(conn, 400, "http_request_error",
-                      "a forward proxy needs an absolute-form target (http://host/path)", false);
-        return;
-    }
-    const char *a = url.ptr + 7, *end = url.ptr + url.len;
-    const char *slash = a;
-    while (slash < end && *slash != '/' && *slash != '?' && *slash != '#')
-        slash++;
-    tp_str_t auth = {a, (size_t)(slash - a)};
-    if (memchr(auth.ptr, '@', auth.len) || !parse_authority(auth, 80, &req->host, &req->port)) {
-        respond_error(conn, 400, "http_request_error", "malformed authority in request target",
-                      false);
-        return;
-    }
-    const char *frag = memchr(slash, '#', (size_t)(end - slash));
-    if (frag) /* a fragment is never sent on the wire */
-        end = frag;
-    /* "http://host" and "http://host?q" have the empty path: the origin gets "/" and "/?q". */
-    req->path = (tp_str_t){slash, (size_t)(end - slash)};
     forward_start(conn);
 }
 
 /* ---- the parse loop over client bytes ---- */
 
-static void parse_failed(tp_conn_t *conn, llhttp_errno_t e) {
+static void parse_failed(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     conn->stats.reason = TP_CLOSE_PROTOCOL_ERROR;
     if (h->state == H1_FORWARDING) {
         /* A broken body after the head went upstream: nothing sane can follow; abort both. */
         tp__log_msg(TP_LOG_INFO, "bad request body", "conn %llu: %s", (unsigned long long)conn->id,
-                    llhttp_get_error_reason(&h->rp));
+                    h->rq.err_detail);
         tp__conn_close(conn, TP_CLOSE_PROTOCOL_ERROR);
         return;
     }
-    if (h->err_status == 431) {
-        respond_error(conn, 431, "http_request_error", "request header section too large", false);
-    } else if (h->err_status == 414) {
-        respond_error(conn, 414, "http_request_error", "request target too long", false);
-    } else {
-        char details[160];
-        snprintf(details, sizeof(details), "%s",
-                 h->err_detail ? h->err_detail : llhttp_get_error_reason(&h->rp));
-        respond_error(conn, 400, "http_request_error", details, false);
-    }
+    int status = h->rq.err_status ? h->rq.err_status : 400;
+    respond_error(conn, (uint16_t)status, "http_request_error", h->rq.err_detail, false);
 }
 
 static void client_parse(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     while (!conn->closing && (h->state == H1_HEAD || (h->state == H1_FORWARDING && !h->req_done))) {
-        /* After a paused head, llhttp needs one more call (even with no bytes) to finish a
-         * message without a body. */
-        if (!h->in && !h->kick)
+        if (!h->in && !h->rq.kick)
             break;
-        h->kick = false;
-        const char *data = h->in ? h->in->data + h->in_off : "";
-        size_t len = h->in ? h->in_len : 0;
         tp_buf_t *cur = h->cur = h->in;
         if (cur)
             tp__buf_ref(cur);
-        llhttp_errno_t e = llhttp_execute(&h->rp, data, len);
+        size_t used = 0;
+        tp_h1_req_event_t ev = tp__h1_req_execute(&h->rq, cur ? cur->data + h->in_off : NULL,
+                                                  cur ? h->in_len : 0, &used);
         h->cur = NULL;
         if (conn->closing) {
             if (cur)
@@ -846,7 +666,6 @@ static void client_parse(tp_conn_t *conn) {
             return;
         }
         if (h->in && h->in == cur) {
-            size_t used = e == HPE_OK ? h->in_len : (size_t)(llhttp_get_error_pos(&h->rp) - data);
             h->in_off += used;
             h->in_len -= used;
             if (h->in_len == 0) {
@@ -856,19 +675,17 @@ static void client_parse(tp_conn_t *conn) {
         }
         if (cur)
             tp__buf_unref(cur);
-        if (e == HPE_OK)
+        if (ev == TP_H1_REQ_MORE)
             break;
-        if (e != HPE_PAUSED) {
-            parse_failed(conn, e);
+        if (ev == TP_H1_REQ_ERROR) {
+            parse_failed(conn);
             return;
         }
-        llhttp_resume(&h->rp);
-        int ev = h->event;
-        h->event = EV_NONE;
-        if (ev == EV_HEAD) {
-            h->kick = true;
+        if (ev == TP_H1_REQ_HEAD) {
             on_head(conn);
-        } else if (ev == EV_MESSAGE) {
+        } else if (ev == TP_H1_REQ_MESSAGE) {
+            if (h->req_body_chunked)
+                tp__conn_write_copy(conn, TP_TO_UPSTREAM, "0\r\n\r\n", 5);
             h->req_done = true;
             exchange_maybe_done(conn);
             return;
@@ -952,7 +769,7 @@ static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     case H1_FORWARDING:
         if (!h->req_done) {
             /* The request body was cut short: the origin must not see a complete request. */
-            if (llhttp_finish(&h->rp) != HPE_OK || !h->req_done) {
+            if (llhttp_finish(&h->rq.p) != HPE_OK || !h->req_done) {
                 tp__conn_close(conn, TP_CLOSE_CLIENT_CLOSED);
                 return;
             }
@@ -1073,13 +890,15 @@ const tp_proto_t tp__http_proxy_proto = {
 /* ---- public accessors ---- */
 
 tp_str_t tp_request_method(const tp_request_t *req) {
-    return tp__h1_str(&req->head, req->head.first);
+    return tp__h1_str(&req->rq->head, req->rq->head.first);
 }
-tp_str_t tp_request_target(const tp_request_t *req) { return tp__h1_str(&req->head, req->head.url); }
-tp_str_t tp_request_host(const tp_request_t *req) { return req->host; }
-uint16_t tp_request_port(const tp_request_t *req) { return req->port; }
+tp_str_t tp_request_target(const tp_request_t *req) {
+    return tp__h1_str(&req->rq->head, req->rq->head.url);
+}
+tp_str_t tp_request_host(const tp_request_t *req) { return req->target.host; }
+uint16_t tp_request_port(const tp_request_t *req) { return req->target.port; }
 tp_str_t tp_request_header(const tp_request_t *req, const char *name) {
-    return tp__h1_head_get(&req->head, name);
+    return tp__h1_head_get(&req->rq->head, name);
 }
 tp_conn_t *tp_request_conn(const tp_request_t *req) { return req->conn; }
 void *tp__request_ext(tp_request_t *req) { return req->ext; }
@@ -1098,17 +917,12 @@ tp_pending_t *tp__pending_new_egress(tp_egress_t *eg, uint64_t timeout_ms) {
 
 uint16_t tp_response_status(const tp_response_t *resp) { return resp->status; }
 
-static bool is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 int tp_response_add_header(tp_response_t *resp, const char *name, const char *value) {
     if (!name || !value || !*name)
         return TP_ERR_INVAL;
     size_t nl = strlen(name), vl = strlen(value);
     for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)name[i]))
+        if (!tp__h1_is_tchar((unsigned char)name[i]))
             return TP_ERR_INVAL;
     for (size_t i = 0; i < vl; i++) {
         unsigned char c = (unsigned char)value[i];

@@ -1,0 +1,62 @@
+/* request.h: HTTP/1.x request framing on llhttp: bounded heads, strict names, pause points. */
+#ifndef TP_H1_REQUEST_H
+#define TP_H1_REQUEST_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h1/head.h"
+
+/* What one run of the parser stopped at. */
+typedef enum tp_h1_req_event {
+    TP_H1_REQ_MORE = 0, /* all bytes used; more are needed */
+    TP_H1_REQ_HEAD,     /* a request head is complete (the body, if any, is not parsed yet) */
+    TP_H1_REQ_MESSAGE,  /* the request (head and body) is complete */
+    TP_H1_REQ_ERROR,    /* malformed or over a limit: see status and detail */
+} tp_h1_req_event_t;
+
+typedef struct tp_h1_req {
+    llhttp_t p;
+    tp_h1_head_t head;
+    int event;
+    int err_status;         /* 400, 414 or 431 after TP_H1_REQ_ERROR */
+    const char *err_detail; /* a static reason after TP_H1_REQ_ERROR */
+    bool kick;              /* after a head, run once more even with no bytes */
+    void *ctx;
+    void (*on_begin)(void *ctx);
+    /* Body bytes as they are parsed (de-chunked); non-zero stops the parser with an error. */
+    int (*on_body)(void *ctx, const char *at, size_t len);
+} tp_h1_req_t;
+
+/* Prepares a parser with the limits; returns 0 or TP_ERR_NOMEM. */
+int tp__h1_req_init(tp_h1_req_t *r, size_t max_header_bytes, size_t max_headers, void *ctx);
+void tp__h1_req_free(tp_h1_req_t *r);
+/* Forgets the last head (the parser itself moves on to the next message by itself). */
+void tp__h1_req_next(tp_h1_req_t *r);
+
+/*
+ * Parses up to len bytes; *used says how many were consumed. Call again with the rest after
+ * HEAD or MESSAGE (with len 0 if nothing is left but kick is set). After ERROR the parser is dead.
+ */
+tp_h1_req_event_t tp__h1_req_execute(tp_h1_req_t *r, const char *data, size_t len, size_t *used);
+
+/* True for the characters of an HTTP token (RFC 9110 5.6.2). */
+bool tp__h1_is_tchar(unsigned char c);
+
+/* Where a request goes, from its target. Strings point into the head buffer. */
+typedef struct tp_h1_target {
+    tp_str_t host; /* without brackets */
+    uint16_t port;
+    tp_str_t path; /* may be empty or start with '?': the origin then gets "/" first */
+} tp_h1_target_t;
+
+/* Splits an authority ("host:port", "[v6]:port", "host" when default_port is non-zero). */
+bool tp__h1_parse_authority(tp_str_t a, uint16_t default_port, tp_str_t *host, uint16_t *port);
+
+/* Parses a CONNECT target (authority-form) or an absolute-form http:// target. Returns 0, or the
+ * status to answer (400, 501) with *detail set. */
+int tp__h1_parse_target(const tp_h1_req_t *r, tp_h1_target_t *t, const char **detail);
+
+#endif
