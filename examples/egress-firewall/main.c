@@ -1,4 +1,5 @@
-/* egress-firewall: private destinations only for clients whose CONNECT carries the pre-shared key. */
+/* egress-firewall: private destinations only for clients whose CONNECT carries the pre-shared key.
+ */
 #include <turnpike.h>
 
 typedef struct {

@@ -1,4 +1,5 @@
-/* next-hop: tells CONNECT clients which address the tunnel reached (RFC 9209 Proxy-Status next-hop). */
+/* next-hop: tells CONNECT clients which address the tunnel reached (RFC 9209 Proxy-Status
+ * next-hop). */
 #include <stdio.h>
 #include <turnpike.h>
 

@@ -30,13 +30,15 @@ typedef struct tp_ext_spec {
 } tp_ext_spec_t;
 
 /* An extension of type T with no init/free. */
-#define TP_EXT_SPEC(T) {.size = sizeof(T)}
+#define TP_EXT_SPEC(T)                                                                             \
+    { .size = sizeof(T) }
 
 typedef struct tp_app {
-    const char *name;        /* shown by --version and in logs */
+    const char *name; /* shown by --version and in logs */
     const char *version;
     const char *description; /* one line, printed at the top of --print-default-config */
-    /* The app's own top-level `app:` section: schema entries for a struct of settings_size bytes. */
+    /* The app's own top-level `app:` section: schema entries for a struct of settings_size bytes.
+     */
     const tp_setting_t *settings;
     size_t settings_size;
     /* The app's per-endpoint section (`endpoints[].app:`). */
@@ -46,8 +48,8 @@ typedef struct tp_app {
     tp_hooks_t hooks;
     /*
      * Optional, once after the configuration is loaded and before any worker starts: may check the
-     * settings across keys and adjust `hooks` (a copy of .hooks, e.g. to set `self`). Returns 0, or a
-     * negative tp_err_t after writing a message to stderr: Turnpike then exits with status 2.
+     * settings across keys and adjust `hooks` (a copy of .hooks, e.g. to set `self`). Returns 0, or
+     * a negative tp_err_t after writing a message to stderr: Turnpike then exits with status 2.
      */
     int (*start)(const void *settings, tp_hooks_t *hooks);
     /* Optional, once after all workers stopped. */
@@ -56,9 +58,9 @@ typedef struct tp_app {
 
 /*
  * Runs Turnpike with the app: parses the command line (-c FILE, --check-config,
- * --print-default-config, --version, --help), loads the configuration, starts the workers and serves
- * until SIGTERM or SIGINT, then drains. Returns the process exit status: 0 after a clean stop, 1 on a
- * runtime failure (e.g. a listen address in use), 2 on a usage or configuration error.
+ * --print-default-config, --version, --help), loads the configuration, starts the workers and
+ * serves until SIGTERM or SIGINT, then drains. Returns the process exit status: 0 after a clean
+ * stop, 1 on a runtime failure (e.g. a listen address in use), 2 on a usage or configuration error.
  */
 int tp_main(int argc, char **argv, const tp_app_t *app);
 

@@ -1,4 +1,5 @@
-/* turnpike/common.h: error codes, byte strings, socket addresses and CIDR sets shared by the API. */
+/* turnpike/common.h: error codes, byte strings, socket addresses and CIDR sets shared by the API.
+ */
 #ifndef TURNPIKE_COMMON_H
 #define TURNPIKE_COMMON_H
 

@@ -57,26 +57,27 @@ static inline tp_decision_t tp_redirect(const tp_addr_t *addr) {
     return d;
 }
 
-/* The decision will come later through tp_pending_complete(). Return it only after tp_pending_new(). */
+/* The decision will come later through tp_pending_complete(). Return it only after
+ * tp_pending_new(). */
 static inline tp_decision_t tp_pending(void) {
     tp_decision_t d = {.verdict = TP_VERDICT_PENDING};
     return d;
 }
 
 /* Egress wording for tp_allow(): connect to this (resolved) address. */
-#define tp_egress_direct(addr) ((void)(addr), tp_allow())
+#define tp_egress_direct(addr)         ((void)(addr), tp_allow())
 #define tp_egress_block(status, error) tp_block((status), (error))
 
 /*
  * A decision that completes later. Inside a deciding hook, call tp_pending_new() on the hook's
- * context, start the asynchronous work, and return tp_pending(). The flow waits, without blocking the
- * loop, until tp_pending_complete() is called or `timeout_ms` passes; on timeout it is refused with
- * 503 and Proxy-Status error proxy_internal_error ("decision timed out").
+ * context, start the asynchronous work, and return tp_pending(). The flow waits, without blocking
+ * the loop, until tp_pending_complete() is called or `timeout_ms` passes; on timeout it is refused
+ * with 503 and Proxy-Status error proxy_internal_error ("decision timed out").
  *
- * tp_pending_complete() must be called exactly once per handle, on the same worker loop (from a libuv
- * callback, a timer, or an async handle), even when the flow is gone: then it only frees the handle and
- * returns TP_ERR_CLOSED (after a timeout, likewise). It returns 0 when the decision was applied.
- * A completion may itself be TP_VERDICT_PENDING only by mistake: it is treated as BLOCK.
+ * tp_pending_complete() must be called exactly once per handle, on the same worker loop (from a
+ * libuv callback, a timer, or an async handle), even when the flow is gone: then it only frees the
+ * handle and returns TP_ERR_CLOSED (after a timeout, likewise). It returns 0 when the decision was
+ * applied. A completion may itself be TP_VERDICT_PENDING only by mistake: it is treated as BLOCK.
  */
 typedef struct tp_pending tp_pending_t;
 
@@ -87,9 +88,11 @@ tp_pending_t *tp__pending_new_egress(tp_egress_t *eg, uint64_t timeout_ms);
 /* tp_pending_new(ctx, timeout_ms): ctx is the hook's tp_conn_t *, tp_request_t * or tp_egress_t *.
  * Returns NULL (and the hook should decide at once) when out of memory or when called outside a
  * deciding hook. */
-#define tp_pending_new(ctx, timeout_ms)                                                             \
-    _Generic((ctx), tp_conn_t *: tp__pending_new_conn, tp_request_t *: tp__pending_new_request,     \
-             tp_egress_t *: tp__pending_new_egress)((ctx), (timeout_ms))
+#define tp_pending_new(ctx, timeout_ms)                                                            \
+    _Generic((ctx), tp_conn_t *                                                                    \
+             : tp__pending_new_conn, tp_request_t *                                                \
+             : tp__pending_new_request, tp_egress_t *                                              \
+             : tp__pending_new_egress)((ctx), (timeout_ms))
 
 /* Completes a pending decision: 0 if applied, TP_ERR_CLOSED if the flow died or timed out. */
 int tp_pending_complete(tp_pending_t *p, tp_decision_t decision);
@@ -112,7 +115,8 @@ struct uv_loop_s *tp_conn_loop(const tp_conn_t *conn);
 
 /* The request method ("CONNECT", "GET", ...). */
 tp_str_t tp_request_method(const tp_request_t *req);
-/* The request target as sent ("example.com:443" for CONNECT, "http://host/path" for a proxy GET). */
+/* The request target as sent ("example.com:443" for CONNECT, "http://host/path" for a proxy GET).
+ */
 tp_str_t tp_request_target(const tp_request_t *req);
 /* The host the request is for (from the target), without brackets, and its port. */
 tp_str_t tp_request_host(const tp_request_t *req);
@@ -146,16 +150,19 @@ const void *tp__request_endpoint_settings(const tp_request_t *req);
 const void *tp__egress_endpoint_settings(const tp_egress_t *eg);
 
 /* The app's global settings (its `app:` section) as the struct its schema describes. */
-#define tp_app_settings(ctx)                                                                        \
-    _Generic((ctx), tp_conn_t *: tp__conn_app_settings, tp_request_t *: tp__request_app_settings,   \
-             tp_egress_t *: tp__egress_app_settings)(ctx)
+#define tp_app_settings(ctx)                                                                       \
+    _Generic((ctx), tp_conn_t *                                                                    \
+             : tp__conn_app_settings, tp_request_t *                                               \
+             : tp__request_app_settings, tp_egress_t *                                             \
+             : tp__egress_app_settings)(ctx)
 
 /* The app's per-endpoint settings (the endpoint's `app:` section). */
-#define tp_endpoint_settings(ctx)                                                                   \
-    _Generic((ctx), tp_conn_t *: tp__conn_endpoint_settings,                                        \
-             tp_request_t *: tp__request_endpoint_settings,                                         \
-             tp_egress_t *: tp__egress_endpoint_settings,                                           \
-             tp_endpoint_t *: tp__endpoint_app_settings_of_endpoint)(ctx)
+#define tp_endpoint_settings(ctx)                                                                  \
+    _Generic((ctx), tp_conn_t *                                                                    \
+             : tp__conn_endpoint_settings, tp_request_t *                                          \
+             : tp__request_endpoint_settings, tp_egress_t *                                        \
+             : tp__egress_endpoint_settings, tp_endpoint_t *                                       \
+             : tp__endpoint_app_settings_of_endpoint)(ctx)
 
 void *tp__endpoint_ext(tp_endpoint_t *ep);
 void *tp__conn_ext(tp_conn_t *conn);
@@ -163,26 +170,28 @@ void *tp__request_ext(tp_request_t *req);
 
 /* The app's extension of a context, declared in tp_app_t.ext: TP_EXT(my_conn_t, conn)->field.
  * NULL when the app declared none for that kind of context. Zeroed, then the spec's init runs. */
-#define TP_EXT(T, ctx)                                                                              \
-    ((T *)_Generic((ctx), tp_endpoint_t *: tp__endpoint_ext, tp_conn_t *: tp__conn_ext,             \
-                   tp_request_t *: tp__request_ext)(ctx))
+#define TP_EXT(T, ctx)                                                                             \
+    ((T *)_Generic((ctx), tp_endpoint_t *                                                          \
+                   : tp__endpoint_ext, tp_conn_t *                                                 \
+                   : tp__conn_ext, tp_request_t *                                                  \
+                   : tp__request_ext)(ctx))
 
 /* ---- Hook tables -------------------------------------------------------------------------- */
 
 /* Why a connection ended; names as in tp_close_reason_name() ("client_closed", ...). */
 typedef enum tp_close_reason {
-    TP_CLOSE_DONE = 0,           /* both sides finished normally */
-    TP_CLOSE_CLIENT_CLOSED,      /* the client closed (between requests, or its half of a tunnel) */
-    TP_CLOSE_CLIENT_RESET,       /* the client's connection failed (reset, error) */
-    TP_CLOSE_UPSTREAM_CLOSED,    /* the upstream closed first and the flow could not go on */
-    TP_CLOSE_UPSTREAM_RESET,     /* the upstream connection failed mid-flow */
-    TP_CLOSE_UPSTREAM_FAILED,    /* no upstream connection could be made */
-    TP_CLOSE_BLOCKED,            /* a hook or the policy refused the flow */
-    TP_CLOSE_PROTOCOL_ERROR,     /* the client broke the protocol */
-    TP_CLOSE_IDLE_TIMEOUT,       /* nothing moved for the idle timeout */
-    TP_CLOSE_HEADER_TIMEOUT,     /* the request head did not arrive in time */
-    TP_CLOSE_SHUTDOWN,           /* the server was draining and the deadline passed */
-    TP_CLOSE_INTERNAL,           /* Turnpike failed (out of memory, ...) */
+    TP_CLOSE_DONE = 0,        /* both sides finished normally */
+    TP_CLOSE_CLIENT_CLOSED,   /* the client closed (between requests, or its half of a tunnel) */
+    TP_CLOSE_CLIENT_RESET,    /* the client's connection failed (reset, error) */
+    TP_CLOSE_UPSTREAM_CLOSED, /* the upstream closed first and the flow could not go on */
+    TP_CLOSE_UPSTREAM_RESET,  /* the upstream connection failed mid-flow */
+    TP_CLOSE_UPSTREAM_FAILED, /* no upstream connection could be made */
+    TP_CLOSE_BLOCKED,         /* a hook or the policy refused the flow */
+    TP_CLOSE_PROTOCOL_ERROR,  /* the client broke the protocol */
+    TP_CLOSE_IDLE_TIMEOUT,    /* nothing moved for the idle timeout */
+    TP_CLOSE_HEADER_TIMEOUT,  /* the request head did not arrive in time */
+    TP_CLOSE_SHUTDOWN,        /* the server was draining and the deadline passed */
+    TP_CLOSE_INTERNAL,        /* Turnpike failed (out of memory, ...) */
 } tp_close_reason_t;
 
 /* "done", "client_closed", ... for logs and metrics. */
@@ -193,15 +202,16 @@ typedef struct tp_conn_stats {
     uint64_t bytes_to_client;   /* bytes written to the client */
     uint64_t bytes_from_upstream;
     uint64_t bytes_to_upstream;
-    uint64_t duration_us;       /* from accept to close */
-    uint64_t requests;          /* HTTP requests seen (0 on L4) */
+    uint64_t duration_us; /* from accept to close */
+    uint64_t requests;    /* HTTP requests seen (0 on L4) */
     tp_close_reason_t reason;
 } tp_conn_stats_t;
 
 /* Ingress: the client connection as a whole. */
 typedef struct tp_ingress_hook {
     void *self; /* passed to every function below */
-    /* After accept, before any byte is read. Allow or block (the connection is closed). May pend. */
+    /* After accept, before any byte is read. Allow or block (the connection is closed). May pend.
+     */
     tp_decision_t (*handle_connection)(void *self, tp_conn_t *conn);
     /* Once, when the connection is over (also after a block). The context dies after it returns. */
     void (*handle_connection_close)(void *self, tp_conn_t *conn, const tp_conn_stats_t *stats);
@@ -224,7 +234,8 @@ typedef struct tp_egress_hook {
 /* HTTP: requests that come through an HTTP on-ramp. */
 typedef struct tp_http_request_hook {
     void *self;
-    /* A CONNECT request's head has arrived. Allow, or block with a status (default 403). May pend. */
+    /* A CONNECT request's head has arrived. Allow, or block with a status (default 403). May pend.
+     */
     tp_decision_t (*handle_proxy_connect_request)(void *self, tp_request_t *req);
     /* The CONNECT tunnel is about to be answered (2xx or an error); may add response headers. */
     void (*handle_proxy_connect_response)(void *self, tp_request_t *req, tp_response_t *resp);

@@ -1,4 +1,5 @@
-/* turnpike/settings.h: typed configuration schemas, shared by the framework's sections and apps'. */
+/* turnpike/settings.h: typed configuration schemas, shared by the framework's sections and apps'.
+ */
 #ifndef TURNPIKE_SETTINGS_H
 #define TURNPIKE_SETTINGS_H
 
@@ -18,8 +19,8 @@ extern "C" {
  * the documented default config (`turnpike --print-default-config`).
  *
  * C types of the fields, by setting type:
- *   BOOL      bool                DURATION  uint64_t milliseconds ("250ms", "5s", "2m", "1h"; "0" = off)
- *   INT       int64_t             SIZE      uint64_t bytes ("512", "64KiB", "16MiB", "1GiB")
+ *   BOOL      bool                DURATION  uint64_t milliseconds ("250ms", "5s", "2m", "1h"; "0" =
+ * off) INT       int64_t             SIZE      uint64_t bytes ("512", "64KiB", "16MiB", "1GiB")
  *   STRING    char * (NULL = unset; owned by the config)
  *   ENUM      int (index into the NULL-terminated `names`)
  *   CIDRS     tp_cidr_set_t * (never NULL once loaded; may be empty)
@@ -105,54 +106,49 @@ typedef struct tp_list {
 #define TP_LIST_AT(T, list, i) (&((T *)(list).items)[(i)])
 
 #define TP__SETTING(T, field, ty, d, lo, hi, nm, sb, dc, fl)                                       \
-    {.name = #field,                                                                                \
-     .type = (ty),                                                                                  \
-     .offset = offsetof(T, field),                                                                  \
-     .def = (d),                                                                                    \
-     .min = (lo),                                                                                   \
-     .max = (hi),                                                                                   \
-     .names = (nm),                                                                                 \
-     .sub = (sb),                                                                                   \
-     .doc = (dc),                                                                                   \
-     .flags = (fl)}
+    {                                                                                              \
+        .name = #field, .type = (ty), .offset = offsetof(T, field), .def = (d), .min = (lo),       \
+        .max = (hi), .names = (nm), .sub = (sb), .doc = (dc), .flags = (fl)                        \
+    }
 
 /* Table entries; T is the section's struct type and `field` both the member and the YAML key. */
-#define TP_SETTING_BOOL(T, field, def, doc)                                                         \
+#define TP_SETTING_BOOL(T, field, def, doc)                                                        \
     TP__SETTING(T, field, TP_SETTING_T_BOOL, def, 0, 0, NULL, NULL, doc, 0)
-#define TP_SETTING_INT(T, field, def, lo, hi, doc)                                                  \
+#define TP_SETTING_INT(T, field, def, lo, hi, doc)                                                 \
     TP__SETTING(T, field, TP_SETTING_T_INT, def, lo, hi, NULL, NULL, doc, 0)
-#define TP_SETTING_INT_AUTO(T, field, def, lo, hi, doc)                                             \
+#define TP_SETTING_INT_AUTO(T, field, def, lo, hi, doc)                                            \
     TP__SETTING(T, field, TP_SETTING_T_INT, def, lo, hi, NULL, NULL, doc, TP_SETTING_AUTO)
-#define TP_SETTING_DURATION(T, field, def, lo, hi, doc)                                             \
+#define TP_SETTING_DURATION(T, field, def, lo, hi, doc)                                            \
     TP__SETTING(T, field, TP_SETTING_T_DURATION, def, lo, hi, NULL, NULL, doc, 0)
-#define TP_SETTING_SIZE(T, field, def, lo, hi, doc)                                                 \
+#define TP_SETTING_SIZE(T, field, def, lo, hi, doc)                                                \
     TP__SETTING(T, field, TP_SETTING_T_SIZE, def, lo, hi, NULL, NULL, doc, 0)
-#define TP_SETTING_STRING(T, field, def, doc)                                                       \
+#define TP_SETTING_STRING(T, field, def, doc)                                                      \
     TP__SETTING(T, field, TP_SETTING_T_STRING, def, 0, 0, NULL, NULL, doc, 0)
-#define TP_SETTING_SECRET_STRING(T, field, def, doc)                                                \
+#define TP_SETTING_SECRET_STRING(T, field, def, doc)                                               \
     TP__SETTING(T, field, TP_SETTING_T_STRING, def, 0, 0, NULL, NULL, doc, TP_SETTING_SECRET)
-#define TP_SETTING_ENUM(T, field, def, names, doc)                                                  \
+#define TP_SETTING_ENUM(T, field, def, names, doc)                                                 \
     TP__SETTING(T, field, TP_SETTING_T_ENUM, def, 0, 0, names, NULL, doc, 0)
-#define TP_SETTING_CIDRS(T, field, def, doc)                                                        \
+#define TP_SETTING_CIDRS(T, field, def, doc)                                                       \
     TP__SETTING(T, field, TP_SETTING_T_CIDRS, def, 0, 0, NULL, NULL, doc, 0)
-#define TP_SETTING_ADDRS(T, field, def, doc)                                                        \
+#define TP_SETTING_ADDRS(T, field, def, doc)                                                       \
     TP__SETTING(T, field, TP_SETTING_T_ADDRS, def, 0, 0, NULL, NULL, doc, 0)
-#define TP_SETTING_HOSTPORT(T, field, def, doc)                                                     \
+#define TP_SETTING_HOSTPORT(T, field, def, doc)                                                    \
     TP__SETTING(T, field, TP_SETTING_T_HOSTPORT, def, 0, 0, NULL, NULL, doc, 0)
-#define TP_SETTING_STRINGS(T, field, def, doc)                                                      \
+#define TP_SETTING_STRINGS(T, field, def, doc)                                                     \
     TP__SETTING(T, field, TP_SETTING_T_STRINGS, def, 0, 0, NULL, NULL, doc, 0)
-#define TP_SETTING_SECTION(T, field, schema, doc)                                                   \
+#define TP_SETTING_SECTION(T, field, schema, doc)                                                  \
     TP__SETTING(T, field, TP_SETTING_T_SECTION, NULL, 0, 0, NULL, schema, doc, 0)
-#define TP_SETTING_LIST(T, field, schema, doc)                                                      \
+#define TP_SETTING_LIST(T, field, schema, doc)                                                     \
     TP__SETTING(T, field, TP_SETTING_T_LIST, NULL, 0, 0, NULL, schema, doc, 0)
-#define TP_SETTING_END {.name = NULL, .type = TP_SETTING_T_END}
+#define TP_SETTING_END                                                                             \
+    { .name = NULL, .type = TP_SETTING_T_END }
 
 /* Durations and sizes for bounds, in the units the fields store. */
-#define TP_MS(x) ((int64_t)(x))
-#define TP_SECONDS(x) ((int64_t)(x) * 1000)
-#define TP_KIB(x) ((int64_t)(x) * 1024)
-#define TP_MIB(x) ((int64_t)(x) * 1024 * 1024)
-#define TP_GIB(x) ((int64_t)(x) * 1024 * 1024 * 1024)
+#define TP_MS(x)      ((int64_t)(x))
+#define TP_SECONDS(x) ((int64_t)(x)*1000)
+#define TP_KIB(x)     ((int64_t)(x)*1024)
+#define TP_MIB(x)     ((int64_t)(x)*1024 * 1024)
+#define TP_GIB(x)     ((int64_t)(x)*1024 * 1024 * 1024)
 
 #ifdef __cplusplus
 }

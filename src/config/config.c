@@ -15,10 +15,10 @@
 
 /* Limits against hostile or broken input; a real configuration is far below each. */
 #define MAX_DOC_BYTES ((size_t)4 << 20) /* the whole document */
-#define MAX_DEPTH 32                    /* nested mappings and sequences */
-#define MAX_SCALAR 65536                /* bytes of one value */
-#define MAX_ITEMS 65536                 /* items of one list (or keys of one mapping) */
-#define MAX_NODES 262144                /* values in the whole document */
+#define MAX_DEPTH     32                /* nested mappings and sequences */
+#define MAX_SCALAR    65536             /* bytes of one value */
+#define MAX_ITEMS     65536             /* items of one list (or keys of one mapping) */
+#define MAX_NODES     262144            /* values in the whole document */
 
 /* How much of a user's key or value is quoted back in a message. */
 #define SHOWN_MAX 72
@@ -231,7 +231,7 @@ static node_t *node_new(int kind, const yaml_mark_t *mark, const char *text, siz
 static int node_append(node_t *parent, node_t *kid) {
     if (parent->n == parent->cap) {
         size_t cap = parent->cap ? parent->cap * 2 : 8;
-        node_t **kids = realloc(parent->kids, cap * sizeof(*kids));
+        node_t **kids = realloc(parent->kids, cap * sizeof(node_t *));
         if (!kids)
             return TP_ERR_NOMEM;
         parent->kids = kids;
@@ -1028,7 +1028,7 @@ int tp__config_load_file(const tp_schema_t *root, void *out, const char *path,
         return TP_ERR_CONFIG;
     }
     /* Read one byte past the limit so that an oversized file is told apart from a full one. */
-    size_t cap = 64 * 1024, len = 0;
+    size_t cap = (size_t)64 * 1024, len = 0;
     char *buf = malloc(cap);
     int rc = 0;
     while (buf) {

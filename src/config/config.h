@@ -17,16 +17,17 @@ typedef struct tp_config_error {
     char file[256]; /* the file name given to the loader */
     int line;       /* 1-based; 0 when unknown */
     int column;     /* 1-based; 0 when unknown */
-    char key[256];  /* dotted path with list indexes: "endpoints[0].timeouts.idle" ("" at the root) */
-    char msg[512];  /* what is wrong, e.g. "unknown key 'lisen' (did you mean 'listen'?)" */
+    char
+        key[256]; /* dotted path with list indexes: "endpoints[0].timeouts.idle" ("" at the root) */
+    char msg[512]; /* what is wrong, e.g. "unknown key 'lisen' (did you mean 'listen'?)" */
 } tp_config_error_t;
 
 /*
- * Parses YAML `text` (named `name` in errors) against `root` into `out` (root->size bytes, zeroed by
- * the caller). Fills defaults for absent keys, checks types, bounds, enums and required keys, refuses
- * unknown keys, duplicate keys, anchors/aliases and multi-document streams, then runs each schema's
- * check(). An empty document means all defaults. Returns 0, or TP_ERR_CONFIG with `err` filled; on
- * error `out` is freed again (tp__config_free) and left zeroed.
+ * Parses YAML `text` (named `name` in errors) against `root` into `out` (root->size bytes, zeroed
+ * by the caller). Fills defaults for absent keys, checks types, bounds, enums and required keys,
+ * refuses unknown keys, duplicate keys, anchors/aliases and multi-document streams, then runs each
+ * schema's check(). An empty document means all defaults. Returns 0, or TP_ERR_CONFIG with `err`
+ * filled; on error `out` is freed again (tp__config_free) and left zeroed.
  */
 int tp__config_load(const tp_schema_t *root, void *out, const char *name, const char *text,
                     size_t len, tp_config_error_t *err);
@@ -35,8 +36,8 @@ int tp__config_load(const tp_schema_t *root, void *out, const char *name, const 
 int tp__config_load_file(const tp_schema_t *root, void *out, const char *path,
                          tp_config_error_t *err);
 
-/* Frees everything the loader allocated inside `obj` (strings, lists, CIDR sets, indirect sections),
- * not `obj` itself, and zeroes it. Safe on a zeroed struct. */
+/* Frees everything the loader allocated inside `obj` (strings, lists, CIDR sets, indirect
+ * sections), not `obj` itself, and zeroes it. Safe on a zeroed struct. */
 void tp__config_free(const tp_schema_t *root, void *obj);
 
 /*

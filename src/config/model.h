@@ -39,7 +39,8 @@ typedef struct tp_endpoint_cfg {
     char *upstream; /* tcp: host:port */
     tp_cidr_set_t *allow_destinations;
     int64_t backlog;
-    uint64_t high_watermark; /* bytes queued toward a peer before reading from the other side stops */
+    uint64_t
+        high_watermark; /* bytes queued toward a peer before reading from the other side stops */
     tp_timeouts_cfg_t timeouts;
     tp_limits_cfg_t limits;
     void *app; /* the app's per-endpoint section (indirect) */
@@ -61,7 +62,8 @@ typedef struct tp_config {
 
 /*
  * The root schema with the app's sections plugged in. `app` and `app_endpoint` may be NULL (then
- * only an empty or absent `app:` is accepted). The schemas live in `storage`, which must outlive use.
+ * only an empty or absent `app:` is accepted). The schemas live in `storage`, which must outlive
+ * use.
  */
 typedef struct tp_config_schemas {
     tp_setting_t root_settings[4];

@@ -1,4 +1,5 @@
-/* schema.c: the framework's configuration schema (runtime, endpoints) and the app's plug-in points. */
+/* schema.c: the framework's configuration schema (runtime, endpoints) and the app's plug-in points.
+ */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,10 +11,12 @@ static const char *const onramp_names[] = {"tcp", "http_proxy", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 static const tp_setting_t runtime_settings[] = {
-    TP_SETTING_INT_AUTO(tp_runtime_cfg_t, workers, "auto", 0, 256,
-                        "worker threads, each with its own event loop and listeners: auto = one per core"),
-    TP_SETTING_DURATION(tp_runtime_cfg_t, drain_timeout, "30s", 0, TP_SECONDS(3600),
-                        "on SIGTERM/SIGINT, how long open connections may finish before they are closed"),
+    TP_SETTING_INT_AUTO(
+        tp_runtime_cfg_t, workers, "auto", 0, 256,
+        "worker threads, each with its own event loop and listeners: auto = one per core"),
+    TP_SETTING_DURATION(
+        tp_runtime_cfg_t, drain_timeout, "30s", 0, TP_SECONDS(3600),
+        "on SIGTERM/SIGINT, how long open connections may finish before they are closed"),
     TP_SETTING_ENUM(tp_runtime_cfg_t, log_level, "info", log_level_names,
                     "least severe level written to the JSON log on stderr"),
     TP_SETTING_BOOL(tp_runtime_cfg_t, trace_hooks, "false",
@@ -29,8 +32,9 @@ static const tp_schema_t runtime_schema = {
 static const tp_setting_t timeouts_settings[] = {
     TP_SETTING_DURATION(tp_timeouts_cfg_t, connect, "10s", TP_MS(1), TP_SECONDS(600),
                         "upstream connect timeout (then 504, Proxy-Status connection_timeout)"),
-    TP_SETTING_DURATION(tp_timeouts_cfg_t, idle, "60s", 0, TP_SECONDS(86400),
-                        "close a connection or tunnel when nothing moved either way for this long (0 = never)"),
+    TP_SETTING_DURATION(
+        tp_timeouts_cfg_t, idle, "60s", 0, TP_SECONDS(86400),
+        "close a connection or tunnel when nothing moved either way for this long (0 = never)"),
     TP_SETTING_DURATION(tp_timeouts_cfg_t, header_read, "10s", TP_MS(1), TP_SECONDS(600),
                         "a request head must arrive completely within this time (slowloris guard)"),
     TP_SETTING_DURATION(tp_timeouts_cfg_t, decision, "5s", TP_MS(1), TP_SECONDS(600),
@@ -63,7 +67,8 @@ static int endpoint_check(void *section, char *err, size_t errlen, const char **
     }
     if (ep->type == TP_ONRAMP_HTTP_PROXY && ep->upstream) {
         *key = "upstream";
-        snprintf(err, errlen, "'upstream' is for tcp endpoints; an http_proxy goes where each request says");
+        snprintf(err, errlen,
+                 "'upstream' is for tcp endpoints; an http_proxy goes where each request says");
         return TP_ERR_CONFIG;
     }
     return 0;
@@ -90,33 +95,46 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
                              size_t app_endpoint_size) {
     static const tp_setting_t no_settings[] = {TP_SETTING_END};
     memset(s, 0, sizeof(*s));
-    s->app = (tp_schema_t){.name = "app",
-                           .size = app_size,
-                           .settings = app_settings ? app_settings : no_settings};
-    s->app_endpoint = (tp_schema_t){.name = "app",
-                                    .size = app_endpoint_size,
-                                    .settings = app_endpoint_settings ? app_endpoint_settings
-                                                                      : no_settings};
+    s->app = (tp_schema_t){
+        .name = "app", .size = app_size, .settings = app_settings ? app_settings : no_settings};
+    s->app_endpoint =
+        (tp_schema_t){.name = "app",
+                      .size = app_endpoint_size,
+                      .settings = app_endpoint_settings ? app_endpoint_settings : no_settings};
 
     const tp_setting_t endpoint[] = {
-        {.name = "name", .type = TP_SETTING_T_STRING, .offset = offsetof(tp_endpoint_cfg_t, name),
-         .doc = "unique name, used in logs and metrics", .flags = TP_SETTING_REQUIRED},
-        {.name = "type", .type = TP_SETTING_T_ENUM, .offset = offsetof(tp_endpoint_cfg_t, type),
-         .names = onramp_names, .doc = "on-ramp: tcp (L4 to 'upstream') or http_proxy (HTTP/1.1 forward proxy with CONNECT)",
+        {.name = "name",
+         .type = TP_SETTING_T_STRING,
+         .offset = offsetof(tp_endpoint_cfg_t, name),
+         .doc = "unique name, used in logs and metrics",
          .flags = TP_SETTING_REQUIRED},
-        TP_SETTING_ADDRS(tp_endpoint_cfg_t, listen, NULL,
-                         "addresses to listen on, ip:port ([::1]:port for IPv6); port 0 picks a free port"),
-        TP_SETTING_HOSTPORT(tp_endpoint_cfg_t, upstream, NULL,
-                            "tcp: where to connect (host:port); without it the egress hook must redirect"),
-        TP_SETTING_CIDRS(tp_endpoint_cfg_t, allow_destinations, "",
-                         "special ranges (loopback, private, link-local, ...) that upstreams may be in anyway"),
+        {.name = "type",
+         .type = TP_SETTING_T_ENUM,
+         .offset = offsetof(tp_endpoint_cfg_t, type),
+         .names = onramp_names,
+         .doc =
+             "on-ramp: tcp (L4 to 'upstream') or http_proxy (HTTP/1.1 forward proxy with CONNECT)",
+         .flags = TP_SETTING_REQUIRED},
+        TP_SETTING_ADDRS(
+            tp_endpoint_cfg_t, listen, NULL,
+            "addresses to listen on, ip:port ([::1]:port for IPv6); port 0 picks a free port"),
+        TP_SETTING_HOSTPORT(
+            tp_endpoint_cfg_t, upstream, NULL,
+            "tcp: where to connect (host:port); without it the egress hook must redirect"),
+        TP_SETTING_CIDRS(
+            tp_endpoint_cfg_t, allow_destinations, "",
+            "special ranges (loopback, private, link-local, ...) that upstreams may be in anyway"),
         TP_SETTING_INT(tp_endpoint_cfg_t, backlog, "511", 1, 65535, "listen backlog"),
-        TP_SETTING_SIZE(tp_endpoint_cfg_t, high_watermark, "256KiB", TP_KIB(4), TP_MIB(64),
-                        "bytes queued toward a slow peer before Turnpike stops reading from the other side"),
+        TP_SETTING_SIZE(
+            tp_endpoint_cfg_t, high_watermark, "256KiB", TP_KIB(4), TP_MIB(64),
+            "bytes queued toward a slow peer before Turnpike stops reading from the other side"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, timeouts, &timeouts_schema, "timeouts"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, limits, &limits_schema, "limits"),
-        {.name = "app", .type = TP_SETTING_T_SECTION, .offset = offsetof(tp_endpoint_cfg_t, app),
-         .sub = &s->app_endpoint, .doc = "the app's per-endpoint settings",
+        {.name = "app",
+         .type = TP_SETTING_T_SECTION,
+         .offset = offsetof(tp_endpoint_cfg_t, app),
+         .sub = &s->app_endpoint,
+         .doc = "the app's per-endpoint settings",
          .flags = TP_SETTING_INDIRECT},
         TP_SETTING_END,
     };
@@ -133,8 +151,12 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
         TP_SETTING_SECTION(tp_config_t, runtime, &runtime_schema, "process-wide settings"),
         TP_SETTING_LIST(tp_config_t, endpoints, &s->endpoint,
                         "listeners, each with its on-ramp and settings"),
-        {.name = "app", .type = TP_SETTING_T_SECTION, .offset = offsetof(tp_config_t, app),
-         .sub = &s->app, .doc = "the app's own settings", .flags = TP_SETTING_INDIRECT},
+        {.name = "app",
+         .type = TP_SETTING_T_SECTION,
+         .offset = offsetof(tp_config_t, app),
+         .sub = &s->app,
+         .doc = "the app's own settings",
+         .flags = TP_SETTING_INDIRECT},
         TP_SETTING_END,
     };
     memcpy(s->root_settings, root, sizeof(root));

@@ -54,12 +54,8 @@ int tp__h1_head_complete(tp_h1_head_t *h, int element) {
     }
     tp_h1_span_t s = {h->elem_start, (uint32_t)h->len - h->elem_start};
     switch (element) {
-    case TP_H1_IN_FIRST:
-        h->first = s;
-        break;
-    case TP_H1_IN_URL:
-        h->url = s;
-        break;
+    case TP_H1_IN_FIRST: h->first = s; break;
+    case TP_H1_IN_URL: h->url = s; break;
     case TP_H1_IN_NAME:
         h->fields[h->nfields].name = s;
         h->fields[h->nfields].value = (tp_h1_span_t){s.off + s.len, 0};
@@ -69,8 +65,7 @@ int tp__h1_head_complete(tp_h1_head_t *h, int element) {
         if (h->nfields > 0)
             h->fields[h->nfields - 1].value = s;
         break;
-    default:
-        break;
+    default: break;
     }
     h->state = TP_H1_IN_NONE;
     return 0;
@@ -105,10 +100,17 @@ bool tp__h1_list_has(tp_str_t list, const char *token) {
 }
 
 bool tp__h1_is_hop_by_hop(const tp_h1_head_t *h, tp_str_t name) {
-    static const char *const hop[] = {"connection",        "keep-alive",          "proxy-connection",
-                                      "proxy-authorization", "proxy-authenticate", "te",
-                                      "trailer",           "transfer-encoding",   "upgrade",
-                                      "content-length",    NULL};
+    static const char *const hop[] = {"connection",
+                                      "keep-alive",
+                                      "proxy-connection",
+                                      "proxy-authorization",
+                                      "proxy-authenticate",
+                                      "te",
+                                      "trailer",
+                                      "transfer-encoding",
+                                      "upgrade",
+                                      "content-length",
+                                      NULL};
     for (int i = 0; hop[i]; i++)
         if (name.len == strlen(hop[i]) && strncasecmp(name.ptr, hop[i], name.len) == 0)
             return true;

@@ -19,7 +19,7 @@ typedef struct tp_h1_field {
 /* Bytes of the head in one buffer (method/url or status text, then names and values), bounded. */
 typedef struct tp_h1_head {
     char *buf;
-    size_t len, cap;   /* cap = the configured max header bytes */
+    size_t len, cap;    /* cap = the configured max header bytes */
     tp_h1_span_t first; /* request: method; response: status text */
     tp_h1_span_t url;
     tp_h1_field_t *fields;

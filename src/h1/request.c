@@ -39,12 +39,18 @@ static int on_begin(llhttp_t *p) {
         r->on_begin(r->ctx);
     return 0;
 }
-static int on_method(llhttp_t *p, const char *at, size_t n) { return head_cb(p, TP_H1_IN_FIRST, at, n); }
+static int on_method(llhttp_t *p, const char *at, size_t n) {
+    return head_cb(p, TP_H1_IN_FIRST, at, n);
+}
 static int on_method_done(llhttp_t *p) { return head_done(p, TP_H1_IN_FIRST); }
 static int on_url(llhttp_t *p, const char *at, size_t n) { return head_cb(p, TP_H1_IN_URL, at, n); }
 static int on_url_done(llhttp_t *p) { return head_done(p, TP_H1_IN_URL); }
-static int on_name(llhttp_t *p, const char *at, size_t n) { return head_cb(p, TP_H1_IN_NAME, at, n); }
-static int on_value(llhttp_t *p, const char *at, size_t n) { return head_cb(p, TP_H1_IN_VALUE, at, n); }
+static int on_name(llhttp_t *p, const char *at, size_t n) {
+    return head_cb(p, TP_H1_IN_NAME, at, n);
+}
+static int on_value(llhttp_t *p, const char *at, size_t n) {
+    return head_cb(p, TP_H1_IN_VALUE, at, n);
+}
 static int on_value_done(llhttp_t *p) { return head_done(p, TP_H1_IN_VALUE); }
 
 static int on_name_done(llhttp_t *p) {
@@ -156,8 +162,8 @@ bool tp__h1_parse_authority(tp_str_t a, uint16_t default_port, tp_str_t *host, u
             return false;
         *host = (tp_str_t){p + 1, (size_t)(close - p - 1)};
         for (const char *c = p + 1; c < close; c++)
-            if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F') ||
-                  *c == ':' || *c == '.'))
+            if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') ||
+                  (*c >= 'A' && *c <= 'F') || *c == ':' || *c == '.'))
                 return false;
         if (close + 1 < end) {
             if (close[1] != ':')

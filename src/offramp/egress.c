@@ -202,9 +202,7 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
 
 tp_conn_t *tp_egress_conn(const tp_egress_t *eg) { return eg->conn; }
 tp_request_t *tp_egress_request(const tp_egress_t *eg) { return eg->req; }
-tp_str_t tp_egress_host(const tp_egress_t *eg) {
-    return (tp_str_t){eg->host, strlen(eg->host)};
-}
+tp_str_t tp_egress_host(const tp_egress_t *eg) { return (tp_str_t){eg->host, strlen(eg->host)}; }
 uint16_t tp_egress_port(const tp_egress_t *eg) { return eg->port; }
 const void *tp__egress_app_settings(const tp_egress_t *eg) {
     return eg->conn->worker->server->cfg.app;

@@ -41,9 +41,9 @@ struct tp_h1 {
     tp_request_t req;
     tp_h1_head_t resp_head;
     tp_response_t connect_resp;
-    tp_buf_t *in;   /* unparsed client bytes (reads are off while it is set) */
+    tp_buf_t *in; /* unparsed client bytes (reads are off while it is set) */
     size_t in_off, in_len;
-    tp_buf_t *cur;  /* the slab the parser is running over, for zero-copy forwarding */
+    tp_buf_t *cur; /* the slab the parser is running over, for zero-copy forwarding */
     bool req_started, req_done, req_body_chunked;
     bool resp_started, resp_head_sent, resp_done, resp_chunked_out, resp_close_delimited;
     bool resp_no_body;
@@ -151,8 +151,7 @@ static void on_req_begin(void *ctx) {
     tp_conn_t *conn = ctx;
     conn->h1->req_started = true;
     if (!conn->header_deadline) {
-        conn->header_deadline =
-            uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.header_read;
+        conn->header_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.header_read;
         tp__conn_rearm(conn);
     }
 }
@@ -353,8 +352,8 @@ static void connect_decided(tp_conn_t *conn, tp_decision_t d) {
                       d.details, true);
         return;
     }
-    tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len, h->req.target.port,
-                     connect_established);
+    tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len,
+                     h->req.target.port, connect_established);
 }
 
 /* ---- absolute-form requests ---- */
@@ -369,11 +368,17 @@ static int resp_head_done(llhttp_t *p, int element) {
     tp_conn_t *conn = p->data;
     return tp__h1_head_complete(&conn->h1->resp_head, element) ? HPE_USER : 0;
 }
-static int on_status(llhttp_t *p, const char *at, size_t len) { return resp_head_cb(p, TP_H1_IN_FIRST, at, len); }
+static int on_status(llhttp_t *p, const char *at, size_t len) {
+    return resp_head_cb(p, TP_H1_IN_FIRST, at, len);
+}
 static int on_status_done(llhttp_t *p) { return resp_head_done(p, TP_H1_IN_FIRST); }
-static int on_rname(llhttp_t *p, const char *at, size_t len) { return resp_head_cb(p, TP_H1_IN_NAME, at, len); }
+static int on_rname(llhttp_t *p, const char *at, size_t len) {
+    return resp_head_cb(p, TP_H1_IN_NAME, at, len);
+}
 static int on_rname_done(llhttp_t *p) { return resp_head_done(p, TP_H1_IN_NAME); }
-static int on_rvalue(llhttp_t *p, const char *at, size_t len) { return resp_head_cb(p, TP_H1_IN_VALUE, at, len); }
+static int on_rvalue(llhttp_t *p, const char *at, size_t len) {
+    return resp_head_cb(p, TP_H1_IN_VALUE, at, len);
+}
 static int on_rvalue_done(llhttp_t *p) { return resp_head_done(p, TP_H1_IN_VALUE); }
 static int on_resp_begin(llhttp_t *p) {
     tp_conn_t *conn = p->data;
@@ -588,8 +593,8 @@ static void forward_start(tp_conn_t *conn) {
         return;
     }
     tp__conn_upstream_close(conn);
-    tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len, h->req.target.port,
-                     forward_established);
+    tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len,
+                     h->req.target.port, forward_established);
 }
 
 /* The request head is complete: validate it and start the exchange. */
@@ -764,8 +769,7 @@ static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     case H1_LINGER:
         tp__conn_close(conn, conn->stats.reason ? conn->stats.reason : TP_CLOSE_PROTOCOL_ERROR);
         break;
-    case H1_DECIDING:
-        break; /* the request head is complete; answer it, then close */
+    case H1_DECIDING: break; /* the request head is complete; answer it, then close */
     case H1_FORWARDING:
         if (!h->req_done) {
             /* The request body was cut short: the origin must not see a complete request. */
@@ -822,8 +826,7 @@ static void on_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
                                   : nread < 0     ? uv_strerror((int)nread)
                                                   : llhttp_get_error_reason(&h->sp);
             conn->stats.reason = TP_CLOSE_UPSTREAM_CLOSED;
-            respond_error(conn, 502,
-                          nread > 0 ? "http_protocol_error" : "http_response_incomplete",
+            respond_error(conn, 502, nread > 0 ? "http_protocol_error" : "http_response_incomplete",
                           details, false);
         } else {
             /* The response is partly out: abort, so the client never sees it as complete. */

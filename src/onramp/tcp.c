@@ -19,7 +19,7 @@ static void split_hostport(const char *hp, const char **host, size_t *hostlen, u
     const char *colon = strrchr(hp, ':');
     *host = hp;
     *hostlen = colon ? (size_t)(colon - hp) : strlen(hp);
-    *port = colon ? (uint16_t)atoi(colon + 1) : 0;
+    *port = colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
     if (*hostlen >= 2 && hp[0] == '[' && hp[*hostlen - 1] == ']') {
         (*host)++;
         *hostlen -= 2;

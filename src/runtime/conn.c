@@ -15,8 +15,6 @@ struct tp_wreq {
     int dir;
 };
 
-
-
 /* ---- tracing ---- */
 
 void tp__conn_trace(tp_conn_t *conn, const char *hook) {
@@ -56,7 +54,6 @@ void tp__conn_rearm(tp_conn_t *conn) {
     }
     uv_timer_start(&conn->timer, timer_cb, next > now ? next - now : 0, 0);
 }
-
 
 static void timer_cb(uv_timer_t *t) {
     tp_conn_t *conn = t->data;
@@ -251,8 +248,8 @@ static void write_cb(uv_write_t *req, int status) {
     tp_conn_t *conn = r->conn;
     int dir = r->dir;
     size_t len = r->len;
-    bool stale = dir == TP_TO_UPSTREAM &&
-                 (conn->up == NULL || (uv_stream_t *)&conn->up->tcp != req->handle);
+    bool stale =
+        dir == TP_TO_UPSTREAM && (conn->up == NULL || (uv_stream_t *)&conn->up->tcp != req->handle);
     wreq_put(conn->worker, r);
     if (stale || conn->closing)
         return;
@@ -414,8 +411,8 @@ void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *,
     }
     if (!conn->pending) {
         /* No live handle: either the hook forgot tp_pending_new() or completed synchronously. */
-        tp__log_msg(TP_LOG_ERROR, "hook returned pending without a pending handle",
-                    "conn %llu", (unsigned long long)conn->id);
+        tp__log_msg(TP_LOG_ERROR, "hook returned pending without a pending handle", "conn %llu",
+                    (unsigned long long)conn->id);
         cont(conn, tp_block(500, "proxy_internal_error"));
         return;
     }
@@ -556,7 +553,9 @@ const tp_addr_t *tp_conn_peer(const tp_conn_t *conn) { return &conn->peer; }
 const tp_addr_t *tp_conn_local(const tp_conn_t *conn) { return &conn->local; }
 tp_endpoint_t *tp_conn_endpoint(const tp_conn_t *conn) { return conn->ep; }
 unsigned tp_conn_worker(const tp_conn_t *conn) { return conn->worker->index; }
-struct uv_loop_s *tp_conn_loop(const tp_conn_t *conn) { return &conn->worker->loop; }
+struct uv_loop_s *tp_conn_loop(const tp_conn_t *conn) {
+    return &conn->worker->loop;
+}
 const char *tp_endpoint_name(const tp_endpoint_t *ep) { return ep->cfg->name; }
 void *tp__conn_ext(tp_conn_t *conn) { return conn->ext; }
 void *tp__endpoint_ext(tp_endpoint_t *ep) { return ep->ext; }
@@ -566,9 +565,9 @@ const void *tp__endpoint_app_settings_of_endpoint(const tp_endpoint_t *ep) { ret
 
 const char *tp_close_reason_name(tp_close_reason_t reason) {
     static const char *const names[] = {
-        "done",           "client_closed",  "client_reset",   "upstream_closed",
-        "upstream_reset", "upstream_failed", "blocked",       "protocol_error",
-        "idle_timeout",   "header_timeout", "shutdown",       "internal_error",
+        "done",           "client_closed",   "client_reset", "upstream_closed",
+        "upstream_reset", "upstream_failed", "blocked",      "protocol_error",
+        "idle_timeout",   "header_timeout",  "shutdown",     "internal_error",
     };
     if ((unsigned)reason >= sizeof(names) / sizeof(names[0]))
         return "unknown";

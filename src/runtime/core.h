@@ -53,8 +53,8 @@ struct tp_worker {
     unsigned index;
     uv_thread_t thread;
     uv_loop_t loop;
-    uv_async_t wakeup;     /* the main thread asks for a drain through it */
-    atomic_int drain_req;  /* set by the main thread before waking */
+    uv_async_t wakeup;    /* the main thread asks for a drain through it */
+    atomic_int drain_req; /* set by the main thread before waking */
     tp_endpoint_t *endpoints;
     tp_listener_t *listeners;
     size_t nlisteners;
@@ -76,9 +76,9 @@ struct tp_pending {
 
 /* Why an egress attempt failed, for the HTTP answer and the log. */
 typedef struct tp_failure {
-    uint16_t status;     /* HTTP status to answer */
-    const char *error;   /* RFC 9209 error type */
-    char details[160];   /* Proxy-Status details (may be empty) */
+    uint16_t status;   /* HTTP status to answer */
+    const char *error; /* RFC 9209 error type */
+    char details[160]; /* Proxy-Status details (may be empty) */
     tp_close_reason_t reason;
 } tp_failure_t;
 
@@ -175,7 +175,8 @@ void tp__conn_upstream_read(tp_conn_t *conn, bool on);
 /* Half-closes the write side toward dir after the queued writes. */
 void tp__conn_shutdown(tp_conn_t *conn, int dir);
 /* Writes n buffers toward dir; `hold` (may be NULL) gets a reference for the write's lifetime and
- * `heap` (may be NULL) is freed after. Returns 0 or a negative tp_err_t (the conn is then closing). */
+ * `heap` (may be NULL) is freed after. Returns 0 or a negative tp_err_t (the conn is then closing).
+ */
 int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
                    char *heap);
 /* Writes a copy of the bytes. */

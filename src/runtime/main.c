@@ -49,15 +49,9 @@ int tp_main(int argc, char **argv, const tp_app_t *app) {
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case OPT_CHECK:
-            check = true;
-            break;
-        case OPT_PRINT:
-            print = true;
-            break;
+        case 'c': config_path = optarg; break;
+        case OPT_CHECK: check = true; break;
+        case OPT_PRINT: print = true; break;
         case OPT_VERSION:
             if (strcmp(app->name, "turnpike") == 0)
                 printf("turnpike %s\n", TP_VERSION_STRING);
@@ -65,12 +59,8 @@ int tp_main(int argc, char **argv, const tp_app_t *app) {
                 printf("%s %s (turnpike %s)\n", app->name, app->version ? app->version : "",
                        TP_VERSION_STRING);
             return 0;
-        case 'h':
-            usage(stdout, argv[0]);
-            return 0;
-        default:
-            usage(stderr, argv[0]);
-            return 2;
+        case 'h': usage(stdout, argv[0]); return 0;
+        default: usage(stderr, argv[0]); return 2;
         }
     }
     if (optind < argc) {

@@ -125,8 +125,8 @@ static void log_ready(tp_server_t *srv) {
                 continue;
             char ab[TP_ADDR_STRLEN];
             tp_addr_format(&li->addr, ab, sizeof(ab));
-            len += (size_t)snprintf(json + len, sizeof(json) - len, "%s\"%s\"", first ? "" : ",",
-                                    ab);
+            len +=
+                (size_t)snprintf(json + len, sizeof(json) - len, "%s\"%s\"", first ? "" : ",", ab);
             first = false;
         }
         len += (size_t)snprintf(json + len, sizeof(json) - len, "]}");
@@ -144,8 +144,8 @@ static void log_ready(tp_server_t *srv) {
 }
 
 int tp__worker_run_all(tp_server_t *srv) {
-    unsigned n = srv->cfg.runtime.workers ? (unsigned)srv->cfg.runtime.workers
-                                          : uv_available_parallelism();
+    unsigned n =
+        srv->cfg.runtime.workers ? (unsigned)srv->cfg.runtime.workers : uv_available_parallelism();
     if (n == 0)
         n = 1;
     srv->nworkers = n;

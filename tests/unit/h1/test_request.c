@@ -66,8 +66,9 @@ static void test_absolute_get_split_everywhere(void **state) {
 }
 
 static void test_chunked_body_and_pipelining(void **state) {
-    const char *req = "POST http://x/u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET http://y/ HTTP/1.1\r\nHost: y\r\n\r\n";
+    const char *req =
+        "POST http://x/u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET http://y/ HTTP/1.1\r\nHost: y\r\n\r\n";
     sink_t sink = {0};
     tp_h1_req_t r;
     assert_int_equal(tp__h1_req_init(&r, 1024, 16, &sink), 0);
@@ -119,7 +120,7 @@ static void test_bad_targets(void **state) {
         const char *target;
         int status;
     } cases[] = {
-        {"/origin-form", 400}, {"https://x/", 501}, {"http://user@x/", 400},
+        {"/origin-form", 400},   {"https://x/", 501},      {"http://user@x/", 400},
         {"http:///nohost", 400}, {"http://x:99999/", 400}, {"http://x", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
