@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= examples/configs/default.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz-smoke fuzz bench lint clean
+.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz-smoke fuzz bench lint lint-check clean
 
 all: build
 
@@ -21,14 +21,14 @@ build-asan: deps
 
 build-fuzz: deps
 	@CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTP_FUZZ=ON -DTP_TESTS=OFF >/dev/null
-	@cmake --build build/fuzz -j $(JOBS)
+	@cmake --build build/fuzz -j $(JOBS) --target fuzzers
 
 run: build
 	./build/release/turnpike -c $(CONFIG)
 
 # Unit tests (cmocka), integration tests (testkit, real peers) and a short fuzz run, all under ASan+UBSan.
 test: build-asan build-fuzz
-	@$(MAKE) --no-print-directory unit integration fuzz-smoke
+	@$(MAKE) --no-print-directory unit integration fuzz-smoke lint-check
 
 unit:
 	@cd build/asan && ctest --output-on-failure
@@ -51,8 +51,13 @@ bench:
 	@bench/run
 
 lint: build-asan
+	@$(MAKE) --no-print-directory lint-check
+
+lint-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
-	@clang-tidy -p build/asan --quiet $$(git ls-files 'src/*.c' 'apps/*.c' 'examples/*.c')
+	@clang-tidy -p build/asan --quiet $$(git ls-files 'src/*.c' 'apps/*.c' 'examples/*.c' 'tests/apps/*.c') 2>&1 | { grep -E 'error|warning: [^0-9]' || true; } | tee build/tidy.log
+	@[ ! -s build/tidy.log ] || { echo "clang-tidy found problems (above)"; exit 1; }
+	@echo "lint: clang-format and clang-tidy clean"
 
 clean:
 	rm -rf build testkit/dist
