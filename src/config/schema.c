@@ -51,7 +51,8 @@ static const tp_setting_t limits_settings[] = {
     TP_SETTING_INT(tp_limits_cfg_t, max_headers, "100", 1, 10000,
                    "requests with more header fields than this get 431"),
     TP_SETTING_INT(tp_limits_cfg_t, max_connections, "0", 0, 10000000,
-                   "open client connections per worker before accepting pauses (0 = unlimited)"),
+                   "open client connections per worker and endpoint; more are closed at accept (0 "
+                   "= unlimited)"),
     TP_SETTING_END,
 };
 

@@ -50,6 +50,7 @@ struct tp_h1 {
     bool client_keep_alive, upstream_keep_alive, close_after;
     bool drain;
     bool upstream_reused;
+    bool req_has_body;
     uint64_t resp_bytes;
 };
 
@@ -545,6 +546,7 @@ static void send_request_head(tp_conn_t *conn) {
     APPEND_LIT(&out, &len, &cap, "\r\n");
     append_fields(&out, &len, &cap, hd, true);
     h->req_body_chunked = (p->flags & F_CHUNKED) != 0;
+    h->req_has_body = h->req_body_chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if (h->req_body_chunked) {
         APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
     } else if (p->flags & F_CONTENT_LENGTH) {
@@ -821,6 +823,17 @@ static void on_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     if (conn->closing)
         return;
     if (e != HPE_OK) {
+        if (!h->resp_started && h->upstream_reused && !h->req_has_body) {
+            /* A kept-alive connection the origin closed while it sat idle: nothing of the
+             * request can have been processed, so it goes again on a fresh connection, once. */
+            tp__log_msg(TP_LOG_DEBUG, "retrying on a fresh upstream connection", "conn %llu",
+                        (unsigned long long)conn->id);
+            h->upstream_reused = false;
+            tp__conn_upstream_close(conn);
+            tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len,
+                             h->req.target.port, forward_established);
+            return;
+        }
         if (!h->resp_head_sent) {
             const char *details = nread == UV_EOF ? "origin closed before a complete response head"
                                   : nread < 0     ? uv_strerror((int)nread)

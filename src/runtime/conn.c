@@ -469,6 +469,7 @@ static void conn_free(tp_conn_t *conn) {
     if (conn->next)
         conn->next->prev = conn->prev;
     w->nconns--;
+    conn->ep->nconns--;
     free(conn);
     if (w->draining && w->nconns == 0)
         uv_async_send(&w->wakeup); /* let the worker finish its drain */
@@ -494,6 +495,9 @@ void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason) {
     tp__conn_unref(conn); /* the "alive" reference */
 }
 
+/* A connection refused before it started: only its client handle is open. */
+static void free_unaccepted_cb(uv_handle_t *h) { free(h->data); }
+
 void tp__conn_accept(tp_listener_t *l) {
     tp_endpoint_t *ep = l->ep;
     tp_worker_t *w = ep->worker;
@@ -504,7 +508,17 @@ void tp__conn_accept(tp_listener_t *l) {
     uv_tcp_init(&w->loop, &conn->client);
     conn->client.data = conn;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&conn->client) != 0) {
-        uv_close((uv_handle_t *)&conn->client, (uv_close_cb)free);
+        uv_close((uv_handle_t *)&conn->client, free_unaccepted_cb);
+        return;
+    }
+    int64_t max = ep->cfg->limits.max_connections;
+    if (max > 0 && ep->nconns >= (size_t)max) {
+        /* Over the limit: close at once (as Envoy's listener limit does), before any hook. */
+        ep->refused++;
+        tp__log_msg(TP_LOG_WARN, "connection refused",
+                    "endpoint %s: limits.max_connections (%lld) reached", ep->cfg->name,
+                    (long long)max);
+        uv_close((uv_handle_t *)&conn->client, free_unaccepted_cb);
         return;
     }
     conn->worker = w;
@@ -526,6 +540,7 @@ void tp__conn_accept(tp_listener_t *l) {
         w->conns->prev = conn;
     w->conns = conn;
     w->nconns++;
+    ep->nconns++;
     tp__conn_touch(conn);
 
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];

@@ -26,6 +26,8 @@ struct tp_endpoint {
     const tp_endpoint_cfg_t *cfg;
     size_t index;
     void *ext;
+    size_t nconns;    /* open client connections on this worker */
+    uint64_t refused; /* connections closed at accept for limits.max_connections */
 };
 
 struct tp_listener {
