@@ -1065,29 +1065,35 @@ int tp__config_load_file(const tp_schema_t *root, void *out, const char *path,
     return rc;
 }
 
+/* Appends to buf at *o, keeping it NUL-terminated and cutting what does not fit. */
+static void appendf(char *buf, size_t len, size_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t len, size_t *o, const char *fmt, ...) {
+    if (*o + 1 >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *o, len - *o, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *o = *o + (size_t)n < len ? *o + (size_t)n : len - 1;
+}
+
 void tp__config_error_format(const tp_config_error_t *err, char *buf, size_t len) {
     if (len == 0)
         return;
     size_t o = 0;
-    int n;
-#define APPEND(...)                                                                                \
-    do {                                                                                           \
-        n = snprintf(buf + o, len - o, __VA_ARGS__);                                               \
-        if (n > 0)                                                                                 \
-            o = o + (size_t)n < len ? o + (size_t)n : len - 1;                                     \
-    } while (0)
     buf[0] = '\0';
     if (err->file[0])
-        APPEND("%s", err->file);
+        appendf(buf, len, &o, "%s", err->file);
     if (err->line > 0) {
-        APPEND("%s%d", o ? ":" : "line ", err->line);
+        appendf(buf, len, &o, "%s%d", o ? ":" : "line ", err->line);
         if (err->column > 0)
-            APPEND(":%d", err->column);
+            appendf(buf, len, &o, ":%d", err->column);
     }
     if (o)
-        APPEND(": ");
+        appendf(buf, len, &o, ": ");
     if (err->key[0])
-        APPEND("%s: ", err->key);
-    APPEND("%s", err->msg);
-#undef APPEND
+        appendf(buf, len, &o, "%s: ", err->key);
+    appendf(buf, len, &o, "%s", err->msg);
 }
