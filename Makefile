@@ -27,7 +27,7 @@ run: build
 	./build/release/turnpike -c $(CONFIG)
 
 # Unit tests (cmocka), integration tests (testkit, real peers) and a short fuzz run, all under ASan+UBSan.
-test: build-asan build-fuzz
+test: build build-asan build-fuzz
 	@$(MAKE) --no-print-directory unit integration fuzz-smoke lint-check
 
 unit:

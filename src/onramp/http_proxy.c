@@ -655,7 +655,7 @@ static void parse_failed(tp_conn_t *conn) {
     respond_error(conn, (uint16_t)status, "http_request_error", h->rq.err_detail, false);
 }
 
-static void client_parse(tp_conn_t *conn) {
+static void client_parse_run(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     while (!conn->closing && (h->state == H1_HEAD || (h->state == H1_FORWARDING && !h->req_done))) {
         if (!h->in && !h->rq.kick)
@@ -700,9 +700,18 @@ static void client_parse(tp_conn_t *conn) {
     }
     if (conn->closing)
         return;
-    bool want = !h->in && (h->state == H1_HEAD || (h->state == H1_FORWARDING && !h->req_done)) &&
+    /* Reading goes on between requests and while a response streams (no epoll churn); bytes
+     * that arrive then wait in h->in, and reading stops until they are parsed. */
+    bool want = !h->in && h->state != H1_LINGER &&
                 conn->queued[TP_TO_UPSTREAM] <= conn->ep->cfg->high_watermark;
     tp__conn_client_read(conn, want);
+}
+
+/* Parses what the client sent; writes toward the upstream leave together at the end. */
+static void client_parse(tp_conn_t *conn) {
+    tp__conn_cork(conn, TP_TO_UPSTREAM);
+    client_parse_run(conn);
+    tp__conn_uncork(conn, TP_TO_UPSTREAM);
 }
 
 static void exchange_maybe_done(tp_conn_t *conn) {
@@ -716,15 +725,16 @@ static void exchange_maybe_done(tp_conn_t *conn) {
         tp__conn_close(conn, conn->client_eof ? TP_CLOSE_CLIENT_CLOSED : TP_CLOSE_DONE);
         return;
     }
+    /* A kept upstream stays read: if it speaks or closes while idle, it is dropped then. */
     if (!h->upstream_keep_alive || (conn->up && conn->up->eof))
         tp__conn_upstream_close(conn);
-    else
-        tp__conn_upstream_read(conn, false);
     exchange_reset(conn);
     client_parse(conn);
 }
 
 /* ---- proto callbacks ---- */
+
+static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread);
 
 static void start(tp_conn_t *conn) {
     conn->h1 = h1_new(conn);
@@ -734,7 +744,15 @@ static void start(tp_conn_t *conn) {
     }
     conn->header_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.header_read;
     tp__conn_rearm(conn);
-    tp__conn_client_read(conn, true);
+    if (conn->stash) { /* bytes read while the ingress decision was pending */
+        conn->h1->in = conn->stash;
+        conn->h1->in_off = 0;
+        conn->h1->in_len = conn->stash_len;
+        conn->stash = NULL;
+    }
+    client_parse(conn);
+    if (conn->client_eof && !conn->closing)
+        on_client_read(conn, NULL, UV_EOF);
 }
 
 static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
@@ -784,7 +802,16 @@ static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     }
 }
 
+static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread);
+
+/* Parses what the upstream sent; writes toward the client leave together at the end. */
 static void on_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
+    tp__conn_cork(conn, TP_TO_CLIENT);
+    upstream_parse(conn, b, nread);
+    tp__conn_uncork(conn, TP_TO_CLIENT);
+}
+
+static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     tp_h1_t *h = conn->h1;
     if (h->state != H1_FORWARDING) {
         /* An idle keep-alive upstream spoke or closed: it cannot be reused. */

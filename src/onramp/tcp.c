@@ -11,7 +11,11 @@ static void connected(tp_conn_t *conn, const tp_failure_t *f) {
         tp__conn_close(conn, f->reason);
         return;
     }
-    tp__tunnel_start(conn, NULL, NULL, 0);
+    tp_buf_t *stash = conn->stash; /* bytes read while the ingress decision was pending */
+    conn->stash = NULL;
+    tp__tunnel_start(conn, stash, stash ? stash->data : NULL, conn->stash_len);
+    if (stash)
+        tp__buf_unref(stash);
 }
 
 /* Splits "host:port" or "[v6]:port" (validated by the config loader). */

@@ -5,15 +5,19 @@
 #include "runtime/core.h"
 #include "runtime/log.h"
 
+/* A write in flight: the slabs it references and the heap blocks it frees when done. */
 struct tp_wreq {
     uv_write_t req;
     tp_conn_t *conn;
     struct tp_wreq *next_free;
-    tp_buf_t *hold;
-    char *heap;
     size_t len;
     int dir;
+    unsigned nholds, nheaps;
+    tp_buf_t *holds[TP_BATCH_BUFS];
+    char *heaps[TP_BATCH_BUFS];
 };
+
+static void batch_drop(tp_conn_t *conn, int dir);
 
 /* ---- tracing ---- */
 
@@ -211,6 +215,7 @@ void tp__conn_upstream_close(tp_conn_t *conn) {
     tp_upstream_t *up = conn->up;
     if (!up)
         return;
+    batch_drop(conn, TP_TO_UPSTREAM);
     conn->up = NULL;
     conn->queued[TP_TO_UPSTREAM] = 0; /* its writes are cancelled with it */
     uv_close((uv_handle_t *)&up->tcp, upstream_close_cb);
@@ -220,17 +225,20 @@ void tp__conn_upstream_close(tp_conn_t *conn) {
 
 static struct tp_wreq *wreq_get(tp_worker_t *w) {
     struct tp_wreq *r = w->free_wreqs;
-    if (r) {
+    if (r)
         w->free_wreqs = r->next_free;
-        return r;
-    }
-    return malloc(sizeof(*r));
+    else if (!(r = malloc(sizeof(*r))))
+        return NULL;
+    r->nholds = r->nheaps = 0;
+    r->len = 0;
+    return r;
 }
 
 static void wreq_put(tp_worker_t *w, struct tp_wreq *r) {
-    if (r->hold)
-        tp__buf_unref(r->hold);
-    free(r->heap);
+    for (unsigned i = 0; i < r->nholds; i++)
+        tp__buf_unref(r->holds[i]);
+    for (unsigned i = 0; i < r->nheaps; i++)
+        free(r->heaps[i]);
     r->next_free = w->free_wreqs;
     w->free_wreqs = r;
 }
@@ -264,16 +272,80 @@ static void write_cb(uv_write_t *req, int status) {
     conn->proto->on_written(conn, dir, status);
 }
 
-int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
-                   char *heap) {
-    uv_stream_t *s = dir == TP_TO_CLIENT ? (uv_stream_t *)&conn->client
-                                         : (conn->up ? (uv_stream_t *)&conn->up->tcp : NULL);
-    if (conn->closing || !s) {
-        free(heap);
+static uv_stream_t *stream_of(tp_conn_t *conn, int dir) {
+    if (dir == TP_TO_CLIENT)
+        return (uv_stream_t *)&conn->client;
+    return conn->up ? (uv_stream_t *)&conn->up->tcp : NULL;
+}
+
+/* Issues a write request whose bytes are already counted in queued[dir]. */
+static int submit(tp_conn_t *conn, int dir, struct tp_wreq *r, const uv_buf_t *bufs, unsigned n) {
+    r->conn = conn;
+    r->dir = dir;
+    int rc = uv_write(&r->req, stream_of(conn, dir), bufs, n, write_cb);
+    if (rc != 0) {
+        conn->queued[dir] -= r->len;
+        r->len = 0;
+        wreq_put(conn->worker, r);
+        tp__conn_close(conn, dir == TP_TO_CLIENT ? TP_CLOSE_CLIENT_RESET : TP_CLOSE_UPSTREAM_RESET);
+        return TP_ERR_IO;
+    }
+    return 0;
+}
+
+static void batch_drop(tp_conn_t *conn, int dir) {
+    tp_batch_t *b = &conn->batch[dir];
+    if (b->r) {
+        conn->queued[dir] -= b->r->len;
+        b->r->len = 0;
+        wreq_put(conn->worker, b->r);
+    }
+    b->r = NULL;
+    b->n = 0;
+}
+
+static int batch_flush(tp_conn_t *conn, int dir) {
+    tp_batch_t *b = &conn->batch[dir];
+    if (!b->r)
+        return 0;
+    struct tp_wreq *r = b->r;
+    unsigned n = b->n;
+    b->r = NULL;
+    b->n = 0;
+    if (conn->closing || !stream_of(conn, dir)) {
+        conn->queued[dir] -= r->len;
+        r->len = 0;
+        wreq_put(conn->worker, r);
         return TP_ERR_CLOSED;
     }
-    struct tp_wreq *r = wreq_get(conn->worker);
-    if (!r) {
+    return submit(conn, dir, r, b->bufs, n);
+}
+
+void tp__conn_cork(tp_conn_t *conn, int dir) { conn->batch[dir].depth++; }
+
+void tp__conn_uncork(tp_conn_t *conn, int dir) {
+    tp_batch_t *b = &conn->batch[dir];
+    if (b->depth > 0 && --b->depth == 0)
+        batch_flush(conn, dir);
+}
+
+int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
+                   char *heap) {
+    if (conn->closing || !stream_of(conn, dir) || n > TP_BATCH_BUFS) {
+        free(heap);
+        return conn->closing || !stream_of(conn, dir) ? TP_ERR_CLOSED : TP_ERR_INVAL;
+    }
+    tp_batch_t *b = &conn->batch[dir];
+    if (b->r && (b->n + n > TP_BATCH_BUFS || b->r->nholds == TP_BATCH_BUFS ||
+                 b->r->nheaps == TP_BATCH_BUFS)) {
+        int rc = batch_flush(conn, dir);
+        if (rc != 0) {
+            free(heap);
+            return rc;
+        }
+    }
+    struct tp_wreq *r = b->depth ? b->r : NULL;
+    if (!r && !(r = wreq_get(conn->worker))) {
         free(heap);
         tp__conn_close(conn, TP_CLOSE_INTERNAL);
         return TP_ERR_NOMEM;
@@ -281,21 +353,20 @@ int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, t
     size_t len = 0;
     for (unsigned i = 0; i < n; i++)
         len += bufs[i].len;
-    r->conn = conn;
-    r->dir = dir;
-    r->len = len;
-    r->hold = hold;
-    r->heap = heap;
-    if (hold)
-        tp__buf_ref(hold);
-    int rc = uv_write(&r->req, s, bufs, n, write_cb);
-    if (rc != 0) {
-        r->len = 0;
-        wreq_put(conn->worker, r);
-        tp__conn_close(conn, dir == TP_TO_CLIENT ? TP_CLOSE_CLIENT_RESET : TP_CLOSE_UPSTREAM_RESET);
-        return TP_ERR_IO;
-    }
+    r->len += len;
     conn->queued[dir] += len;
+    if (hold) {
+        tp__buf_ref(hold);
+        r->holds[r->nholds++] = hold;
+    }
+    if (heap)
+        r->heaps[r->nheaps++] = heap;
+    if (!b->depth)
+        return submit(conn, dir, r, bufs, n);
+    /* Corked: collect, so that a head and its body leave in one writev. */
+    b->r = r;
+    memcpy(b->bufs + b->n, bufs, n * sizeof(*bufs));
+    b->n += n;
     return 0;
 }
 
@@ -422,6 +493,35 @@ void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *,
 
 /* ---- accept and close ---- */
 
+/*
+ * While the ingress decision is pending, the client is read so that a reset is noticed at once;
+ * the first bytes wait in conn->stash (reading stops) and an EOF is remembered, both handed to
+ * the protocol once the connection is allowed.
+ */
+static void waiting_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
+    if (nread > 0) {
+        conn->stash = b;
+        conn->stash_len = (size_t)nread;
+        tp__conn_client_read(conn, false);
+    } else if (nread != UV_EOF) {
+        tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
+    }
+}
+
+static void waiting_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
+    if (b)
+        tp__buf_unref(b);
+}
+
+static void waiting_written(tp_conn_t *conn, int dir, int status) {}
+
+static const tp_proto_t waiting_proto = {
+    .name = "waiting",
+    .on_client_read = waiting_read,
+    .on_upstream_read = waiting_upstream_read,
+    .on_written = waiting_written,
+};
+
 static void ingress_decided(tp_conn_t *conn, tp_decision_t d) {
     if (conn->closing)
         return;
@@ -430,6 +530,10 @@ static void ingress_decided(tp_conn_t *conn, tp_decision_t d) {
                     (unsigned long long)conn->id);
         tp__conn_close(conn, TP_CLOSE_BLOCKED);
         return;
+    }
+    if (conn->proto == &waiting_proto) {
+        tp__conn_client_read(conn, false);
+        conn->proto = conn->ep->cfg->type == TP_ONRAMP_TCP ? &tp__tcp_proto : &tp__http_proxy_proto;
     }
     conn->proto->start(conn);
 }
@@ -458,6 +562,8 @@ static void conn_free(tp_conn_t *conn) {
     tp__log_end(&l);
     if (conn->h1)
         tp__h1_state_free(conn);
+    if (conn->stash)
+        tp__buf_unref(conn->stash);
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
     if (conn->ext && spec->free)
         spec->free(conn->ext);
@@ -487,6 +593,7 @@ void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason) {
     if (conn->stats.reason == TP_CLOSE_DONE) /* a reason recorded earlier (an error answer) wins */
         conn->stats.reason = reason;
     tp__conn_pending_release(conn);
+    batch_drop(conn, TP_TO_CLIENT);
     if (conn->egress.resolving)
         uv_cancel((uv_req_t *)&conn->egress.gai);
     tp__conn_upstream_close(conn);
@@ -557,6 +664,10 @@ void tp__conn_accept(tp_listener_t *l) {
     tp_decision_t d = tp_allow();
     if (srv->hooks.ingress.handle_connection)
         d = srv->hooks.ingress.handle_connection(srv->hooks.ingress.self, conn);
+    if (d.verdict == TP_VERDICT_PENDING && conn->pending) {
+        conn->proto = &waiting_proto;
+        tp__conn_client_read(conn, true);
+    }
     tp__conn_decide(conn, d, ingress_decided);
     tp__conn_rearm(conn);
 }

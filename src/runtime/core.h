@@ -17,6 +17,17 @@ typedef struct tp_listener tp_listener_t;
 typedef struct tp_upstream tp_upstream_t;
 typedef struct tp_h1 tp_h1_t;
 
+/* Most buffers one write request carries (a corked head, body pieces and chunk frames). */
+#define TP_BATCH_BUFS 8
+
+/* Writes collected while a direction is corked, sent as one writev at uncork. */
+typedef struct tp_batch {
+    unsigned depth;
+    unsigned n;
+    struct tp_wreq *r;
+    uv_buf_t bufs[TP_BATCH_BUFS];
+} tp_batch_t;
+
 /* Directions of a flow, indexing per-direction counters. */
 enum { TP_TO_CLIENT = 0, TP_TO_UPSTREAM = 1 };
 
@@ -145,6 +156,7 @@ struct tp_conn {
     uint64_t start_ns;
     tp_conn_stats_t stats;
     size_t queued[2];         /* bytes written but not yet completed, per direction */
+    tp_batch_t batch[2];      /* corked writes, per direction */
     uint64_t last_activity;   /* uv_now() of the last byte moved */
     uint64_t header_deadline; /* 0 = none; uv_now() based, like the others */
     uint64_t connect_deadline;
@@ -156,6 +168,8 @@ struct tp_conn {
     tp_egress_t egress;
     void *ext;
     tp_h1_t *h1;
+    tp_buf_t *stash; /* client bytes read while the ingress decision was pending */
+    size_t stash_len;
     char peer_str[TP_ADDR_STRLEN];
 };
 
@@ -181,6 +195,9 @@ void tp__conn_shutdown(tp_conn_t *conn, int dir);
  */
 int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
                    char *heap);
+/* Between cork and uncork (nestable), writes toward dir are collected and leave as one writev. */
+void tp__conn_cork(tp_conn_t *conn, int dir);
+void tp__conn_uncork(tp_conn_t *conn, int dir);
 /* Writes a copy of the bytes. */
 int tp__conn_write_copy(tp_conn_t *conn, int dir, const char *data, size_t len);
 /* Logs a hook point when tracing is on. */
