@@ -1,59 +1,31 @@
 /**
- * The testkit's own tests: its YAML emitter, parsers and pattern checks, its clients against a tiny
- * forward proxy written in Node, and its process handle against a fake Turnpike. These need no
- * Turnpike build.
+ * The testkit's own tests, part 1: its pure helpers (YAML emitter, parsers, pattern checks) and its
+ * origins and raw TCP client, on their own. Nothing here stands in for Turnpike: whatever the
+ * testkit does with a Turnpike process (startTurnpike, withTurnpike, logs, hooksFor, the HTTP
+ * clients through a proxy) is tested against the real binary in 00-testkit-turnpike.test.ts.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { afterEach, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import {
     cleanup,
-    connectTunnel,
-    echoBody,
     openResources,
     parseProxyStatus,
     parseResponse,
     PatternVerifier,
     patternBytes,
-    proxyRequest,
     randomBytes,
-    rawHttp,
     rawTcp,
-    RawConnection,
     sha256,
     startHttpOrigin,
     startTcpEcho,
     startTcpServer,
     startTcpSink,
     startTcpSource,
-    startTurnpike,
     StreamHash,
     toYaml,
-    track,
-    waitFor,
-    withTurnpike,
 } from '../src/index.js';
-
-function isAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-    } catch {
-        return false;
-    }
-    // A zombie (exited, not yet reaped) counts as gone.
-    try {
-        return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    } catch {
-        return false;
-    }
-}
 
 describe('toYaml', () => {
     it('writes a config in block style with plain scalars where safe', () => {
@@ -229,113 +201,8 @@ describe('parsers', () => {
     });
 });
 
-/** A minimal HTTP forward proxy (absolute-form requests and CONNECT) to exercise the clients. */
-async function startFakeProxy(options: { earlyBytes?: string } = {}): Promise<{ host: string; port: number; close(): void }> {
-    const server = http.createServer((req, res) => {
-        const url = new URL(req.url!);
-        const up = http.request(
-            { host: url.hostname, port: url.port, path: url.pathname + url.search, method: req.method, headers: req.headers },
-            (upRes) => {
-                res.writeHead(upRes.statusCode!, upRes.headers);
-                upRes.pipe(res);
-            },
-        );
-        req.pipe(up);
-    });
-    server.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
-        const [host, port] = req.url!.split(':');
-        if (port === '1') {
-            client.end('HTTP/1.1 502 Bad Gateway\r\nProxy-Status: fake; error=connection_refused\r\nContent-Length: 4\r\n\r\nnope');
-            return;
-        }
-        const up = net.connect(Number(port), host, () => {
-            client.write('HTTP/1.1 200 Connection established\r\n\r\n' + (options.earlyBytes ?? ''));
-            if (head.length) up.write(head);
-            up.pipe(client);
-            client.pipe(up);
-        });
-        up.on('error', () => client.destroy());
-        client.on('error', () => up.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const close = () => {
-        server.close();
-        server.closeAllConnections();
-    };
-    track('fake proxy', close);
-    return { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, close };
-}
-
-describe('clients and origins (against a Node proxy)', () => {
+describe('origins and the raw TCP client', () => {
     afterEach(cleanup);
-
-    it('proxyRequest sends absolute-form requests and reads the response', async () => {
-        const proxy = await startFakeProxy();
-        const origin = await startHttpOrigin();
-        const res = await proxyRequest(proxy, { url: origin.url('/a?b=1'), headers: { 'x-test': 'yes' } });
-        assert.equal(res.status, 200);
-        const echoed = res.json<{ method: string; url: string; headers: Record<string, string> }>();
-        assert.equal(echoed.method, 'GET');
-        assert.equal(echoed.url, '/a?b=1');
-        assert.equal(echoed.headers['x-test'], 'yes');
-        assert.equal(echoed.headers.host, origin.address);
-        assert.ok(res.localPort > 0);
-        assert.equal(origin.requests.length, 1);
-        assert.equal(origin.connections, 1);
-    });
-
-    it('proxyRequest streams content-length and chunked bodies', async () => {
-        const proxy = await startFakeProxy();
-        const origin = await startHttpOrigin(echoBody);
-        const body = randomBytes(1_000_003);
-        for (const chunked of [false, true]) {
-            const res = await proxyRequest(proxy, { method: 'POST', url: origin.url('/echo'), body, chunked });
-            assert.equal(res.status, 200);
-            assert.equal(sha256(res.body), sha256(body));
-            const got = origin.requests.at(-1)!;
-            assert.equal(got.headers['transfer-encoding'], chunked ? 'chunked' : undefined);
-            assert.equal(sha256(got.body), sha256(body));
-        }
-    });
-
-    it('connectTunnel returns the tunnel with early bytes preserved, and refusals with their body', async () => {
-        const proxy = await startFakeProxy({ earlyBytes: 'EARLY' });
-        const echo = await startTcpEcho();
-        const t = await connectTunnel(proxy, echo.address);
-        assert.equal(t.status, 200);
-        const conn = RawConnection.wrap(t.socket);
-        assert.equal((await conn.readBytes(5)).toString(), 'EARLY');
-        await conn.write('ping');
-        assert.equal((await conn.readUntil('ping')).toString(), 'ping');
-        conn.destroy();
-
-        const refused = await connectTunnel(proxy, '127.0.0.1:1');
-        assert.equal(refused.status, 502);
-        assert.equal(refused.body.toString(), 'nope');
-        assert.deepEqual(parseProxyStatus(refused.headers['proxy-status'])[0]!.params, { error: 'connection_refused' });
-    });
-
-    it('rawHttp reports the raw reply and whether the peer closed', async () => {
-        const server = await startTcpServer((s) => {
-            s.once('data', (d) => {
-                if (d.toString().startsWith('BAD')) s.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-                else s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'); // keeps the connection open
-            });
-        });
-        const bad = await rawHttp(server, 'BAD REQUEST\r\n\r\n');
-        assert.equal(bad.status, 400);
-        assert.equal(bad.closed, true);
-        assert.match(bad.text, /^HTTP\/1.1 400 Bad Request\r\n/);
-
-        const good = await rawHttp(server, 'GET / HTTP/1.1\r\n\r\n', { until: 'response' });
-        assert.equal(good.status, 200);
-        assert.equal(good.response!.body.toString(), 'ok');
-        assert.equal(good.closed, false);
-
-        const open = await rawHttp(server, 'GET / HTTP/1.1\r\n\r\n', { timeoutMs: 300 });
-        assert.equal(open.closed, false);
-        assert.ok(open.elapsedMs >= 290);
-    });
 
     it('RawConnection reads by count, pattern and to the end; half-close keeps reading', async () => {
         const server = await startTcpServer((s) => {
@@ -390,142 +257,5 @@ describe('clients and origins (against a Node proxy)', () => {
         assert.deepEqual(openResources(), []);
         await c.closedPromise;
         await assert.rejects(rawTcp(origin, { timeoutMs: 1000 }), /ECONNREFUSED/);
-    });
-});
-
-/** A fake Turnpike in Node that speaks the log contract: ready line, hook and close lines, drain. */
-const FAKE_TURNPIKE = `
-const net = require('net');
-const fs = require('fs');
-const log = (o) => process.stderr.write(JSON.stringify(o) + '\\n');
-const cfg = fs.readFileSync(process.argv[process.argv.indexOf('-c') + 1], 'utf8');
-if (cfg.includes('fail')) { process.stderr.write('config.yaml:1:1: boom\\n'); process.exit(2); }
-let next = 1;
-const server = net.createServer((s) => {
-  const conn = next++;
-  const peer = s.remoteAddress + ':' + s.remotePort;
-  log({ msg: 'hook', conn, hook: 'ingress.handle_connection', peer });
-  s.on('data', (d) => {
-    if (String(d) === 'crash') {
-      process.stderr.write('==1==ERROR: AddressSanitizer: heap-use-after-free on address 0x1\\n    #0 0x1 in tp_conn_free\\n');
-      process.exit(1);
-    }
-    s.write(d);
-  });
-  s.on('end', () => s.end());
-  s.on('close', () => {
-    log({ msg: 'close', conn, endpoint: 'echo', peer, reason: 'client_closed' });
-    log({ msg: 'hook', conn, hook: 'ingress.handle_connection_close', peer });
-  });
-});
-server.listen(0, '127.0.0.1', () => {
-  log({ level: 'info', msg: 'ready', pid: process.pid,
-        endpoints: [{ name: 'echo', type: 'tcp', listen: ['127.0.0.1:' + server.address().port] }] });
-});
-process.on('SIGTERM', () => {
-  log({ msg: 'draining' });
-  server.close(() => { log({ msg: 'stopped' }); process.exit(cfg.includes('exit3') ? 3 : 0); });
-});
-`;
-
-function fakeTurnpikeBinary(): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-turnpike-'));
-    fs.writeFileSync(path.join(dir, 'fake.cjs'), FAKE_TURNPIKE);
-    const bin = path.join(dir, 'turnpike');
-    fs.writeFileSync(bin, `#!/bin/sh\nexec "${process.execPath}" "${dir}/fake.cjs" "$@"\n`, { mode: 0o755 });
-    track(`fake turnpike ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
-    return bin;
-}
-
-describe('process handle (against a fake Turnpike)', () => {
-    afterEach(cleanup);
-
-    it('starts, finds endpoints, traces a connection, reads RSS and stops cleanly', async () => {
-        const binary = fakeTurnpikeBinary();
-        await withTurnpike({ binary, config: { runtime: { trace_hooks: true } } }, async (tp) => {
-            const ep = tp.endpoint('echo');
-            assert.equal(ep, tp.endpoint());
-            assert.equal(ep.host, '127.0.0.1');
-            assert.ok(ep.port > 0);
-            assert.throws(() => tp.endpoint('nope'), /no endpoint 'nope'.*echo/);
-            assert.match(tp.configText, /trace_hooks: true/);
-
-            const c = await rawTcp(ep);
-            await c.write('x');
-            await c.readBytes(1);
-            const port = c.localPort;
-            await c.end();
-            await c.waitForPeerClose();
-            c.destroy();
-            assert.deepEqual(await tp.hooksFor(port), ['ingress.handle_connection', 'ingress.handle_connection_close']);
-            const trace = await tp.connectionFor({ localPort: port });
-            assert.equal(trace.close.reason, 'client_closed');
-            assert.ok(tp.rss() > 1 << 20);
-            assert.ok(tp.rssPeak() >= tp.rss() / 2);
-        });
-    });
-
-    it('waitForLog takes predicates and partial objects, and fails with the stderr tail', async () => {
-        const tp = await startTurnpike({ binary: fakeTurnpikeBinary(), config: 'exit3: true\n' });
-        const ready = await tp.waitForLog((l) => l.msg === 'ready');
-        assert.equal(ready.pid, tp.pid);
-        await assert.rejects(tp.waitForLog({ msg: 'never' }, 100), /timed out after 100 ms[\s\S]*"msg":"ready"/);
-        tp.signal('SIGTERM');
-        await tp.waitForLog({ msg: 'draining' });
-        assert.deepEqual(await tp.exited, { code: 3, signal: null });
-        assert.ok(tp.findLog({ msg: 'stopped' }));
-        await assert.rejects(tp.waitForLog({ msg: 'never' }), /exited \(status 3\)/);
-        await assert.rejects(tp.assertCleanExit(), /did not exit cleanly \(status 3\)/);
-        assert.throws(() => tp.rss(), /exited/);
-    });
-
-    it('withTurnpike blames a crash and shows the sanitizer report', async () => {
-        const binary = fakeTurnpikeBinary();
-        await assert.rejects(
-            withTurnpike({ binary, config: {} }, async (tp) => {
-                const c = await rawTcp(tp.endpoint());
-                await c.write('crash');
-                await c.readBytes(1, 2000); // the connection dies with the process
-            }),
-            (err: Error) => {
-                assert.match(err.message, /connection closed/);
-                assert.match(err.message, /Turnpike exited during the test \(status 1\)/);
-                assert.match(err.message, /sanitizer report:[\s\S]*heap-use-after-free/);
-                return true;
-            },
-        );
-    });
-
-    for (const how of ['exit', 'SIGTERM', 'SIGINT'] as const) {
-        it(`kills every Turnpike it started when the test process ends (${how})`, async () => {
-            const binary = fakeTurnpikeBinary();
-            const index = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'index.js');
-            const script = `
-                const tk = await import(${JSON.stringify(index)});
-                const tp = await tk.startTurnpike({ binary: ${JSON.stringify(binary)}, config: {} });
-                process.stdout.write(tp.pid + '\\n');
-                if (${JSON.stringify(how)} === 'exit') setTimeout(() => process.exit(0), 500);
-                setInterval(() => {}, 1000);
-            `;
-            const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-            const untrack = track('test child', () => child.kill('SIGKILL'));
-            let out = '';
-            child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-            await waitFor(() => out.includes('\n'), { timeoutMs: 10_000, message: 'the child did not start Turnpike' });
-            const pid = Number(out.trim());
-            assert.ok(isAlive(pid), 'the fake Turnpike runs');
-            if (how !== 'exit') child.kill(how);
-            await new Promise((resolve) => child.once('exit', resolve));
-            untrack();
-            await waitFor(() => !isAlive(pid), { timeoutMs: 5000, message: `Turnpike pid ${pid} outlived the test process` });
-        });
-    }
-
-    it('startTurnpike rejects with the stderr tail when the process exits before ready', async () => {
-        await assert.rejects(
-            startTurnpike({ binary: fakeTurnpikeBinary(), config: { fail: true } }),
-            /did not become ready: Turnpike exited \(status 2\)[\s\S]*config.yaml:1:1: boom/,
-        );
-        await assert.rejects(startTurnpike({ binary: '/nonexistent/turnpike', config: {} }), /binary not found/);
     });
 });
