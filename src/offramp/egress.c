@@ -130,8 +130,11 @@ static void run_egress_hook(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
     tp__conn_trace(conn, "egress.handle_connection");
     tp_decision_t d = tp_allow();
-    if (srv->hooks.egress.handle_connection)
+    if (srv->hooks.egress.handle_connection) {
+        conn->in_decision = true;
         d = srv->hooks.egress.handle_connection(srv->hooks.egress.self, eg, &eg->addr);
+        conn->in_decision = false;
+    }
     tp__conn_decide(conn, d, egress_decided);
 }
 

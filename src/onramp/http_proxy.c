@@ -61,24 +61,29 @@ static int on_req_body(void *ctx, const char *at, size_t len);
 static void client_parse(tp_conn_t *conn);
 static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, const char *details,
                           bool is_connect);
+static void linger_start(tp_conn_t *conn);
 
 static const char *reason_phrase(unsigned status) {
     switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 407: return "Proxy Authentication Required";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
-    default: return status < 400 ? "OK" : "Error";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
 }
 
@@ -273,6 +278,8 @@ static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, c
         return;
     tp__conn_client_read(conn, false);
     tp__conn_rearm(conn);
+    if (conn->queued[TP_TO_CLIENT] == 0) /* it all went at once */
+        linger_start(conn);
 }
 
 static void linger_start(tp_conn_t *conn) {
@@ -630,9 +637,12 @@ static void on_head(tp_conn_t *conn) {
     if (req->is_connect) {
         tp__conn_trace(conn, "http.handle_proxy_connect_request");
         tp_decision_t d = tp_allow();
-        if (srv->hooks.http_request.handle_proxy_connect_request)
+        if (srv->hooks.http_request.handle_proxy_connect_request) {
+            conn->in_decision = true;
             d = srv->hooks.http_request.handle_proxy_connect_request(srv->hooks.http_request.self,
                                                                      req);
+            conn->in_decision = false;
+        }
         tp__conn_decide(conn, d, connect_decided);
         return;
     }
@@ -876,7 +886,6 @@ static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
         return;
     }
     if (h->resp_done) {
-        tp__conn_upstream_read(conn, false);
         if (!h->req_done) {
             /* The origin answered before the whole request body came: finish, then close. */
             h->close_after = true;

@@ -94,8 +94,16 @@ static void timer_cb(uv_timer_t *t) {
 
 /* ---- reading ---- */
 
+static const tp_proto_t waiting_proto;
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     tp_conn_t *conn = h->data;
+    if (conn->stash && conn->proto == &waiting_proto) {
+        /* Waiting for the ingress decision: keep filling the one stash slab. */
+        buf->base = conn->stash->data + conn->stash_len;
+        buf->len = conn->stash->cap - conn->stash_len;
+        return;
+    }
     tp_buf_t *b = tp__buf_get(&conn->worker->bufs);
     if (!b) {
         buf->base = NULL;
@@ -108,6 +116,24 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tp_conn_t *conn = s->data;
+    if (conn->stash && buf->base == conn->stash->data + conn->stash_len) {
+        /* A read into the stash's free room (pending ingress decision). */
+        if (nread > 0) {
+            conn->stats.bytes_from_client += (uint64_t)nread;
+            conn->stash_len += (size_t)nread;
+            if (conn->stash_len == conn->stash->cap)
+                tp__conn_client_read(conn, false);
+            return;
+        }
+        if (nread == 0)
+            return;
+        if (nread == UV_EOF)
+            conn->client_eof = true;
+        tp__conn_client_read(conn, false);
+        if (nread != UV_EOF)
+            tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
+        return;
+    }
     tp_buf_t *b = buf->base ? tp__buf_of(buf->base) : NULL;
     if (nread == 0 || conn->closing) {
         if (b)
@@ -251,6 +277,13 @@ void tp__worker_free_wreqs(tp_worker_t *w) {
     }
 }
 
+static void count_written(tp_conn_t *conn, int dir, size_t n) {
+    if (dir == TP_TO_CLIENT)
+        conn->stats.bytes_to_client += n;
+    else
+        conn->stats.bytes_to_upstream += n;
+}
+
 static void write_cb(uv_write_t *req, int status) {
     struct tp_wreq *r = (struct tp_wreq *)req;
     tp_conn_t *conn = r->conn;
@@ -263,10 +296,7 @@ static void write_cb(uv_write_t *req, int status) {
         return;
     conn->queued[dir] -= len;
     if (status == 0) {
-        if (dir == TP_TO_CLIENT)
-            conn->stats.bytes_to_client += len;
-        else
-            conn->stats.bytes_to_upstream += len;
+        count_written(conn, dir, len);
         tp__conn_touch(conn);
     }
     conn->proto->on_written(conn, dir, status);
@@ -278,11 +308,46 @@ static uv_stream_t *stream_of(tp_conn_t *conn, int dir) {
     return conn->up ? (uv_stream_t *)&conn->up->tcp : NULL;
 }
 
-/* Issues a write request whose bytes are already counted in queued[dir]. */
+/*
+ * Sends bytes already counted in queued[dir]: first straight to the socket (no request, no
+ * callback, no epoll change in the common case), then whatever is left as a libuv write request.
+ * Returns 1 when all went at once, 0 when a request is in flight, or a negative tp_err_t.
+ */
 static int submit(tp_conn_t *conn, int dir, struct tp_wreq *r, const uv_buf_t *bufs, unsigned n) {
+    uv_stream_t *s = stream_of(conn, dir);
+    int w = uv_try_write(s, bufs, n);
+    if (w < 0 && w != UV_EAGAIN) {
+        conn->queued[dir] -= r->len;
+        r->len = 0;
+        wreq_put(conn->worker, r);
+        tp__conn_close(conn, dir == TP_TO_CLIENT ? TP_CLOSE_CLIENT_RESET : TP_CLOSE_UPSTREAM_RESET);
+        return TP_ERR_IO;
+    }
+    size_t done = w > 0 ? (size_t)w : 0;
+    if (done) {
+        count_written(conn, dir, done);
+        conn->queued[dir] -= done;
+        r->len -= done;
+        tp__conn_touch(conn);
+    }
+    if (r->len == 0) {
+        wreq_put(conn->worker, r);
+        return 1;
+    }
+    uv_buf_t rest[TP_BATCH_BUFS];
+    unsigned m = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (done >= bufs[i].len) {
+            done -= bufs[i].len;
+            continue;
+        }
+        rest[m] = uv_buf_init(bufs[i].base + done, (unsigned)(bufs[i].len - done));
+        done = 0;
+        m++;
+    }
     r->conn = conn;
     r->dir = dir;
-    int rc = uv_write(&r->req, stream_of(conn, dir), bufs, n, write_cb);
+    int rc = uv_write(&r->req, s, rest, m, write_cb);
     if (rc != 0) {
         conn->queued[dir] -= r->len;
         r->len = 0;
@@ -325,8 +390,8 @@ void tp__conn_cork(tp_conn_t *conn, int dir) { conn->batch[dir].depth++; }
 
 void tp__conn_uncork(tp_conn_t *conn, int dir) {
     tp_batch_t *b = &conn->batch[dir];
-    if (b->depth > 0 && --b->depth == 0)
-        batch_flush(conn, dir);
+    if (b->depth > 0 && --b->depth == 0 && batch_flush(conn, dir) == 1 && !conn->closing)
+        conn->proto->on_written(conn, dir, 0); /* it all went at once: no callback will come */
 }
 
 int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
@@ -339,7 +404,7 @@ int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, t
     if (b->r && (b->n + n > TP_BATCH_BUFS || b->r->nholds == TP_BATCH_BUFS ||
                  b->r->nheaps == TP_BATCH_BUFS)) {
         int rc = batch_flush(conn, dir);
-        if (rc != 0) {
+        if (rc < 0) {
             free(heap);
             return rc;
         }
@@ -361,8 +426,10 @@ int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, t
     }
     if (heap)
         r->heaps[r->nheaps++] = heap;
-    if (!b->depth)
-        return submit(conn, dir, r, bufs, n);
+    if (!b->depth) {
+        int rc = submit(conn, dir, r, bufs, n);
+        return rc < 0 ? rc : 0;
+    }
     /* Corked: collect, so that a head and its body leave in one writev. */
     b->r = r;
     memcpy(b->bufs + b->n, bufs, n * sizeof(*bufs));
@@ -428,7 +495,7 @@ void tp__conn_pending_release(tp_conn_t *conn) {
 }
 
 tp_pending_t *tp__pending_new_conn(tp_conn_t *conn, uint64_t timeout_ms) {
-    if (!conn || conn->pending || conn->closing)
+    if (!conn || conn->pending || conn->closing || !conn->in_decision)
         return NULL;
     tp_pending_t *p = calloc(1, sizeof(*p));
     if (!p)
@@ -500,9 +567,11 @@ void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *,
  */
 static void waiting_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     if (nread > 0) {
+        /* The first read; later ones land in the same slab (see alloc_cb) until it is full. */
         conn->stash = b;
         conn->stash_len = (size_t)nread;
-        tp__conn_client_read(conn, false);
+        if (conn->stash_len == b->cap)
+            tp__conn_client_read(conn, false);
     } else if (nread != UV_EOF) {
         tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
     }
@@ -662,8 +731,11 @@ void tp__conn_accept(tp_listener_t *l) {
     }
     tp__conn_trace(conn, "ingress.handle_connection");
     tp_decision_t d = tp_allow();
-    if (srv->hooks.ingress.handle_connection)
+    if (srv->hooks.ingress.handle_connection) {
+        conn->in_decision = true;
         d = srv->hooks.ingress.handle_connection(srv->hooks.ingress.self, conn);
+        conn->in_decision = false;
+    }
     if (d.verdict == TP_VERDICT_PENDING && conn->pending) {
         conn->proto = &waiting_proto;
         tp__conn_client_read(conn, true);

@@ -163,6 +163,7 @@ struct tp_conn {
     uint64_t pending_deadline;
     tp_pending_t *pending;
     void (*pending_cont)(tp_conn_t *conn, tp_decision_t d);
+    bool in_decision;    /* a deciding hook is running: tp_pending_new() is allowed */
     tp_decision_t early; /* a pending decision completed before its hook returned */
     bool early_set;
     tp_egress_t egress;

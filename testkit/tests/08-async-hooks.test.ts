@@ -299,13 +299,10 @@ describe('async hooks (hook-lab)', () => {
         });
     });
 
-    // Known bug (src/runtime/conn.c, waiting_read): once a client's first bytes are stashed during a
-    // pending ingress decision, reading stops, so a reset after them goes unseen; the completion is
-    // then applied (rc 0) and Turnpike connects upstream (L4: and forwards the bytes) for a client
-    // that is gone.
+    // While the ingress decision is pending, the client's first bytes are kept and reading goes on
+    // (into the same slab), so a reset after them is still noticed.
     it('a client that sends its first bytes, then resets, while the ingress decision is pending: TP_ERR_CLOSED, nothing upstream', {
         timeout: 60_000,
-        todo: 'src/runtime/conn.c waiting_read() stops reading after the first bytes: a later reset is not noticed',
     }, async () => {
         const echo = await startTcpEcho();
         const config = labConfig([
