@@ -1,5 +1,6 @@
 /** Special destinations (here loopback) are refused unless allow_destinations lists them. */
 import assert from 'node:assert/strict';
+import dns from 'node:dns/promises';
 import { afterEach, describe, it } from 'node:test';
 
 import {
@@ -54,7 +55,13 @@ describe('default deny of special destinations', () => {
         });
     });
 
-    it('checks the resolved address of a name, not the name', { timeout: 60_000 }, async () => {
+    it('checks the resolved address of a name, not the name', { timeout: 60_000 }, async (t) => {
+        // The name must resolve on this machine (a bare chroot may lack /etc/hosts).
+        const resolved = await dns.lookup('localhost').catch(() => null);
+        if (!resolved) {
+            t.skip('localhost does not resolve on this machine (no /etc/hosts entry)');
+            return;
+        }
         const origin = await startHttpOrigin();
         await withTurnpike({ config: proxyConfig() }, async (tp) => {
             await assertRefused(tp, origin, `localhost:${origin.port}`);
