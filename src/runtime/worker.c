@@ -10,6 +10,25 @@
 #include "runtime/core.h"
 #include "runtime/log.h"
 
+/*
+ * SO_REUSEPORT would let a second Turnpike (or anything of the same user) share a port silently.
+ * A probe bind without it fails with EADDRINUSE when someone listens there already.
+ */
+static int probe_free(const tp_addr_t *addr) {
+    if (tp_addr_port(addr) == 0)
+        return 0;
+    int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr->u.sa.sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = bind(fd, &addr->u.sa, tp_addr_len(addr)) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 /* Opens a listening socket; `addr` gets the bound address (its port when 0 was asked). */
 static int open_listener(tp_addr_t *addr, int backlog, int *fd_out) {
     int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -143,6 +162,37 @@ static void log_ready(tp_server_t *srv) {
     tp__log_end(&l);
 }
 
+/* Frees a worker whose loop has no open handles left. */
+static void worker_free(tp_worker_t *w, size_t nep) {
+    const tp_ext_spec_t *ep_ext = &w->server->app->ext[TP_EXT_ENDPOINT];
+    for (size_t e = 0; w->endpoints && e < nep; e++) {
+        if (w->endpoints[e].ext && ep_ext->free)
+            ep_ext->free(w->endpoints[e].ext);
+        free(w->endpoints[e].ext);
+    }
+    tp__worker_free_wreqs(w);
+    tp__bufpool_free(&w->bufs);
+    uv_loop_close(&w->loop);
+    free(w->endpoints);
+    free(w->listeners);
+}
+
+/* Undoes a start-up that failed part way: workers [0, ninit) have loops, handles and sockets. */
+static void workers_abort(tp_server_t *srv, unsigned ninit, size_t nep) {
+    for (unsigned i = 0; i < ninit; i++) {
+        tp_worker_t *w = &srv->workers[i];
+        for (size_t li = 0; w->listeners && li < w->nlisteners; li++)
+            if (w->listeners[li].fd >= 0)
+                close(w->listeners[li].fd);
+        uv_close((uv_handle_t *)&w->wakeup, NULL);
+        uv_close((uv_handle_t *)&w->drain_timer, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        worker_free(w, nep);
+    }
+    free(srv->workers);
+    srv->workers = NULL;
+}
+
 int tp__worker_run_all(tp_server_t *srv) {
     unsigned n =
         srv->cfg.runtime.workers ? (unsigned)srv->cfg.runtime.workers : uv_available_parallelism();
@@ -158,7 +208,8 @@ int tp__worker_run_all(tp_server_t *srv) {
     const tp_ext_spec_t *ep_ext = &srv->app->ext[TP_EXT_ENDPOINT];
 
     int status = 0;
-    for (unsigned i = 0; i < n && status == 0; i++) {
+    unsigned ninit = 0;
+    for (unsigned i = 0; i < n && status == 0; i++, ninit++) {
         tp_worker_t *w = &srv->workers[i];
         w->server = srv;
         w->index = i;
@@ -170,8 +221,10 @@ int tp__worker_run_all(tp_server_t *srv) {
         tp__bufpool_init(&w->bufs, (uint32_t)srv->cfg.runtime.buffer_size, 256);
         w->endpoints = calloc(nep ? nep : 1, sizeof(*w->endpoints));
         w->listeners = calloc(nl ? nl : 1, sizeof(*w->listeners));
-        if (!w->endpoints || !w->listeners)
-            return 1;
+        if (!w->endpoints || !w->listeners) {
+            status = 1;
+            continue;
+        }
         size_t li = 0;
         for (size_t e = 0; e < nep; e++) {
             tp_endpoint_t *ep = &w->endpoints[e];
@@ -186,9 +239,12 @@ int tp__worker_run_all(tp_server_t *srv) {
             for (size_t a = 0; a < ep->cfg->listen.n; a++, li++) {
                 tp_listener_t *l = &w->listeners[li];
                 l->ep = ep;
+                l->fd = -1;
                 /* Later workers bind where worker 0 did, so port 0 means one port for all. */
                 l->addr = i == 0 ? ep->cfg->listen.items[a] : srv->workers[0].listeners[li].addr;
-                int rc = open_listener(&l->addr, (int)ep->cfg->backlog, &l->fd);
+                int rc = i == 0 ? probe_free(&l->addr) : 0;
+                if (rc == 0)
+                    rc = open_listener(&l->addr, (int)ep->cfg->backlog, &l->fd);
                 if (rc != 0) {
                     char ab[TP_ADDR_STRLEN];
                     tp_addr_format(&l->addr, ab, sizeof(ab));
@@ -203,10 +259,12 @@ int tp__worker_run_all(tp_server_t *srv) {
             if (status)
                 break;
         }
-        w->nlisteners = li;
+        w->nlisteners = li + (status ? 1 : 0); /* the failed one has fd -1 */
     }
-    if (status != 0)
+    if (status != 0) {
+        workers_abort(srv, ninit, nep);
         return status;
+    }
 
     uv_loop_init(&srv->loop);
     uv_signal_init(&srv->loop, &srv->sig_term);
@@ -224,16 +282,7 @@ int tp__worker_run_all(tp_server_t *srv) {
         uv_thread_join(&w->thread);
         if (w->start_err)
             status = 1;
-        for (size_t e = 0; e < nep; e++) {
-            if (w->endpoints[e].ext && ep_ext->free)
-                ep_ext->free(w->endpoints[e].ext);
-            free(w->endpoints[e].ext);
-        }
-        tp__worker_free_wreqs(w);
-        tp__bufpool_free(&w->bufs);
-        uv_loop_close(&w->loop);
-        free(w->endpoints);
-        free(w->listeners);
+        worker_free(w, nep);
     }
     uv_loop_close(&srv->loop);
     free(srv->workers);
