@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 
 import { cleanup, runTurnpike, withTurnpike, writeConfigFile } from '../src/index.js';
-import { assertStillServes, proxyConfig } from './common.js';
+import { assertStillServes, LOOPBACK, proxyConfig } from './common.js';
 
 describe('listen addresses', () => {
     afterEach(cleanup);
 
     it('a second Turnpike on the same port exits 1 with a clear error instead of sharing it', { timeout: 30_000 }, async () => {
-        await withTurnpike({ config: proxyConfig({}, { runtime: { workers: 2 } }) }, async (tp) => {
+        await withTurnpike({ config: proxyConfig({ allow_destinations: LOOPBACK }, { runtime: { workers: 2 } }) }, async (tp) => {
             const taken = tp.endpoint('proxy').address;
             const file = writeConfigFile(proxyConfig({ listen: [taken] }));
             const second = await runTurnpike(['-c', file], { timeoutMs: 10_000 });
