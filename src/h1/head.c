@@ -28,6 +28,7 @@ void tp__h1_head_free(tp_h1_head_t *h) {
 void tp__h1_head_reset(tp_h1_head_t *h) {
     h->len = 0;
     h->nfields = 0;
+    h->connection = 0;
     h->state = TP_H1_IN_NONE;
     h->first = h->url = (tp_h1_span_t){0, 0};
 }
@@ -60,6 +61,8 @@ int tp__h1_head_complete(tp_h1_head_t *h, int element) {
         h->fields[h->nfields].name = s;
         h->fields[h->nfields].value = (tp_h1_span_t){s.off + s.len, 0};
         h->nfields++;
+        if (s.len == 10 && !h->connection && strncasecmp(h->buf + s.off, "connection", 10) == 0)
+            h->connection = h->nfields;
         break;
     case TP_H1_IN_VALUE:
         if (h->nfields > 0)
@@ -99,33 +102,61 @@ bool tp__h1_list_has(tp_str_t list, const char *token) {
     return false;
 }
 
+static bool eq_nocase(tp_str_t a, const char *lit, size_t n) {
+    return a.len == n && strncasecmp(a.ptr, lit, n) == 0;
+}
+
 bool tp__h1_is_hop_by_hop(const tp_h1_head_t *h, tp_str_t name) {
-    static const char *const hop[] = {"connection",
-                                      "keep-alive",
-                                      "proxy-connection",
-                                      "proxy-authorization",
-                                      "proxy-authenticate",
-                                      "te",
-                                      "trailer",
-                                      "transfer-encoding",
-                                      "upgrade",
-                                      "content-length",
-                                      NULL};
-    for (int i = 0; hop[i]; i++)
-        if (name.len == strlen(hop[i]) && strncasecmp(name.ptr, hop[i], name.len) == 0)
+    /* Hop-by-hop headers (RFC 9110 7.6.1) and the framing ones Turnpike writes itself; most
+     * names are ruled out by their length alone. */
+    switch (name.len) {
+    case 2:
+        if (eq_nocase(name, "te", 2))
             return true;
+        break;
+    case 7:
+        if (eq_nocase(name, "trailer", 7) || eq_nocase(name, "upgrade", 7))
+            return true;
+        break;
+    case 10:
+        if (eq_nocase(name, "connection", 10) || eq_nocase(name, "keep-alive", 10))
+            return true;
+        break;
+    case 14:
+        if (eq_nocase(name, "content-length", 14))
+            return true;
+        break;
+    case 16:
+        if (eq_nocase(name, "proxy-connection", 16))
+            return true;
+        break;
+    case 17:
+        if (eq_nocase(name, "transfer-encoding", 17))
+            return true;
+        break;
+    case 18:
+        if (eq_nocase(name, "proxy-authenticate", 18))
+            return true;
+        break;
+    case 19:
+        if (eq_nocase(name, "proxy-authorization", 19))
+            return true;
+        break;
+    default: break;
+    }
+    if (!h->connection)
+        return false;
     /* Headers the Connection header names are hop-by-hop too. */
-    for (size_t i = 0; i < h->nfields; i++) {
+    char tok[64];
+    if (name.len >= sizeof(tok))
+        return false;
+    memcpy(tok, name.ptr, name.len);
+    tok[name.len] = '\0';
+    for (size_t i = h->connection - 1; i < h->nfields; i++) {
         tp_str_t f = tp__h1_str(h, h->fields[i].name);
-        if (f.len == 10 && strncasecmp(f.ptr, "connection", 10) == 0) {
-            char tok[64];
-            if (name.len >= sizeof(tok))
-                continue;
-            memcpy(tok, name.ptr, name.len);
-            tok[name.len] = '\0';
-            if (tp__h1_list_has(tp__h1_str(h, h->fields[i].value), tok))
-                return true;
-        }
+        if (eq_nocase(f, "connection", 10) &&
+            tp__h1_list_has(tp__h1_str(h, h->fields[i].value), tok))
+            return true;
     }
     return false;
 }

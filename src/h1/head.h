@@ -24,7 +24,8 @@ typedef struct tp_h1_head {
     tp_h1_span_t url;
     tp_h1_field_t *fields;
     size_t nfields, max_fields;
-    int state; /* which element the next bytes belong to */
+    int state;         /* which element the next bytes belong to */
+    size_t connection; /* 1 + the index of the Connection field, 0 when there is none */
     uint32_t elem_start;
 } tp_h1_head_t;
 

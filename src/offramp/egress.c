@@ -60,7 +60,8 @@ static void connect_cb(uv_connect_t *req, int status) {
         return;
     }
     up->addr = eg->addr;
-    snprintf(up->authority, sizeof(up->authority), "%s:%u", eg->host, eg->port);
+    memcpy(up->host, eg->host, sizeof(up->host));
+    up->port = eg->port;
     uv_tcp_nodelay(&up->tcp, 1);
     tp_server_t *srv = conn->worker->server;
     tp__conn_trace(conn, "egress.handle_connection_established");

@@ -87,6 +87,32 @@ static const char *reason_phrase(unsigned status) {
     }
 }
 
+/* Decimal and hex digits without printf, for the per-request hot path. Returns the length. */
+static size_t put_u64(char *out, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t put_hex(char *out, uint64_t v) {
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* ---- state ---- */
 
 static tp_h1_t *h1_new(tp_conn_t *conn) {
@@ -173,7 +199,9 @@ static int send_chunk(tp_conn_t *conn, int dir, tp_buf_t *hold, const char *at, 
         tp__conn_close(conn, TP_CLOSE_INTERNAL);
         return TP_ERR_NOMEM;
     }
-    int n = snprintf(frame, 24, "%zx\r\n", len);
+    size_t n = put_hex(frame, len);
+    frame[n++] = '\r';
+    frame[n++] = '\n';
     uv_buf_t b[3] = {uv_buf_init(frame, (unsigned)n), uv_buf_init((char *)at, (unsigned)len),
                      uv_buf_init("\r\n", 2)};
     return tp__conn_write(conn, dir, b, 3, hold, frame);
@@ -457,15 +485,18 @@ static int on_resp_headers_done(llhttp_t *p) {
     size_t cap = rh->len + 256, len = 0;
     char *out = malloc(cap);
     char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %u ", status);
-    append(&out, &len, &cap, line, (size_t)n);
+    size_t n = put_u64(line, status);
+    APPEND_LIT(&out, &len, &cap, "HTTP/1.1 ");
+    append(&out, &len, &cap, line, n);
+    APPEND_LIT(&out, &len, &cap, " ");
     tp_str_t st = tp__h1_str(rh, rh->first);
     append(&out, &len, &cap, st.ptr, st.len);
     APPEND_LIT(&out, &len, &cap, "\r\n");
     append_fields(&out, &len, &cap, rh, false);
     if (has_cl && !chunked) {
-        n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n", p->content_length);
-        append(&out, &len, &cap, line, (size_t)n);
+        APPEND_LIT(&out, &len, &cap, "Content-Length: ");
+        append(&out, &len, &cap, line, put_u64(line, p->content_length));
+        APPEND_LIT(&out, &len, &cap, "\r\n");
     }
     if (h->resp_chunked_out)
         APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
@@ -547,8 +578,8 @@ static void send_request_head(tp_conn_t *conn) {
     }
     char line[64];
     if (req->target.port != 80) {
-        int n = snprintf(line, sizeof(line), ":%u", req->target.port);
-        append(&out, &len, &cap, line, (size_t)n);
+        APPEND_LIT(&out, &len, &cap, ":");
+        append(&out, &len, &cap, line, put_u64(line, req->target.port));
     }
     APPEND_LIT(&out, &len, &cap, "\r\n");
     append_fields(&out, &len, &cap, hd, true);
@@ -557,8 +588,9 @@ static void send_request_head(tp_conn_t *conn) {
     if (h->req_body_chunked) {
         APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
     } else if (p->flags & F_CONTENT_LENGTH) {
-        int n = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n", p->content_length);
-        append(&out, &len, &cap, line, (size_t)n);
+        APPEND_LIT(&out, &len, &cap, "Content-Length: ");
+        append(&out, &len, &cap, line, put_u64(line, p->content_length));
+        APPEND_LIT(&out, &len, &cap, "\r\n");
     }
     APPEND_LIT(&out, &len, &cap, "\r\n");
     if (!out) {
@@ -590,11 +622,10 @@ static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
 
 static void forward_start(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
-    char authority[300];
-    int n = snprintf(authority, sizeof(authority), "%.*s:%u", (int)h->req.target.host.len,
-                     h->req.target.host.ptr, h->req.target.port);
-    if (conn->up && !conn->up->eof && h->upstream_keep_alive && n > 0 &&
-        strcmp(conn->up->authority, authority) == 0) {
+    tp_str_t host = h->req.target.host;
+    tp_upstream_t *up = conn->up;
+    if (up && !up->eof && h->upstream_keep_alive && up->port == h->req.target.port &&
+        strlen(up->host) == host.len && strncasecmp(up->host, host.ptr, host.len) == 0) {
         /* The last exchange left a live keep-alive connection to the same origin. */
         h->upstream_reused = true;
         tp_failure_t *none = NULL;

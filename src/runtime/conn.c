@@ -52,16 +52,18 @@ void tp__conn_rearm(tp_conn_t *conn) {
     for (int i = 0; i < 4; i++)
         if (cands[i] && (next == 0 || cands[i] < next))
             next = cands[i];
-    if (next == 0) {
-        uv_timer_stop(&conn->timer);
+    /* An armed timer due no later than needed is kept: when it fires, timer_cb() looks at the
+     * deadlines again. That saves a timer-heap update per request on the hot path. */
+    if (next == 0 || (conn->timer_due && conn->timer_due <= next))
         return;
-    }
+    conn->timer_due = next > now ? next : now;
     uv_timer_start(&conn->timer, timer_cb, next > now ? next - now : 0, 0);
 }
 
 static void timer_cb(uv_timer_t *t) {
     tp_conn_t *conn = t->data;
     uint64_t now = uv_now(&conn->worker->loop);
+    conn->timer_due = 0;
     if (conn->pending_deadline && now >= conn->pending_deadline) {
         conn->pending_deadline = 0;
         void (*cont)(tp_conn_t *, tp_decision_t) = conn->pending_cont;
@@ -77,11 +79,13 @@ static void timer_cb(uv_timer_t *t) {
     if (conn->header_deadline && now >= conn->header_deadline) {
         conn->header_deadline = 0;
         tp__http_proxy_timeout(conn, 0);
+        tp__conn_rearm(conn);
         return;
     }
     if (conn->connect_deadline && now >= conn->connect_deadline) {
         conn->connect_deadline = 0;
         tp__egress_cancel(conn);
+        tp__conn_rearm(conn);
         return;
     }
     uint64_t idle = idle_timeout(conn);

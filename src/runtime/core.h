@@ -118,7 +118,8 @@ struct tp_upstream {
     bool eof;
     bool shut;
     tp_addr_t addr;
-    char authority[264]; /* host:port it serves, for reuse between keep-alive requests */
+    char host[256]; /* the host and port it serves, for reuse between keep-alive requests */
+    uint16_t port;
 };
 
 /* What a protocol does with a connection's events (L4 tunnel, HTTP/1.1 proxy). */
@@ -158,6 +159,7 @@ struct tp_conn {
     size_t queued[2];         /* bytes written but not yet completed, per direction */
     tp_batch_t batch[2];      /* corked writes, per direction */
     uint64_t last_activity;   /* uv_now() of the last byte moved */
+    uint64_t timer_due;       /* when the armed timer fires (0 = not armed) */
     uint64_t header_deadline; /* 0 = none; uv_now() based, like the others */
     uint64_t connect_deadline;
     uint64_t pending_deadline;
