@@ -26,7 +26,7 @@ typedef struct tp_egress tp_egress_t;     /* one upstream connection being set u
 typedef enum tp_verdict {
     TP_VERDICT_ALLOW = 0, /* go on (for egress: connect directly to the address) */
     TP_VERDICT_BLOCK,     /* refuse: close the flow, or answer `status` on HTTP flows */
-    TP_VERDICT_REDIRECT,  /* egress only: connect to `addr` instead */
+    TP_VERDICT_REDIRECT,  /* egress and CONNECT: connect to `addr` instead (ingress: a block) */
     TP_VERDICT_PENDING,   /* the hook called tp_pending_new() and will complete later */
 } tp_verdict_t;
 
@@ -51,7 +51,7 @@ static inline tp_decision_t tp_block(uint16_t status, const char *error) {
     return d;
 }
 
-/* Egress: connect to `addr` (IP and port) instead of the requested upstream. */
+/* Egress or CONNECT: connect to `addr` (IP and port) instead of the requested upstream. */
 static inline tp_decision_t tp_redirect(const tp_addr_t *addr) {
     tp_decision_t d = {.verdict = TP_VERDICT_REDIRECT, .addr = *addr};
     return d;
@@ -190,7 +190,7 @@ typedef enum tp_close_reason {
     TP_CLOSE_PROTOCOL_ERROR,  /* the client broke the protocol */
     TP_CLOSE_IDLE_TIMEOUT,    /* nothing moved for the idle timeout */
     TP_CLOSE_HEADER_TIMEOUT,  /* the request head did not arrive in time */
-    TP_CLOSE_SHUTDOWN,        /* the server was draining and the deadline passed */
+    TP_CLOSE_SHUTDOWN,        /* closed by a drain: idle at its start, or open at its deadline */
     TP_CLOSE_INTERNAL,        /* Turnpike failed (out of memory, ...) */
 } tp_close_reason_t;
 
@@ -224,7 +224,8 @@ typedef struct tp_egress_hook {
      * Before connecting to `upstream` (resolved, with port). Allow (connect there), block (the HTTP
      * client gets `status`, default 403; an L4 client is closed) or redirect (connect to
      * decision.addr instead). The destination policy (special ranges, allow_destinations) applies
-     * to the address finally connected to, whatever the hook says. May pend.
+     * to the address finally connected to, whatever the hook says; the one exemption is an L4
+     * endpoint's configured `upstream` when the hook does not redirect. May pend.
      */
     tp_decision_t (*handle_connection)(void *self, tp_egress_t *eg, const tp_addr_t *upstream);
     /* The upstream connection is up; `upstream` is the address actually connected to. */
@@ -234,7 +235,8 @@ typedef struct tp_egress_hook {
 /* HTTP: requests that come through an HTTP on-ramp. */
 typedef struct tp_http_request_hook {
     void *self;
-    /* A CONNECT request's head has arrived. Allow, or block with a status (default 403). May pend.
+    /* A CONNECT request's head has arrived. Allow, block with a status (default 403), or
+     * redirect the tunnel to decision.addr (the egress hook and the policy still apply). May pend.
      */
     tp_decision_t (*handle_proxy_connect_request)(void *self, tp_request_t *req);
     /* The CONNECT tunnel is about to be answered (2xx or an error); may add response headers. */

@@ -94,8 +94,10 @@ static void egress_decided(tp_conn_t *conn, tp_decision_t d) {
         eg->cb(conn, &f);
         return;
     }
-    if (d.verdict == TP_VERDICT_REDIRECT)
+    if (d.verdict == TP_VERDICT_REDIRECT) {
         eg->addr = d.addr;
+        eg->trusted = false; /* only an L4 endpoint's configured upstream is exempt */
+    }
     char ab[TP_ADDR_STRLEN];
     tp_addr_format(&eg->addr, ab, sizeof(ab));
     if (tp_addr_port(&eg->addr) == 0) {

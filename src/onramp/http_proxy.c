@@ -14,7 +14,7 @@
 /* Where the exchange on a connection stands. */
 typedef enum h1_state {
     H1_HEAD,       /* reading a request head */
-    H1_DECIDING,   /* a hook or the egress set-up is in progress; client reads paused */
+    H1_DECIDING,   /* a hook or the egress set-up is in progress; new client bytes wait */
     H1_FORWARDING, /* request head sent upstream; body and response stream */
     H1_LINGER,     /* an error answer is out; discarding input until EOF or a short deadline */
 } h1_state_t;
@@ -252,6 +252,12 @@ static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, c
             return;
     }
     char ps[320] = "";
+    for (const char *c = error; c && *c; c++)
+        if (!tp__h1_is_tchar((unsigned char)*c)) { /* an app's error type must be a token */
+            tp__log_msg(TP_LOG_WARN, "invalid Proxy-Status error type from a hook", "%s", error);
+            error = "proxy_internal_error";
+            break;
+        }
     if (error) {
         int n = snprintf(ps, sizeof(ps), "Proxy-Status: turnpike; error=%s", error);
         if (details && *details && n > 0 && (size_t)n < sizeof(ps) - 12) {
@@ -386,6 +392,12 @@ static void connect_decided(tp_conn_t *conn, tp_decision_t d) {
         conn->stats.reason = TP_CLOSE_BLOCKED;
         respond_error(conn, d.status ? d.status : 403, d.error ? d.error : "http_request_denied",
                       d.details, true);
+        return;
+    }
+    if (d.verdict == TP_VERDICT_REDIRECT) { /* tunnel to the hook's address instead */
+        char ip[TP_ADDR_STRLEN];
+        tp_addr_format_ip(&d.addr, ip, sizeof(ip));
+        tp__egress_start(conn, &h->req, ip, strlen(ip), tp_addr_port(&d.addr), connect_established);
         return;
     }
     tp__egress_start(conn, &h->req, h->req.target.host.ptr, h->req.target.host.len,
@@ -739,7 +751,7 @@ static void client_parse_run(tp_conn_t *conn) {
             return;
         }
     }
-    if (conn->closing)
+    if (conn->closing || h->state == H1_LINGER) /* lingering reads are linger_start()'s */
         return;
     /* Reading goes on between requests and while a response streams (no epoll churn); bytes
      * that arrive then wait in h->in, and reading stops until they are parsed. */

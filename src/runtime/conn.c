@@ -523,6 +523,8 @@ int tp_pending_complete(tp_pending_t *p, tp_decision_t d) {
     }
     void (*cont)(tp_conn_t *, tp_decision_t) = conn->pending_cont;
     tp__conn_pending_release(conn);
+    if (d.verdict == TP_VERDICT_PENDING) /* "later" is no answer: refuse */
+        d = tp_block(503, "proxy_internal_error");
     if (!cont) {
         /* Completed from inside the hook, before it returned tp_pending(): keep the decision
          * for tp__conn_decide(), which is still on the stack. */
@@ -530,8 +532,6 @@ int tp_pending_complete(tp_pending_t *p, tp_decision_t d) {
         conn->early_set = true;
         return 0;
     }
-    if (d.verdict == TP_VERDICT_PENDING)
-        d = tp_block(503, "proxy_internal_error");
     if (cont) {
         cont(conn, d);
         tp__conn_rearm(conn);
@@ -543,6 +543,7 @@ void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *,
     if (d.verdict != TP_VERDICT_PENDING) {
         if (conn->pending) /* the hook made a handle but decided at once: drop it */
             tp__conn_pending_release(conn);
+        conn->early_set = false; /* a completion inside the hook lost to the returned decision */
         cont(conn, d);
         return;
     }
@@ -599,8 +600,9 @@ static void ingress_decided(tp_conn_t *conn, tp_decision_t d) {
     if (conn->closing)
         return;
     if (d.verdict != TP_VERDICT_ALLOW) {
-        tp__log_msg(TP_LOG_INFO, "connection blocked", "conn %llu by ingress hook",
-                    (unsigned long long)conn->id);
+        tp__log_msg(TP_LOG_INFO, "connection blocked", "conn %llu by ingress hook%s",
+                    (unsigned long long)conn->id,
+                    d.verdict == TP_VERDICT_REDIRECT ? " (redirect is an egress verdict)" : "");
         tp__conn_close(conn, TP_CLOSE_BLOCKED);
         return;
     }

@@ -134,8 +134,6 @@ typedef struct tp_proto {
     void (*on_written)(tp_conn_t *conn, int dir, int status);
     /* The server began draining: finish or close. */
     void (*on_drain)(tp_conn_t *conn);
-    /* Frees protocol state when the connection is freed. */
-    void (*free)(tp_conn_t *conn);
 } tp_proto_t;
 
 struct tp_conn {
@@ -149,7 +147,6 @@ struct tp_conn {
     bool client_reading;
     bool client_eof;
     bool client_shut;
-    bool hooked_close; /* handle_connection_close ran */
     uv_tcp_t client;
     uv_timer_t timer;
     tp_upstream_t *up;

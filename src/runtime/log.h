@@ -11,7 +11,7 @@
 
 /* A line being built; lives on the caller's stack. Overlong lines are cut, never overflowed. */
 typedef struct tp_logline {
-    char buf[2048];
+    char buf[16384];
     size_t len;
     bool on;
 } tp_logline_t;

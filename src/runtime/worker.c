@@ -127,7 +127,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 static void log_ready(tp_server_t *srv) {
-    char json[4096];
+    char json[12288];
     size_t len = 0;
     json[len++] = '[';
     for (size_t e = 0; e < srv->cfg.endpoints.n; e++) {
