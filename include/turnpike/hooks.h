@@ -138,6 +138,10 @@ tp_request_t *tp_egress_request(const tp_egress_t *eg);
 /* The host name or IP literal that was asked for, and its port. */
 tp_str_t tp_egress_host(const tp_egress_t *eg);
 uint16_t tp_egress_port(const tp_egress_t *eg);
+/* The addresses Turnpike will try, in Happy Eyeballs order (RFC 8305: families interleaved, the
+ * resolver's preference first); after a redirect, the redirect target alone. Sets *addrs, returns
+ * the count. In handle_connection_established, `upstream` says which one won. */
+size_t tp_egress_addresses(const tp_egress_t *eg, const tp_addr_t **addrs);
 
 /* ---- App settings and extensions ----------------------------------------------------------- */
 

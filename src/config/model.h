@@ -32,6 +32,14 @@ typedef struct tp_limits_cfg {
     int64_t max_connections; /* per worker; 0 = unlimited */
 } tp_limits_cfg_t;
 
+typedef struct tp_egress_cfg {
+    uint64_t attempt_delay; /* Happy Eyeballs connection attempt delay, ms */
+    bool nodelay;           /* TCP_NODELAY on upstream sockets */
+    uint64_t keepalive;     /* TCP keepalive idle time, ms (0 = off) */
+    tp_addr_list_t bind;    /* source addresses, at most one per family (port 0 = any) */
+    int64_t mark;           /* SO_MARK on upstream sockets (0 = none; needs CAP_NET_ADMIN) */
+} tp_egress_cfg_t;
+
 typedef struct tp_endpoint_cfg {
     char *name;
     int type; /* tp_onramp_type_t */
@@ -43,6 +51,7 @@ typedef struct tp_endpoint_cfg {
         high_watermark; /* bytes queued toward a peer before reading from the other side stops */
     tp_timeouts_cfg_t timeouts;
     tp_limits_cfg_t limits;
+    tp_egress_cfg_t egress;
     void *app; /* the app's per-endpoint section (indirect) */
 } tp_endpoint_cfg_t;
 
@@ -67,7 +76,7 @@ typedef struct tp_config {
  */
 typedef struct tp_config_schemas {
     tp_setting_t root_settings[4];
-    tp_setting_t endpoint_settings[16];
+    tp_setting_t endpoint_settings[20];
     tp_schema_t root, endpoint, app, app_endpoint;
 } tp_config_schemas_t;
 

@@ -59,6 +59,38 @@ static const tp_setting_t limits_settings[] = {
 static const tp_schema_t limits_schema = {
     .name = "limits", .size = sizeof(tp_limits_cfg_t), .settings = limits_settings};
 
+static int egress_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_egress_cfg_t *eg = section;
+    int seen[2] = {0, 0};
+    for (size_t i = 0; i < eg->bind.n; i++) {
+        int v6 = eg->bind.items[i].u.sa.sa_family == AF_INET6;
+        if (seen[v6]++) {
+            *key = "bind";
+            snprintf(err, errlen, "at most one source address per family (IPv4, IPv6)");
+            return TP_ERR_CONFIG;
+        }
+    }
+    return 0;
+}
+
+static const tp_setting_t egress_settings[] = {
+    TP_SETTING_DURATION(tp_egress_cfg_t, attempt_delay, "250ms", TP_MS(10), TP_SECONDS(2),
+                        "Happy Eyeballs (RFC 8305): start the next address after this long"),
+    TP_SETTING_BOOL(tp_egress_cfg_t, nodelay, "true", "TCP_NODELAY on upstream connections"),
+    TP_SETTING_DURATION(tp_egress_cfg_t, keepalive, "0", 0, TP_SECONDS(86400),
+                        "TCP keepalive probes after this much idle time (0 = off)"),
+    TP_SETTING_ADDRS(tp_egress_cfg_t, bind, NULL,
+                     "source addresses of upstream connections, one per family, ip:0"),
+    TP_SETTING_INT(tp_egress_cfg_t, mark, "0", 0, 4294967295LL,
+                   "SO_MARK on upstream sockets for policy routing (0 = none; CAP_NET_ADMIN)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t egress_schema = {.name = "egress",
+                                          .size = sizeof(tp_egress_cfg_t),
+                                          .settings = egress_settings,
+                                          .check = egress_check};
+
 static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
     tp_endpoint_cfg_t *ep = section;
     if (ep->listen.n == 0) {
@@ -131,6 +163,8 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
             "bytes queued toward a slow peer before Turnpike stops reading from the other side"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, timeouts, &timeouts_schema, "timeouts"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, limits, &limits_schema, "limits"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, egress, &egress_schema,
+                           "upstream connections: Happy Eyeballs and socket options"),
         {.name = "app",
          .type = TP_SETTING_T_SECTION,
          .offset = offsetof(tp_endpoint_cfg_t, app),

@@ -1,12 +1,22 @@
-/* egress.c: the TCP off-ramp's set-up: resolve, egress hook, destination policy, connect. */
+/* egress.c: the TCP off-ramp's set-up: resolve, egress hook, policy, Happy Eyeballs connect. */
 #include <errno.h>
-#include <stdarg.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "runtime/core.h"
 #include "runtime/log.h"
+
+/* Drops every attempt in flight (their handles close; their callbacks see UV_ECANCELED). */
+static void drop_attempts(tp_egress_t *eg) {
+    for (size_t i = 0; i < eg->nattempts; i++)
+        tp__upstream_discard(eg->attempts[i]);
+    eg->nattempts = 0;
+    eg->conn->attempt_deadline = 0;
+}
 
 static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_reason_t reason,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -22,6 +32,7 @@ static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_r
         va_end(ap);
     }
     eg->resolving = eg->connecting = false;
+    drop_attempts(eg);
     conn->connect_deadline = 0;
     tp_logline_t l;
     tp__log_begin(&l, TP_LOG_INFO, "egress failed");
@@ -35,34 +46,64 @@ static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_r
     eg->cb(conn, &f);
 }
 
+/* Every address failed (or none was left to try): answer with the last failure. */
+static void fail_connect(tp_conn_t *conn) {
+    tp_egress_t *eg = &conn->egress;
+    int status = eg->last_error;
+    char ab[TP_ADDR_STRLEN];
+    tp_addr_format(&eg->last_addr, ab, sizeof(ab));
+    const char *more = eg->ncands > 1 ? " (and every other address)" : "";
+    if (status == UV_ECONNREFUSED)
+        fail(conn, 502, "connection_refused", TP_CLOSE_UPSTREAM_FAILED, "%s refused%s", ab, more);
+    else if (status == UV_ENETUNREACH || status == UV_EHOSTUNREACH || status == UV_EADDRNOTAVAIL)
+        fail(conn, 502, "destination_ip_unroutable", TP_CLOSE_UPSTREAM_FAILED, "%s: %s%s", ab,
+             uv_strerror(status), more);
+    else if (status == UV_ETIMEDOUT)
+        fail(conn, 504, "connection_timeout", TP_CLOSE_UPSTREAM_FAILED, "%s%s", ab, more);
+    else
+        fail(conn, 502, "proxy_internal_error", TP_CLOSE_UPSTREAM_FAILED, "%s: %s%s", ab,
+             status ? uv_strerror(status) : "no address to connect to", more);
+}
+
+static void remove_attempt(tp_egress_t *eg, tp_upstream_t *up) {
+    for (size_t i = 0; i < eg->nattempts; i++)
+        if (eg->attempts[i] == up) {
+            eg->attempts[i] = eg->attempts[--eg->nattempts];
+            return;
+        }
+}
+
+static void start_attempts(tp_conn_t *conn);
+
 static void connect_cb(uv_connect_t *req, int status) {
     tp_upstream_t *up = (tp_upstream_t *)req->handle->data;
     tp_conn_t *conn = up->conn;
     tp_egress_t *eg = &conn->egress;
-    if (conn->closing || conn->up != up || !eg->connecting)
-        return; /* cancelled: the handle is closing */
-    eg->connecting = false;
-    conn->connect_deadline = 0;
-    tp__conn_rearm(conn);
-    char ab[TP_ADDR_STRLEN];
-    tp_addr_format(&eg->addr, ab, sizeof(ab));
+    if (status == UV_ECANCELED || conn->closing || !eg->connecting)
+        return; /* dropped: its handle is closing */
+    remove_attempt(eg, up);
     if (status != 0) {
-        if (status == UV_ECONNREFUSED)
-            fail(conn, 502, "connection_refused", TP_CLOSE_UPSTREAM_FAILED, "%s refused", ab);
-        else if (status == UV_ENETUNREACH || status == UV_EHOSTUNREACH)
-            fail(conn, 502, "destination_ip_unroutable", TP_CLOSE_UPSTREAM_FAILED, "%s: %s", ab,
-                 uv_strerror(status));
-        else if (status == UV_ETIMEDOUT)
-            fail(conn, 504, "connection_timeout", TP_CLOSE_UPSTREAM_FAILED, "%s", ab);
-        else
-            fail(conn, 502, "proxy_internal_error", TP_CLOSE_UPSTREAM_FAILED, "%s: %s", ab,
-                 uv_strerror(status));
+        eg->last_error = status;
+        eg->last_addr = up->addr;
+        tp__upstream_discard(up);
+        /* RFC 8305 5: a failure starts the next attempt at once. */
+        conn->attempt_deadline = 0;
+        start_attempts(conn);
         return;
     }
-    up->addr = eg->addr;
+    /* The winner: the others are dropped, it becomes the connection's upstream. */
+    eg->connecting = false;
+    drop_attempts(eg);
+    conn->connect_deadline = 0;
+    tp__conn_rearm(conn);
+    tp__conn_upstream_adopt(conn, up);
+    eg->addr = up->addr;
     memcpy(up->host, eg->host, sizeof(up->host));
     up->port = eg->port;
-    uv_tcp_nodelay(&up->tcp, 1);
+    const tp_egress_cfg_t *ecfg = &conn->ep->cfg->egress;
+    uv_tcp_nodelay(&up->tcp, ecfg->nodelay);
+    if (ecfg->keepalive)
+        uv_tcp_keepalive(&up->tcp, 1, (unsigned)((ecfg->keepalive + 999) / 1000));
     tp_server_t *srv = conn->worker->server;
     tp__conn_trace(conn, "egress.handle_connection_established");
     if (srv->hooks.egress.handle_connection_established)
@@ -72,13 +113,81 @@ static void connect_cb(uv_connect_t *req, int status) {
     eg->cb(conn, NULL);
 }
 
+/* Opens one attempt to `addr`; 0, or a libuv error (the attempt is then already gone). */
+static int open_attempt(tp_conn_t *conn, const tp_addr_t *addr) {
+    tp_egress_t *eg = &conn->egress;
+    const tp_egress_cfg_t *ecfg = &conn->ep->cfg->egress;
+    int family = addr->u.sa.sa_family;
+    tp_upstream_t *up = tp__upstream_new(conn, family);
+    if (!up)
+        return UV_ENOMEM;
+    up->addr = *addr;
+    int rc = 0;
+    uv_os_fd_t fd = -1;
+    uv_fileno((uv_handle_t *)&up->tcp, &fd);
+    if (ecfg->mark) {
+        unsigned mark = (unsigned)ecfg->mark;
+        if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0)
+            rc = -errno;
+    }
+    for (size_t i = 0; rc == 0 && i < ecfg->bind.n; i++)
+        if (ecfg->bind.items[i].u.sa.sa_family == family)
+            rc = uv_tcp_bind(&up->tcp, &ecfg->bind.items[i].u.sa, 0);
+    if (rc == 0)
+        rc = uv_tcp_connect(&up->connect_req, &up->tcp, &addr->u.sa, connect_cb);
+    if (rc != 0) {
+        tp__upstream_discard(up);
+        return rc;
+    }
+    eg->attempts[eg->nattempts++] = up;
+    return 0;
+}
+
+/* Starts the next attempt(s): one now, the following one after the attempt delay. */
+static void start_attempts(tp_conn_t *conn) {
+    tp_egress_t *eg = &conn->egress;
+    while (eg->next < eg->ncands && eg->nattempts < TP_EGRESS_MAX_ATTEMPTS) {
+        const tp_addr_t *addr = &eg->cands[eg->next++];
+        int rc = open_attempt(conn, addr);
+        if (rc != 0) { /* failed before any packet: try the next one straight away */
+            eg->last_error = rc;
+            eg->last_addr = *addr;
+            if (rc == UV_ENOMEM)
+                break;
+            continue;
+        }
+        if (eg->next < eg->ncands)
+            conn->attempt_deadline =
+                uv_now(&conn->worker->loop) + conn->ep->cfg->egress.attempt_delay;
+        tp__conn_rearm(conn);
+        return;
+    }
+    if (eg->nattempts == 0)
+        fail_connect(conn);
+}
+
+void tp__egress_next_attempt(tp_conn_t *conn) {
+    if (conn->egress.connecting && !conn->closing)
+        start_attempts(conn);
+}
+
 void tp__egress_cancel(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
     if (!eg->connecting)
         return;
     char ab[TP_ADDR_STRLEN];
-    tp_addr_format(&eg->addr, ab, sizeof(ab));
-    fail(conn, 504, "connection_timeout", TP_CLOSE_UPSTREAM_FAILED, "no answer from %s", ab);
+    tp_addr_format(eg->nattempts ? &eg->attempts[0]->addr : &eg->addr, ab, sizeof(ab));
+    fail(conn, 504, "connection_timeout", TP_CLOSE_UPSTREAM_FAILED, "no answer from %s%s", ab,
+         eg->ncands > 1 ? " (nor any other address)" : "");
+}
+
+void tp__egress_abort(tp_conn_t *conn) {
+    tp_egress_t *eg = &conn->egress;
+    if (eg->resolving)
+        uv_cancel((uv_req_t *)&eg->gai);
+    eg->connecting = false;
+    if (eg->conn)
+        drop_attempts(eg);
 }
 
 static void egress_decided(tp_conn_t *conn, tp_decision_t d) {
@@ -95,42 +204,42 @@ static void egress_decided(tp_conn_t *conn, tp_decision_t d) {
         return;
     }
     if (d.verdict == TP_VERDICT_REDIRECT) {
-        eg->addr = d.addr;
+        eg->cands[0] = eg->addr = d.addr;
+        eg->ncands = 1;
         eg->trusted = false; /* only an L4 endpoint's configured upstream is exempt */
     }
     char ab[TP_ADDR_STRLEN];
     tp_addr_format(&eg->addr, ab, sizeof(ab));
-    if (tp_addr_port(&eg->addr) == 0) {
-        fail(conn, 502, "destination_not_found", TP_CLOSE_UPSTREAM_FAILED, "%s has no port", ab);
+    if (eg->ncands == 0 || tp_addr_port(&eg->addr) == 0) {
+        fail(conn, 502, "destination_not_found", TP_CLOSE_UPSTREAM_FAILED, "%s has no port",
+             eg->ncands ? ab : "the upstream");
         return;
     }
-    /* The policy judges the address actually connected to, after hooks and resolution, for
+    /* The policy judges the addresses actually connected to, after hooks and resolution, for
      * destinations a client chose (an L4 endpoint's configured upstream is the operator's). */
-    if (!eg->trusted && tp_addr_is_special(&eg->addr) &&
-        !tp_cidr_set_contains(conn->ep->cfg->allow_destinations, &eg->addr)) {
-        fail(conn, 403, "destination_ip_prohibited", TP_CLOSE_BLOCKED, "%s is in a special range",
-             ab);
+    size_t kept = 0;
+    for (size_t i = 0; i < eg->ncands; i++)
+        if (eg->trusted || !tp_addr_is_special(&eg->cands[i]) ||
+            tp_cidr_set_contains(conn->ep->cfg->allow_destinations, &eg->cands[i]))
+            eg->cands[kept++] = eg->cands[i];
+    if (kept == 0) {
+        fail(conn, 403, "destination_ip_prohibited", TP_CLOSE_BLOCKED, "%s is in a special range%s",
+             ab, eg->ncands > 1 ? " (and so is every address)" : "");
         return;
     }
-    tp_upstream_t *up = tp__conn_upstream_new(conn);
-    if (!up) {
-        fail(conn, 502, "proxy_internal_error", TP_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    int rc = uv_tcp_connect(&eg->connect_req, &up->tcp, &eg->addr.u.sa, connect_cb);
-    if (rc != 0) {
-        fail(conn, 502, rc == UV_ENETUNREACH ? "destination_ip_unroutable" : "proxy_internal_error",
-             TP_CLOSE_UPSTREAM_FAILED, "%s: %s", ab, uv_strerror(rc));
-        return;
-    }
+    eg->ncands = kept;
+    eg->next = 0;
+    eg->nattempts = 0;
+    eg->last_error = 0;
     eg->connecting = true;
     conn->connect_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.connect;
-    tp__conn_rearm(conn);
+    start_attempts(conn);
 }
 
 static void run_egress_hook(tp_conn_t *conn) {
     tp_server_t *srv = conn->worker->server;
     tp_egress_t *eg = &conn->egress;
+    eg->addr = eg->ncands ? eg->cands[0] : (tp_addr_t){0};
     tp__conn_trace(conn, "egress.handle_connection");
     tp_decision_t d = tp_allow();
     if (srv->hooks.egress.handle_connection) {
@@ -139,6 +248,29 @@ static void run_egress_hook(tp_conn_t *conn) {
         conn->in_decision = false;
     }
     tp__conn_decide(conn, d, egress_decided);
+}
+
+/* Orders addresses as RFC 8305 4 asks: the resolver's order, families interleaved, starting with
+ * the family of the first (preferred) address. Duplicates go. */
+static void interleave(tp_egress_t *eg, const tp_addr_t *in, size_t n) {
+    tp_addr_t fam[2][TP_EGRESS_MAX_ADDRS];
+    size_t nf[2] = {0, 0};
+    int first = n && in[0].u.sa.sa_family == AF_INET6 ? 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        int f = in[i].u.sa.sa_family == AF_INET6 ? 1 : 0;
+        bool dup = false;
+        for (size_t j = 0; j < nf[f] && !dup; j++)
+            dup = tp_addr_eq(&fam[f][j], &in[i]);
+        if (!dup && nf[f] < TP_EGRESS_MAX_ADDRS)
+            fam[f][nf[f]++] = in[i];
+    }
+    eg->ncands = 0;
+    for (size_t i = 0; eg->ncands < TP_EGRESS_MAX_ADDRS && (i < nf[0] || i < nf[1]); i++) {
+        if (i < nf[first] && eg->ncands < TP_EGRESS_MAX_ADDRS)
+            eg->cands[eg->ncands++] = fam[first][i];
+        if (i < nf[!first] && eg->ncands < TP_EGRESS_MAX_ADDRS)
+            eg->cands[eg->ncands++] = fam[!first][i];
+    }
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -163,10 +295,24 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
                  uv_strerror(status));
         return;
     }
-    memset(&eg->addr, 0, sizeof(eg->addr));
-    memcpy(&eg->addr.u, res->ai_addr, res->ai_addrlen);
-    tp_addr_set_port(&eg->addr, eg->port);
+    tp_addr_t found[TP_EGRESS_MAX_ADDRS];
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai && n < TP_EGRESS_MAX_ADDRS; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(found[n].u))
+            continue;
+        memset(&found[n], 0, sizeof(found[n]));
+        memcpy(&found[n].u, ai->ai_addr, ai->ai_addrlen);
+        tp_addr_set_port(&found[n], eg->port);
+        n++;
+    }
     uv_freeaddrinfo(res);
+    interleave(eg, found, n);
+    if (eg->ncands == 0) {
+        fail(conn, 502, "dns_error", TP_CLOSE_UPSTREAM_FAILED, "%s: no IPv4 or IPv6 address",
+             eg->host);
+        return;
+    }
     run_egress_hook(conn);
 }
 
@@ -176,19 +322,20 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
     eg->conn = conn;
     eg->req = req;
     eg->cb = cb;
-    eg->trusted = req == NULL; /* L4: the configured upstream */
     eg->port = port;
+    eg->trusted = req == NULL; /* L4: the configured upstream */
+    eg->ncands = eg->next = eg->nattempts = 0;
     if (hostlen >= sizeof(eg->host))
         hostlen = sizeof(eg->host) - 1;
     memcpy(eg->host, host, hostlen);
     eg->host[hostlen] = '\0';
     if (hostlen == 0) { /* no upstream configured: the egress hook must redirect */
-        memset(&eg->addr, 0, sizeof(eg->addr));
         run_egress_hook(conn);
         return;
     }
-    if (tp_addr_parse(&eg->addr, eg->host, true) == 0) {
-        tp_addr_set_port(&eg->addr, port);
+    if (tp_addr_parse(&eg->cands[0], eg->host, true) == 0) {
+        tp_addr_set_port(&eg->cands[0], port);
+        eg->ncands = 1;
         run_egress_hook(conn);
         return;
     }
@@ -210,6 +357,10 @@ tp_conn_t *tp_egress_conn(const tp_egress_t *eg) { return eg->conn; }
 tp_request_t *tp_egress_request(const tp_egress_t *eg) { return eg->req; }
 tp_str_t tp_egress_host(const tp_egress_t *eg) { return (tp_str_t){eg->host, strlen(eg->host)}; }
 uint16_t tp_egress_port(const tp_egress_t *eg) { return eg->port; }
+size_t tp_egress_addresses(const tp_egress_t *eg, const tp_addr_t **addrs) {
+    *addrs = eg->cands;
+    return eg->ncands;
+}
 const void *tp__egress_app_settings(const tp_egress_t *eg) {
     return eg->conn->worker->server->cfg.app;
 }

@@ -45,11 +45,12 @@ void tp__conn_rearm(tp_conn_t *conn) {
         return;
     uint64_t now = uv_now(&conn->worker->loop);
     uint64_t next = 0;
-    uint64_t cands[4] = {conn->header_deadline, conn->connect_deadline, conn->pending_deadline, 0};
+    uint64_t cands[5] = {conn->header_deadline, conn->connect_deadline, conn->pending_deadline,
+                         conn->attempt_deadline, 0};
     uint64_t idle = idle_timeout(conn);
     if (idle)
-        cands[3] = conn->last_activity + idle;
-    for (int i = 0; i < 4; i++)
+        cands[4] = conn->last_activity + idle;
+    for (int i = 0; i < 5; i++)
         if (cands[i] && (next == 0 || cands[i] < next))
             next = cands[i];
     /* An armed timer due no later than needed is kept: when it fires, timer_cb() looks at the
@@ -85,6 +86,12 @@ static void timer_cb(uv_timer_t *t) {
     if (conn->connect_deadline && now >= conn->connect_deadline) {
         conn->connect_deadline = 0;
         tp__egress_cancel(conn);
+        tp__conn_rearm(conn);
+        return;
+    }
+    if (conn->attempt_deadline && now >= conn->attempt_deadline) {
+        conn->attempt_deadline = 0;
+        tp__egress_next_attempt(conn);
         tp__conn_rearm(conn);
         return;
     }
@@ -228,17 +235,28 @@ static void upstream_close_cb(uv_handle_t *h) {
     tp__conn_unref(conn);
 }
 
-tp_upstream_t *tp__conn_upstream_new(tp_conn_t *conn) {
-    tp__conn_upstream_close(conn);
+tp_upstream_t *tp__upstream_new(tp_conn_t *conn, int family) {
     tp_upstream_t *up = calloc(1, sizeof(*up));
     if (!up)
         return NULL;
     up->conn = conn;
-    uv_tcp_init(&conn->worker->loop, &up->tcp);
+    /* The socket exists at once, so options (SO_MARK, bind) can be set before connect. */
+    if (uv_tcp_init_ex(&conn->worker->loop, &up->tcp, (unsigned)family) != 0) {
+        free(up);
+        return NULL;
+    }
     up->tcp.data = up;
     conn->refs++;
-    conn->up = up;
     return up;
+}
+
+void tp__upstream_discard(tp_upstream_t *up) {
+    uv_close((uv_handle_t *)&up->tcp, upstream_close_cb);
+}
+
+void tp__conn_upstream_adopt(tp_conn_t *conn, tp_upstream_t *up) {
+    tp__conn_upstream_close(conn);
+    conn->up = up;
 }
 
 void tp__conn_upstream_close(tp_conn_t *conn) {
@@ -669,8 +687,7 @@ void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason) {
         conn->stats.reason = reason;
     tp__conn_pending_release(conn);
     batch_drop(conn, TP_TO_CLIENT);
-    if (conn->egress.resolving)
-        uv_cancel((uv_req_t *)&conn->egress.gai);
+    tp__egress_abort(conn);
     tp__conn_upstream_close(conn);
     uv_close((uv_handle_t *)&conn->client, handle_close_cb);
     uv_close((uv_handle_t *)&conn->timer, handle_close_cb);

@@ -97,14 +97,23 @@ typedef struct tp_failure {
 
 typedef void (*tp_egress_cb)(tp_conn_t *conn, const tp_failure_t *fail);
 
+/* Most addresses one upstream set-up tries (RFC 8305 attempts), and at once. */
+#define TP_EGRESS_MAX_ADDRS    16
+#define TP_EGRESS_MAX_ATTEMPTS 4
+
 struct tp_egress {
     tp_conn_t *conn;
     tp_request_t *req;
     char host[256];
     uint16_t port;
-    tp_addr_t addr; /* the candidate, then the address connected to */
+    tp_addr_t addr; /* the first candidate (shown to the hook), then the address connected to */
+    tp_addr_t cands[TP_EGRESS_MAX_ADDRS]; /* in Happy Eyeballs order, families interleaved */
+    size_t ncands, next;
+    tp_upstream_t *attempts[TP_EGRESS_MAX_ATTEMPTS]; /* connects in flight */
+    size_t nattempts;
+    int last_error;      /* the libuv error of the last failed attempt */
+    tp_addr_t last_addr; /* and its address */
     uv_getaddrinfo_t gai;
-    uv_connect_t connect_req;
     tp_egress_cb cb;
     bool resolving, connecting;
     bool trusted; /* the destination came from the operator's config, not from a client */
@@ -114,6 +123,7 @@ struct tp_egress {
 struct tp_upstream {
     uv_tcp_t tcp;
     tp_conn_t *conn;
+    uv_connect_t connect_req;
     bool reading;
     bool eof;
     bool shut;
@@ -160,6 +170,7 @@ struct tp_conn {
     uint64_t header_deadline; /* 0 = none; uv_now() based, like the others */
     uint64_t connect_deadline;
     uint64_t pending_deadline;
+    uint64_t attempt_deadline; /* Happy Eyeballs: when the next connection attempt starts */
     tp_pending_t *pending;
     void (*pending_cont)(tp_conn_t *conn, tp_decision_t d);
     bool in_decision;    /* a deciding hook is running: tp_pending_new() is allowed */
@@ -185,7 +196,11 @@ void tp__conn_unref(tp_conn_t *conn);
 /* Starts or stops reading the client. */
 void tp__conn_client_read(tp_conn_t *conn, bool on);
 /* Opens an upstream handle (closing any previous one); NULL when out of memory. */
-tp_upstream_t *tp__conn_upstream_new(tp_conn_t *conn);
+/* A new upstream socket of the family, not yet the connection's; discard or adopt it. */
+tp_upstream_t *tp__upstream_new(tp_conn_t *conn, int family);
+void tp__upstream_discard(tp_upstream_t *up);
+/* Makes `up` the connection's upstream (closing the previous one). */
+void tp__conn_upstream_adopt(tp_conn_t *conn, tp_upstream_t *up);
 void tp__conn_upstream_close(tp_conn_t *conn);
 void tp__conn_upstream_read(tp_conn_t *conn, bool on);
 /* Half-closes the write side toward dir after the queued writes. */
@@ -212,7 +227,12 @@ void tp__conn_pending_release(tp_conn_t *conn);
  * conn->up; cb runs with NULL on success (after handle_connection_established) or a failure. */
 void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size_t hostlen,
                       uint16_t port, tp_egress_cb cb);
+/* The connect deadline passed: fail the set-up with 504 connection_timeout. */
 void tp__egress_cancel(tp_conn_t *conn);
+/* The attempt delay passed: start the next Happy Eyeballs attempt. */
+void tp__egress_next_attempt(tp_conn_t *conn);
+/* The connection is closing: stop resolving and drop attempts in flight, silently. */
+void tp__egress_abort(tp_conn_t *conn);
 
 /* ---- onramp/tunnel.c: bytes both ways between client and conn->up ---- */
 /* Starts the tunnel; `early` (may be NULL) holds client bytes already read, sent upstream first. */
