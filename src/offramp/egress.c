@@ -105,7 +105,7 @@ static void connect_cb(uv_connect_t *req, int status) {
     if (ecfg->keepalive)
         uv_tcp_keepalive(&up->tcp, 1, (unsigned)((ecfg->keepalive + 999) / 1000));
     tp_server_t *srv = conn->worker->server;
-    tp__conn_trace(conn, "egress.handle_connection_established");
+    tp__conn_trace_addr(conn, "egress.handle_connection_established", &eg->addr);
     if (srv->hooks.egress.handle_connection_established)
         srv->hooks.egress.handle_connection_established(srv->hooks.egress.self, eg, &eg->addr);
     if (conn->closing)
@@ -240,7 +240,7 @@ static void run_egress_hook(tp_conn_t *conn) {
     tp_server_t *srv = conn->worker->server;
     tp_egress_t *eg = &conn->egress;
     eg->addr = eg->ncands ? eg->cands[0] : (tp_addr_t){0};
-    tp__conn_trace(conn, "egress.handle_connection");
+    tp__conn_trace_addr(conn, "egress.handle_connection", eg->ncands ? &eg->addr : NULL);
     tp_decision_t d = tp_allow();
     if (srv->hooks.egress.handle_connection) {
         conn->in_decision = true;

@@ -21,7 +21,7 @@ static void batch_drop(tp_conn_t *conn, int dir);
 
 /* ---- tracing ---- */
 
-void tp__conn_trace(tp_conn_t *conn, const char *hook) {
+void tp__conn_trace_addr(tp_conn_t *conn, const char *hook, const tp_addr_t *addr) {
     if (!conn->worker->server->cfg.runtime.trace_hooks)
         return;
     tp_logline_t l;
@@ -29,8 +29,14 @@ void tp__conn_trace(tp_conn_t *conn, const char *hook) {
     tp__log_u64(&l, "conn", conn->id);
     tp__log_str(&l, "hook", hook);
     tp__log_str(&l, "peer", conn->peer_str);
+    if (addr) {
+        char ab[TP_ADDR_STRLEN];
+        tp__log_str(&l, "upstream", tp_addr_format(addr, ab, sizeof(ab)));
+    }
     tp__log_end(&l);
 }
+
+void tp__conn_trace(tp_conn_t *conn, const char *hook) { tp__conn_trace_addr(conn, hook, NULL); }
 
 /* ---- deadlines ---- */
 

@@ -217,6 +217,8 @@ void tp__conn_uncork(tp_conn_t *conn, int dir);
 int tp__conn_write_copy(tp_conn_t *conn, int dir, const char *data, size_t len);
 /* Logs a hook point when tracing is on. */
 void tp__conn_trace(tp_conn_t *conn, const char *hook);
+/* The same with the upstream address the hook is given (egress hooks). */
+void tp__conn_trace_addr(tp_conn_t *conn, const char *hook, const tp_addr_t *addr);
 /* Runs a deciding hook's result: immediate decisions call cont at once, pending ones later. */
 void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *, tp_decision_t));
 /* Drops a pending decision the flow no longer waits for. */

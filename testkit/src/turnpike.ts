@@ -72,6 +72,8 @@ export interface StartOptions {
     readyTimeoutMs?: number;
     /** Working directory of the process (default: the temp directory holding the config). */
     cwd?: string;
+    /** Run it inside this network namespace (`ip netns exec NAME ...`; see createNetns()). */
+    netns?: string;
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 20_000;
@@ -184,7 +186,11 @@ export class Turnpike {
             if (v === undefined) delete env[k];
             else env[k] = v;
         }
-        this.child = spawn(binary, ['-c', configPath, ...(options.args ?? [])], {
+        const argv = ['-c', configPath, ...(options.args ?? [])];
+        const [cmd, cmdArgs] = options.netns
+            ? ['ip', ['netns', 'exec', options.netns, binary, ...argv]]
+            : [binary, argv];
+        this.child = spawn(cmd, cmdArgs, {
             stdio: ['ignore', 'pipe', 'pipe'],
             env,
             cwd: options.cwd ?? path.dirname(configPath),
