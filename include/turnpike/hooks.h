@@ -196,6 +196,10 @@ typedef enum tp_close_reason {
     TP_CLOSE_HEADER_TIMEOUT,  /* the request head did not arrive in time */
     TP_CLOSE_SHUTDOWN,        /* closed by a drain: idle at its start, or open at its deadline */
     TP_CLOSE_INTERNAL,        /* Turnpike failed (out of memory, ...) */
+    TP_CLOSE_CONNECT_TIMEOUT, /* no upstream address answered within timeouts.connect */
+    TP_CLOSE_CLIENT_IDLE,     /* a tunnel's client sent nothing for timeouts.tunnel_idle_client */
+    TP_CLOSE_UPSTREAM_IDLE, /* a tunnel's upstream sent nothing for timeouts.tunnel_idle_upstream */
+    TP_CLOSE_LIFETIME,      /* the connection reached timeouts.max_lifetime */
 } tp_close_reason_t;
 
 /* "done", "client_closed", ... for logs and metrics. */

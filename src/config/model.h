@@ -20,10 +20,15 @@ typedef enum tp_log_level {
 } tp_log_level_t;
 
 typedef struct tp_timeouts_cfg {
-    uint64_t connect;     /* upstream connect, ms */
-    uint64_t idle;        /* nothing moved either way, ms */
-    uint64_t header_read; /* a request head must arrive within, ms */
-    uint64_t decision;    /* default timeout of a pending hook decision, ms */
+    uint64_t connect;            /* upstream connect, ms */
+    uint64_t idle;               /* nothing moved either way, ms */
+    uint64_t header_read;        /* a request head must arrive within, ms */
+    uint64_t decision;           /* default timeout of a pending hook decision, ms */
+    uint64_t tunnel_idle_client; /* a tunnel's client sent nothing for this long, ms (0 = off) */
+    uint64_t
+        tunnel_idle_upstream; /* a tunnel's upstream sent nothing for this long, ms (0 = off) */
+    uint64_t max_lifetime;    /* any connection, from accept, ms (0 = off) */
+    uint64_t drain;           /* on SIGTERM, this endpoint's deadline (0 = runtime's), ms */
 } tp_timeouts_cfg_t;
 
 typedef struct tp_limits_cfg {

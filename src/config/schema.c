@@ -39,6 +39,16 @@ static const tp_setting_t timeouts_settings[] = {
                         "a request head must arrive completely within this time (slowloris guard)"),
     TP_SETTING_DURATION(tp_timeouts_cfg_t, decision, "5s", TP_MS(1), TP_SECONDS(600),
                         "a hook decision left pending longer than this is refused (503)"),
+    TP_SETTING_DURATION(
+        tp_timeouts_cfg_t, tunnel_idle_client, "0", 0, TP_SECONDS(86400),
+        "close a tunnel (L4 or CONNECT) whose client sent nothing for this long (0 = off)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, tunnel_idle_upstream, "0", 0, TP_SECONDS(86400),
+                        "close a tunnel whose upstream sent nothing for this long (0 = off)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, max_lifetime, "0", 0, TP_SECONDS(7 * 86400),
+                        "close any connection this long after accept, busy or not (0 = off)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, drain, "0", 0, TP_SECONDS(3600),
+                        "on SIGTERM, close this endpoint's open connections after this long "
+                        "(0 = runtime.drain_timeout)"),
     TP_SETTING_END,
 };
 

@@ -59,7 +59,7 @@ static void fail_connect(tp_conn_t *conn) {
         fail(conn, 502, "destination_ip_unroutable", TP_CLOSE_UPSTREAM_FAILED, "%s: %s%s", ab,
              uv_strerror(status), more);
     else if (status == UV_ETIMEDOUT)
-        fail(conn, 504, "connection_timeout", TP_CLOSE_UPSTREAM_FAILED, "%s%s", ab, more);
+        fail(conn, 504, "connection_timeout", TP_CLOSE_CONNECT_TIMEOUT, "%s%s", ab, more);
     else
         fail(conn, 502, "proxy_internal_error", TP_CLOSE_UPSTREAM_FAILED, "%s: %s%s", ab,
              status ? uv_strerror(status) : "no address to connect to", more);
@@ -177,7 +177,7 @@ void tp__egress_cancel(tp_conn_t *conn) {
         return;
     char ab[TP_ADDR_STRLEN];
     tp_addr_format(eg->nattempts ? &eg->attempts[0]->addr : &eg->addr, ab, sizeof(ab));
-    fail(conn, 504, "connection_timeout", TP_CLOSE_UPSTREAM_FAILED, "no answer from %s%s", ab,
+    fail(conn, 504, "connection_timeout", TP_CLOSE_CONNECT_TIMEOUT, "no answer from %s%s", ab,
          eg->ncands > 1 ? " (nor any other address)" : "");
 }
 

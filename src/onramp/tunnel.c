@@ -75,6 +75,9 @@ const tp_proto_t tp__tunnel_proto = {
 
 void tp__tunnel_start(tp_conn_t *conn, tp_buf_t *early, const char *data, size_t len) {
     conn->proto = &tp__tunnel_proto;
+    /* The per-direction idle clocks start with the tunnel. */
+    conn->last_from_client = conn->last_from_upstream = uv_now(&conn->worker->loop);
+    tp__conn_rearm(conn);
     if (early && len > 0) {
         uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
         if (tp__conn_write(conn, TP_TO_UPSTREAM, &ub, 1, early, NULL) != 0)

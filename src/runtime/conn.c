@@ -51,12 +51,22 @@ void tp__conn_rearm(tp_conn_t *conn) {
         return;
     uint64_t now = uv_now(&conn->worker->loop);
     uint64_t next = 0;
-    uint64_t cands[5] = {conn->header_deadline, conn->connect_deadline, conn->pending_deadline,
-                         conn->attempt_deadline, 0};
+    const tp_timeouts_cfg_t *to = &conn->ep->cfg->timeouts;
+    uint64_t cands[9] = {conn->header_deadline, conn->connect_deadline, conn->pending_deadline,
+                         conn->attempt_deadline};
+    cands[8] = conn->drain_deadline;
     uint64_t idle = idle_timeout(conn);
     if (idle)
         cands[4] = conn->last_activity + idle;
-    for (int i = 0; i < 5; i++)
+    if (conn->proto == &tp__tunnel_proto) {
+        if (to->tunnel_idle_client)
+            cands[5] = conn->last_from_client + to->tunnel_idle_client;
+        if (to->tunnel_idle_upstream)
+            cands[6] = conn->last_from_upstream + to->tunnel_idle_upstream;
+    }
+    if (to->max_lifetime)
+        cands[7] = conn->start_ms + to->max_lifetime;
+    for (int i = 0; i < 9; i++)
         if (cands[i] && (next == 0 || cands[i] < next))
             next = cands[i];
     /* An armed timer due no later than needed is kept: when it fires, timer_cb() looks at the
@@ -101,10 +111,30 @@ static void timer_cb(uv_timer_t *t) {
         tp__conn_rearm(conn);
         return;
     }
+    const tp_timeouts_cfg_t *to = &conn->ep->cfg->timeouts;
+    if (conn->drain_deadline && now >= conn->drain_deadline) {
+        tp__conn_close(conn, TP_CLOSE_SHUTDOWN);
+        return;
+    }
+    if (to->max_lifetime && now >= conn->start_ms + to->max_lifetime) {
+        tp__conn_close(conn, TP_CLOSE_LIFETIME);
+        return;
+    }
     uint64_t idle = idle_timeout(conn);
     if (idle && now >= conn->last_activity + idle && !conn->pending) {
         tp__conn_close(conn, TP_CLOSE_IDLE_TIMEOUT);
         return;
+    }
+    if (conn->proto == &tp__tunnel_proto) {
+        if (to->tunnel_idle_client && now >= conn->last_from_client + to->tunnel_idle_client) {
+            tp__conn_close(conn, TP_CLOSE_CLIENT_IDLE);
+            return;
+        }
+        if (to->tunnel_idle_upstream &&
+            now >= conn->last_from_upstream + to->tunnel_idle_upstream) {
+            tp__conn_close(conn, TP_CLOSE_UPSTREAM_IDLE);
+            return;
+        }
     }
     tp__conn_rearm(conn);
 }
@@ -160,6 +190,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread > 0) {
         conn->stats.bytes_from_client += (uint64_t)nread;
         tp__conn_touch(conn);
+        conn->last_from_client = conn->last_activity;
     } else {
         if (b)
             tp__buf_unref(b);
@@ -198,6 +229,7 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         conn->stats.bytes_from_upstream += (uint64_t)nread;
         tp__conn_touch(conn);
+        conn->last_from_upstream = conn->last_activity;
     } else {
         if (b)
             tp__buf_unref(b);
@@ -730,6 +762,7 @@ void tp__conn_accept(tp_listener_t *l) {
     conn->ep = ep;
     conn->id = ((uint64_t)w->index << 48) | ++w->next_id;
     conn->start_ns = uv_hrtime();
+    conn->start_ms = uv_now(&w->loop);
     conn->refs = 3; /* client handle, timer, alive */
     uv_timer_init(&w->loop, &conn->timer);
     conn->timer.data = conn;
@@ -792,9 +825,22 @@ const void *tp__endpoint_app_settings_of_endpoint(const tp_endpoint_t *ep) { ret
 
 const char *tp_close_reason_name(tp_close_reason_t reason) {
     static const char *const names[] = {
-        "done",           "client_closed",   "client_reset", "upstream_closed",
-        "upstream_reset", "upstream_failed", "blocked",      "protocol_error",
-        "idle_timeout",   "header_timeout",  "shutdown",     "internal_error",
+        "done",
+        "client_closed",
+        "client_reset",
+        "upstream_closed",
+        "upstream_reset",
+        "upstream_failed",
+        "blocked",
+        "protocol_error",
+        "idle_timeout",
+        "header_timeout",
+        "shutdown",
+        "internal_error",
+        "connect_timeout",
+        "client_idle_timeout",
+        "upstream_idle_timeout",
+        "lifetime_exceeded",
     };
     if ((unsigned)reason >= sizeof(names) / sizeof(names[0]))
         return "unknown";

@@ -163,14 +163,17 @@ struct tp_conn {
     tp_addr_t peer, local;
     uint64_t start_ns;
     tp_conn_stats_t stats;
-    size_t queued[2];         /* bytes written but not yet completed, per direction */
-    tp_batch_t batch[2];      /* corked writes, per direction */
-    uint64_t last_activity;   /* uv_now() of the last byte moved */
-    uint64_t timer_due;       /* when the armed timer fires (0 = not armed) */
-    uint64_t header_deadline; /* 0 = none; uv_now() based, like the others */
+    size_t queued[2];       /* bytes written but not yet completed, per direction */
+    tp_batch_t batch[2];    /* corked writes, per direction */
+    uint64_t last_activity; /* uv_now() of the last byte moved */
+    uint64_t last_from_client, last_from_upstream; /* uv_now() of the last byte read from each */
+    uint64_t start_ms;                             /* uv_now() at accept */
+    uint64_t timer_due;                            /* when the armed timer fires (0 = not armed) */
+    uint64_t header_deadline;                      /* 0 = none; uv_now() based, like the others */
     uint64_t connect_deadline;
     uint64_t pending_deadline;
     uint64_t attempt_deadline; /* Happy Eyeballs: when the next connection attempt starts */
+    uint64_t drain_deadline;   /* set when a drain starts: the endpoint's drain deadline */
     tp_pending_t *pending;
     void (*pending_cont)(tp_conn_t *conn, tp_decision_t d);
     bool in_decision;    /* a deciding hook is running: tp_pending_new() is allowed */

@@ -82,9 +82,18 @@ static void wakeup_cb(uv_async_t *a) {
         w->draining = true;
         for (size_t i = 0; i < w->nlisteners; i++)
             uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
-        for (tp_conn_t *c = w->conns; c; c = c->next)
-            if (!c->closing && c->proto->on_drain)
+        uint64_t now = uv_now(&w->loop);
+        for (tp_conn_t *c = w->conns; c; c = c->next) {
+            if (c->closing)
+                continue;
+            uint64_t d = c->ep->cfg->timeouts.drain;
+            if (d) { /* this endpoint's own deadline; the runtime's stays the backstop */
+                c->drain_deadline = now + d;
+                tp__conn_rearm(c);
+            }
+            if (c->proto->on_drain)
                 c->proto->on_drain(c);
+        }
         uint64_t deadline = w->server->cfg.runtime.drain_timeout;
         uv_timer_start(&w->drain_timer, drain_deadline_cb, deadline, 0);
     }

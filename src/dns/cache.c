@@ -1,0 +1,140 @@
+/* cache.c: the resolver's answer cache: a chained hash table by name plus an LRU list. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/cache.h"
+
+/* FNV-1a: names are short and already lower case. */
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+tp_dns_entry_t *tp__dns_entry_new(const char *name, const tp_addr_t *addrs, size_t naddrs) {
+    size_t nlen = strlen(name) + 1;
+    tp_dns_entry_t *e = malloc(sizeof(*e) + naddrs * sizeof(tp_addr_t) + nlen);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof(*e));
+    e->refs = 1;
+    e->addrs = (tp_addr_t *)(e + 1);
+    if (naddrs)
+        memcpy(e->addrs, addrs, naddrs * sizeof(tp_addr_t));
+    e->naddrs = naddrs;
+    e->name = (char *)(e->addrs + naddrs);
+    memcpy(e->name, name, nlen);
+    e->detail = "";
+    return e;
+}
+
+void tp__dns_entry_ref(tp_dns_entry_t *e) { e->refs++; }
+
+void tp__dns_entry_unref(tp_dns_entry_t *e) {
+    if (e && --e->refs == 0)
+        free(e);
+}
+
+int tp__dns_cache_init(tp_dns_cache_t *c, size_t capacity) {
+    memset(c, 0, sizeof(*c));
+    c->capacity = capacity;
+    size_t n = 16;
+    while (n < capacity && n < ((size_t)1 << 20))
+        n <<= 1;
+    c->buckets = calloc(n, sizeof(*c->buckets));
+    if (!c->buckets)
+        return TP_ERR_NOMEM;
+    c->nbuckets = n;
+    return 0;
+}
+
+static void unlink_entry(tp_dns_cache_t *c, tp_dns_entry_t *e) {
+    tp_dns_entry_t **pp = &c->buckets[hash_name(e->name) & (c->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->tail = e->lru_prev;
+    e->hnext = e->lru_prev = e->lru_next = NULL;
+    e->cached = false;
+    c->count--;
+    tp__dns_entry_unref(e);
+}
+
+void tp__dns_cache_clear(tp_dns_cache_t *c) {
+    while (c->head)
+        unlink_entry(c, c->head);
+}
+
+void tp__dns_cache_free(tp_dns_cache_t *c) {
+    if (c->buckets)
+        tp__dns_cache_clear(c);
+    free(c->buckets);
+    c->buckets = NULL;
+    c->nbuckets = 0;
+}
+
+static void to_front(tp_dns_cache_t *c, tp_dns_entry_t *e) {
+    if (c->head == e)
+        return;
+    if (e->lru_prev || e->lru_next || c->tail == e) { /* linked: take it out */
+        if (e->lru_prev)
+            e->lru_prev->lru_next = e->lru_next;
+        if (e->lru_next)
+            e->lru_next->lru_prev = e->lru_prev;
+        else
+            c->tail = e->lru_prev;
+    }
+    e->lru_prev = NULL;
+    e->lru_next = c->head;
+    if (c->head)
+        c->head->lru_prev = e;
+    c->head = e;
+    if (!c->tail)
+        c->tail = e;
+}
+
+tp_dns_entry_t *tp__dns_cache_get(tp_dns_cache_t *c, const char *name, uint64_t now) {
+    if (c->count == 0)
+        return NULL;
+    tp_dns_entry_t *e = c->buckets[hash_name(name) & (c->nbuckets - 1)];
+    while (e && strcmp(e->name, name) != 0)
+        e = e->hnext;
+    if (!e)
+        return NULL;
+    if (now >= e->expires) {
+        unlink_entry(c, e);
+        return NULL;
+    }
+    to_front(c, e);
+    return e;
+}
+
+void tp__dns_cache_put(tp_dns_cache_t *c, tp_dns_entry_t *e) {
+    if (c->capacity == 0 || e->cached)
+        return;
+    tp_dns_entry_t **bucket = &c->buckets[hash_name(e->name) & (c->nbuckets - 1)];
+    for (tp_dns_entry_t *old = *bucket; old; old = old->hnext)
+        if (strcmp(old->name, e->name) == 0) {
+            unlink_entry(c, old);
+            break;
+        }
+    while (c->count >= c->capacity && c->tail) {
+        unlink_entry(c, c->tail);
+        c->evictions++;
+    }
+    tp__dns_entry_ref(e);
+    e->cached = true;
+    e->hnext = *bucket;
+    *bucket = e;
+    to_front(c, e);
+    c->count++;
+}
