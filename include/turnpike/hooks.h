@@ -142,6 +142,9 @@ uint16_t tp_egress_port(const tp_egress_t *eg);
  * resolver's preference first); after a redirect, the redirect target alone. Sets *addrs, returns
  * the count. In handle_connection_established, `upstream` says which one won. */
 size_t tp_egress_addresses(const tp_egress_t *eg, const tp_addr_t **addrs);
+/* In dns_resolve_override: the addresses to use instead of resolving (ports may be 0: the
+ * requested port is set). Copies at most 16. Returns 0, or TP_ERR_STATE outside that hook. */
+int tp_egress_set_addresses(tp_egress_t *eg, const tp_addr_t *addrs, size_t n);
 
 /* ---- App settings and extensions ----------------------------------------------------------- */
 
@@ -238,6 +241,20 @@ typedef struct tp_egress_hook {
     tp_decision_t (*handle_connection)(void *self, tp_egress_t *eg, const tp_addr_t *upstream);
     /* The upstream connection is up; `upstream` is the address actually connected to. */
     void (*handle_connection_established)(void *self, tp_egress_t *eg, const tp_addr_t *upstream);
+    /*
+     * Before a host name is resolved (IP literals skip it). Allow: resolve as usual, unless the
+     * hook supplied the addresses with tp_egress_set_addresses(), which skips the resolver. Block:
+     * fail the set-up (default 502 with Proxy-Status dns_error). May pend (the addresses may then
+     * be set before tp_pending_complete()).
+     */
+    tp_decision_t (*dns_resolve_override)(void *self, tp_egress_t *eg, tp_str_t host);
+    /*
+     * After a name was resolved (or answered by the override; not for IP literals), before
+     * handle_connection: the hook may reorder, filter or replace the n addresses in place (at
+     * most cap; ports are set), changing *n. Zero left fails the set-up with 502 dns_error.
+     */
+    void (*handle_upstream_ips)(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_t *n,
+                                size_t cap);
 } tp_egress_hook_t;
 
 /* HTTP: requests that come through an HTTP on-ramp. */

@@ -273,6 +273,49 @@ static void interleave(tp_egress_t *eg, const tp_addr_t *in, size_t n) {
     }
 }
 
+static void resolve(tp_conn_t *conn);
+
+/* A name was resolved (or answered by dns_resolve_override): the app may rework the list. */
+static void resolved(tp_conn_t *conn) {
+    tp_server_t *srv = conn->worker->server;
+    tp_egress_t *eg = &conn->egress;
+    tp__conn_trace(conn, "egress.handle_upstream_ips");
+    if (srv->hooks.egress.handle_upstream_ips) {
+        size_t n = eg->ncands;
+        srv->hooks.egress.handle_upstream_ips(srv->hooks.egress.self, eg, eg->cands, &n,
+                                              TP_EGRESS_MAX_ADDRS);
+        if (conn->closing)
+            return;
+        eg->ncands = n > TP_EGRESS_MAX_ADDRS ? TP_EGRESS_MAX_ADDRS : n;
+    }
+    if (eg->ncands == 0) {
+        fail(conn, 502, "dns_error", TP_CLOSE_UPSTREAM_FAILED, "%s: no address to connect to",
+             eg->host);
+        return;
+    }
+    run_egress_hook(conn);
+}
+
+static void override_decided(tp_conn_t *conn, tp_decision_t d) {
+    tp_egress_t *eg = &conn->egress;
+    eg->overriding = false;
+    if (conn->closing)
+        return;
+    if (d.verdict == TP_VERDICT_BLOCK) {
+        fail(conn, d.status ? d.status : 502, d.error ? d.error : "dns_error",
+             TP_CLOSE_UPSTREAM_FAILED, "%s: %s", eg->host,
+             d.details ? d.details : "refused by dns_resolve_override");
+        return;
+    }
+    if (eg->override_n) { /* the hook answered: no resolver */
+        interleave(eg, eg->override, eg->override_n);
+        eg->override_n = 0;
+        resolved(conn);
+        return;
+    }
+    resolve(conn);
+}
+
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     tp_conn_t *conn = req->data;
     tp_egress_t *eg = &conn->egress;
@@ -313,7 +356,7 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
              eg->host);
         return;
     }
-    run_egress_hook(conn);
+    resolved(conn);
 }
 
 void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size_t hostlen,
@@ -324,7 +367,8 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
     eg->cb = cb;
     eg->port = port;
     eg->trusted = req == NULL; /* L4: the configured upstream */
-    eg->ncands = eg->next = eg->nattempts = 0;
+    eg->ncands = eg->next = eg->nattempts = eg->override_n = 0;
+    eg->overriding = false;
     if (hostlen >= sizeof(eg->host))
         hostlen = sizeof(eg->host) - 1;
     memcpy(eg->host, host, hostlen);
@@ -339,6 +383,23 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
         run_egress_hook(conn);
         return;
     }
+    tp_server_t *srv = conn->worker->server;
+    tp__conn_trace(conn, "egress.dns_resolve_override");
+    if (srv->hooks.egress.dns_resolve_override) {
+        eg->overriding = true;
+        conn->in_decision = true;
+        tp_decision_t d = srv->hooks.egress.dns_resolve_override(
+            srv->hooks.egress.self, eg, (tp_str_t){eg->host, strlen(eg->host)});
+        conn->in_decision = false;
+        tp__conn_decide(conn, d, override_decided);
+        return;
+    }
+    resolve(conn);
+}
+
+/* Resolves eg->host with the system resolver. */
+static void resolve(tp_conn_t *conn) {
+    tp_egress_t *eg = &conn->egress;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     eg->gai.data = conn;
     conn->refs++; /* the resolver's callback must find the connection alive */
@@ -352,6 +413,20 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
 }
 
 /* ---- public accessors ---- */
+
+int tp_egress_set_addresses(tp_egress_t *eg, const tp_addr_t *addrs, size_t n) {
+    if (!eg->overriding)
+        return TP_ERR_STATE;
+    if (n > TP_EGRESS_MAX_ADDRS)
+        n = TP_EGRESS_MAX_ADDRS;
+    for (size_t i = 0; i < n; i++) {
+        eg->override[i] = addrs[i];
+        if (tp_addr_port(&addrs[i]) == 0)
+            tp_addr_set_port(&eg->override[i], eg->port);
+    }
+    eg->override_n = n;
+    return 0;
+}
 
 tp_conn_t *tp_egress_conn(const tp_egress_t *eg) { return eg->conn; }
 tp_request_t *tp_egress_request(const tp_egress_t *eg) { return eg->req; }

@@ -111,6 +111,9 @@ struct tp_egress {
     size_t ncands, next;
     tp_upstream_t *attempts[TP_EGRESS_MAX_ATTEMPTS]; /* connects in flight */
     size_t nattempts;
+    tp_addr_t override[TP_EGRESS_MAX_ADDRS]; /* set by dns_resolve_override */
+    size_t override_n;
+    bool overriding;     /* dns_resolve_override is deciding: tp_egress_set_addresses() allowed */
     int last_error;      /* the libuv error of the last failed attempt */
     tp_addr_t last_addr; /* and its address */
     uv_getaddrinfo_t gai;

@@ -63,6 +63,10 @@ typedef struct {
     int egress_verdict;
     tp_addr_list_t egress_redirect; /* empty, or one ip:port */
     uint64_t pending_timeout;       /* passed to tp_pending_new(); 0 = timeouts.decision */
+    char *dns_name;                 /* a name dns_resolve_override answers itself */
+    tp_addr_list_t dns_answer;      /* ... with these addresses (port 0: the requested one) */
+    bool dns_refuse;                /* ... or refuses (502 dns_error) */
+    bool reverse_ips;               /* handle_upstream_ips reverses the address order */
 } endpoint_settings_t;
 
 static const tp_setting_t settings_schema[] = {
@@ -90,6 +94,14 @@ static const tp_setting_t endpoint_settings_schema[] = {
                      "ip:port to connect to instead of the requested upstream (first entry)"),
     TP_SETTING_DURATION(endpoint_settings_t, pending_timeout, "0", 0, TP_SECONDS(600),
                         "timeout given to tp_pending_new() (0 = the endpoint's timeouts.decision)"),
+    TP_SETTING_STRING(endpoint_settings_t, dns_name, NULL,
+                      "dns_resolve_override answers this name itself (others resolve as usual)"),
+    TP_SETTING_ADDRS(endpoint_settings_t, dns_answer, NULL,
+                     "the addresses dns_resolve_override gives for dns_name (ip:0)"),
+    TP_SETTING_BOOL(endpoint_settings_t, dns_refuse, "false",
+                    "dns_resolve_override refuses dns_name instead (502 dns_error)"),
+    TP_SETTING_BOOL(endpoint_settings_t, reverse_ips, "false",
+                    "handle_upstream_ips reverses the order of the resolved addresses"),
     TP_SETTING_END,
 };
 
@@ -382,6 +394,33 @@ static tp_decision_t on_egress(void *self, tp_egress_t *eg, const tp_addr_t *ups
                  delay_of(es->egress_delay, es->egress_verdict), d, H_EGRESS, c);
 }
 
+/* Answers dns_name from the settings, at once (the pending path is covered by the other hooks). */
+static tp_decision_t on_dns(void *self, tp_egress_t *eg, tp_str_t host) {
+    const endpoint_settings_t *es = tp_endpoint_settings(eg);
+    if (!es->dns_name || !tp_str_eq(host, tp_str(es->dns_name)))
+        return tp_allow();
+    app_log("\"event\":\"dns_override\",\"host\":\"%s\",\"answers\":%zu", es->dns_name,
+            es->dns_answer.n);
+    if (es->dns_refuse) {
+        tp_decision_t d = tp_block(502, "dns_error");
+        d.details = "refused by hook-lab";
+        return d;
+    }
+    tp_egress_set_addresses(eg, es->dns_answer.items, es->dns_answer.n);
+    return tp_allow();
+}
+
+static void on_upstream_ips(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_t *n, size_t cap) {
+    const endpoint_settings_t *es = tp_endpoint_settings(eg);
+    if (!es->reverse_ips)
+        return;
+    for (size_t i = 0; i < *n / 2; i++) {
+        tp_addr_t t = addrs[i];
+        addrs[i] = addrs[*n - 1 - i];
+        addrs[*n - 1 - i] = t;
+    }
+}
+
 static void on_established(void *self, tp_egress_t *eg, const tp_addr_t *upstream) {
     conn_ext_t *c = TP_EXT(conn_ext_t, tp_egress_conn(eg));
     saw(c, H_ESTABLISHED);
@@ -438,7 +477,9 @@ static const tp_app_t app = {
         {
             .ingress = {.handle_connection = on_ingress, .handle_connection_close = on_close},
             .egress = {.handle_connection = on_egress,
-                       .handle_connection_established = on_established},
+                       .handle_connection_established = on_established,
+                       .dns_resolve_override = on_dns,
+                       .handle_upstream_ips = on_upstream_ips},
             .http_request = {.handle_proxy_connect_request = on_connect_request,
                              .handle_proxy_connect_response = on_connect_response},
         },
