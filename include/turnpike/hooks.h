@@ -255,6 +255,13 @@ typedef struct tp_egress_hook {
      */
     void (*handle_upstream_ips)(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_t *n,
                                 size_t cap);
+    /*
+     * Instead of Turnpike's connect to `addr` (one Happy Eyeballs attempt): return the file
+     * descriptor of a TCP socket the app connected itself (Turnpike owns it from then on), or -1
+     * to let Turnpike connect, or -2 to fail this attempt (the next address is tried). It must not
+     * block the loop: hand over a socket that is already connected.
+     */
+    int (*tcp_connect_override)(void *self, tp_egress_t *eg, const tp_addr_t *addr);
 } tp_egress_hook_t;
 
 /* HTTP: requests that come through an HTTP on-ramp. */

@@ -1,5 +1,4 @@
-/* turnpike/proxy_protocol.h: the PROXY protocol (v1 text, v2 binary) header a connection began with.
- */
+/* turnpike/proxy_protocol.h: the PROXY protocol v1/v2 header a trusted proxy sends first. */
 #ifndef TURNPIKE_PROXY_PROTOCOL_H
 #define TURNPIKE_PROXY_PROTOCOL_H
 
@@ -80,9 +79,9 @@ typedef enum tp_pp_family {
 
 /*
  * Lifetimes: every tp_str_t below is a view into the bytes the header was parsed from, never a
- * copy, and is not NUL-terminated. It is valid for as long as those bytes are (the runtime keeps
- * them while the header can be seen by hooks). {NULL, 0} means "absent"; a TLV that was present
- * but empty has a non-NULL ptr and len 0.
+ * copy, and is not NUL-terminated. It is valid for as long as those bytes are, so whoever shows a
+ * header to hooks must keep its bytes (and the TLV array) alive and unchanged as long as that.
+ * {NULL, 0} means "absent"; a TLV that was present but empty has a non-NULL ptr and len 0.
  */
 
 /* One v2 TLV as received: read-only. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "runtime/core.h"
 #include "runtime/log.h"
@@ -75,23 +76,9 @@ static void remove_attempt(tp_egress_t *eg, tp_upstream_t *up) {
 
 static void start_attempts(tp_conn_t *conn);
 
-static void connect_cb(uv_connect_t *req, int status) {
-    tp_upstream_t *up = (tp_upstream_t *)req->handle->data;
-    tp_conn_t *conn = up->conn;
+/* The winner: the others are dropped, it becomes the connection's upstream. */
+static void won(tp_conn_t *conn, tp_upstream_t *up) {
     tp_egress_t *eg = &conn->egress;
-    if (status == UV_ECANCELED || conn->closing || !eg->connecting)
-        return; /* dropped: its handle is closing */
-    remove_attempt(eg, up);
-    if (status != 0) {
-        eg->last_error = status;
-        eg->last_addr = up->addr;
-        tp__upstream_discard(up);
-        /* RFC 8305 5: a failure starts the next attempt at once. */
-        conn->attempt_deadline = 0;
-        start_attempts(conn);
-        return;
-    }
-    /* The winner: the others are dropped, it becomes the connection's upstream. */
     eg->connecting = false;
     drop_attempts(eg);
     conn->connect_deadline = 0;
@@ -113,11 +100,55 @@ static void connect_cb(uv_connect_t *req, int status) {
     eg->cb(conn, NULL);
 }
 
+static void connect_cb(uv_connect_t *req, int status) {
+    tp_upstream_t *up = (tp_upstream_t *)req->handle->data;
+    tp_conn_t *conn = up->conn;
+    tp_egress_t *eg = &conn->egress;
+    if (status == UV_ECANCELED || conn->closing || !eg->connecting)
+        return; /* dropped: its handle is closing */
+    remove_attempt(eg, up);
+    if (status != 0) {
+        eg->last_error = status;
+        eg->last_addr = up->addr;
+        tp__upstream_discard(up);
+        /* RFC 8305 5: a failure starts the next attempt at once. */
+        conn->attempt_deadline = 0;
+        start_attempts(conn);
+        return;
+    }
+    won(conn, up);
+}
+
 /* Opens one attempt to `addr`; 0, or a libuv error (the attempt is then already gone). */
 static int open_attempt(tp_conn_t *conn, const tp_addr_t *addr) {
     tp_egress_t *eg = &conn->egress;
     const tp_egress_cfg_t *ecfg = &conn->ep->cfg->egress;
     int family = addr->u.sa.sa_family;
+    tp_server_t *srv = conn->worker->server;
+    if (srv->hooks.egress.tcp_connect_override) {
+        /* Per attempt, so not in the hook trace (which records a flow's hook points). */
+        int fd = srv->hooks.egress.tcp_connect_override(srv->hooks.egress.self, eg, addr);
+        if (conn->closing)
+            return UV_ECANCELED;
+        if (fd == -2)
+            return UV_ECONNREFUSED;
+        if (fd >= 0) { /* the app's own connected socket */
+            tp_upstream_t *up = tp__upstream_new(conn, 0);
+            if (!up) {
+                close(fd);
+                return UV_ENOMEM;
+            }
+            up->addr = *addr;
+            int rc = uv_tcp_open(&up->tcp, fd);
+            if (rc != 0) {
+                close(fd);
+                tp__upstream_discard(up);
+                return rc;
+            }
+            won(conn, up); /* not in attempts[]: won() drops those */
+            return 1;
+        }
+    }
     tp_upstream_t *up = tp__upstream_new(conn, family);
     if (!up)
         return UV_ENOMEM;
@@ -149,6 +180,8 @@ static void start_attempts(tp_conn_t *conn) {
     while (eg->next < eg->ncands && eg->nattempts < TP_EGRESS_MAX_ATTEMPTS) {
         const tp_addr_t *addr = &eg->cands[eg->next++];
         int rc = open_attempt(conn, addr);
+        if (rc == 1 || conn->closing) /* connected at once (tcp_connect_override) */
+            return;
         if (rc != 0) { /* failed before any packet: try the next one straight away */
             eg->last_error = rc;
             eg->last_addr = *addr;

@@ -166,8 +166,9 @@ static bool v4_parse(const uint8_t *s, size_t n, bool complete, struct in_addr *
 
 /* Reads the address field at *i into a (port left 0); it must be followed by a space. */
 static int v1_addr(v1_t *v, size_t *i, bool v6, bool is_src, tp_addr_t *a) {
-    const char *bad = v6 ? (is_src ? "v1 bad source IPv6 address" : "v1 bad destination IPv6 address")
-                         : (is_src ? "v1 bad source IPv4 address" : "v1 bad destination IPv4 address");
+    const char *bad =
+        v6 ? (is_src ? "v1 bad source IPv6 address" : "v1 bad destination IPv6 address")
+           : (is_src ? "v1 bad source IPv4 address" : "v1 bad destination IPv4 address");
     size_t start = *i;
     size_t end = span(v->b, start, v->n, v6 ? is_v6_char : is_v4_char);
     size_t flen = end - start;
@@ -197,7 +198,7 @@ static int v1_addr(v1_t *v, size_t *i, bool v6, bool is_src, tp_addr_t *a) {
     return V1_DONE;
 }
 
-/* Checks port digits; with complete false, only that they can still become a port. */
+/* Checks the digits of a port, complete or still arriving: no leading zero, at most 65535. */
 static int v1_port_digits(const v1_t *v, const uint8_t *s, size_t n, uint16_t *port) {
     if (n > 1 && s[0] == '0')
         return fail(v->reason, TP_ERR_PROTOCOL, "v1 port has a leading zero");
@@ -613,7 +614,7 @@ static size_t fmt_ip(char *p, const tp_addr_t *a) {
 
 int tp__pp_encode_v1(char *out, size_t cap, const tp_addr_t *src, const tp_addr_t *dst) {
     int family = pair_family(src, dst);
-    if ((!out && cap) || family < 0)
+    if (!out || family < 0)
         return TP_ERR_INVAL;
     /* Room for the longest line inet_ntop can produce, checked against the limit below. */
     char line[16 + 2 * INET6_ADDRSTRLEN + 16];
@@ -651,10 +652,9 @@ int tp__pp_encode_v1(char *out, size_t cap, const tp_addr_t *src, const tp_addr_
 }
 
 int tp__pp_encode_v2(uint8_t *out, size_t cap, int command, const tp_addr_t *src,
-                     const tp_addr_t *dst, const tp_pp_tlv_t *tlvs, size_t ntlvs,
-                     bool add_crc32c) {
+                     const tp_addr_t *dst, const tp_pp_tlv_t *tlvs, size_t ntlvs, bool add_crc32c) {
     int family = pair_family(src, dst);
-    if ((!out && cap) || family < 0 || (command != TP_PP_CMD_LOCAL && command != TP_PP_CMD_PROXY) ||
+    if (!out || family < 0 || (command != TP_PP_CMD_LOCAL && command != TP_PP_CMD_PROXY) ||
         (ntlvs && !tlvs))
         return TP_ERR_INVAL;
     size_t alen = family == AF_INET ? V2_INET_LEN : family == AF_INET6 ? V2_INET6_LEN : 0;

@@ -41,8 +41,8 @@ int tp__pp_parse(const uint8_t *buf, size_t len, unsigned accept, size_t max_v2,
  * Writes a v1 line for a TCP connection from src to dst (both AF_INET or both AF_INET6; IPv6
  * scope ids are not carried), or "PROXY UNKNOWN\r\n" when both are NULL. Adds a NUL after the
  * line when cap leaves room for it (a TP_PP_V1_MAX_LEN + 1 buffer always does).
- * Returns the line's length (NUL not counted), TP_ERR_INVAL for one NULL address or mismatched or
- * unsupported families, TP_ERR_TOO_LARGE when cap is too small.
+ * Returns the line's length (NUL not counted), TP_ERR_INVAL for a NULL out, one NULL address,
+ * mismatched or unsupported families, TP_ERR_TOO_LARGE when cap is too small.
  */
 int tp__pp_encode_v1(char *out, size_t cap, const tp_addr_t *src, const tp_addr_t *dst);
 
@@ -50,10 +50,10 @@ int tp__pp_encode_v1(char *out, size_t cap, const tp_addr_t *src, const tp_addr_
  * Writes a v2 header: command TP_PP_CMD_LOCAL or TP_PP_CMD_PROXY; src and dst both AF_INET or
  * both AF_INET6 (transport STREAM), or both NULL for an AF_UNSPEC header without addresses; then
  * the TLVs in order, values written as given; with add_crc32c a CRC32C TLV is put first and
- * filled in. Returns the header's length, TP_ERR_INVAL for a bad command, one NULL address,
- * mismatched or unsupported families, a CRC32C TLV among tlvs (ask for add_crc32c instead) or a
- * value longer than 65535 bytes, TP_ERR_TOO_LARGE when the header would pass TP_PP_V2_MAX_LEN or
- * cap.
+ * filled in. Returns the header's length, TP_ERR_INVAL for a NULL out, a bad command, one NULL
+ * address, mismatched or unsupported families, a CRC32C TLV among tlvs (ask for add_crc32c instead)
+ * or a value longer than 65535 bytes, TP_ERR_TOO_LARGE when the header would pass TP_PP_V2_MAX_LEN
+ * or cap.
  */
 int tp__pp_encode_v2(uint8_t *out, size_t cap, int command, const tp_addr_t *src,
                      const tp_addr_t *dst, const tp_pp_tlv_t *tlvs, size_t ntlvs, bool add_crc32c);

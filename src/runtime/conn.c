@@ -278,8 +278,10 @@ tp_upstream_t *tp__upstream_new(tp_conn_t *conn, int family) {
     if (!up)
         return NULL;
     up->conn = conn;
-    /* The socket exists at once, so options (SO_MARK, bind) can be set before connect. */
-    if (uv_tcp_init_ex(&conn->worker->loop, &up->tcp, (unsigned)family) != 0) {
+    /* The socket exists at once, so options (SO_MARK, bind) can be set before connect; family 0
+     * makes no socket (one handed over by an app is opened into it). */
+    if ((family ? uv_tcp_init_ex(&conn->worker->loop, &up->tcp, (unsigned)family)
+                : uv_tcp_init(&conn->worker->loop, &up->tcp)) != 0) {
         free(up);
         return NULL;
     }

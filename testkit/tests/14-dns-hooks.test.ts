@@ -68,4 +68,19 @@ describe('DNS hooks', () => {
             assert.equal(est.upstream, `127.0.0.1:${echo.port}`);
         });
     });
+
+    it('tcp_connect_override hands over a socket the app connected itself', { timeout: 30_000 }, async () => {
+        const echo = await startTcpEcho();
+        await withTurnpike({ binary: lab(), config: config({ connect_override: true }) }, async (tp) => {
+            const t = await connectTunnel(tp.endpoint('proxy'), `127.0.0.1:${echo.port}`);
+            assert.equal(t.status, 200);
+            t.socket.write('over');
+            const got = await new Promise<string>((r) => t.socket.once('data', (d: Buffer) => r(d.toString())));
+            assert.equal(got, 'over');
+            t.socket.destroy();
+            await tp.waitForLog({ msg: 'app', event: 'connect_override', addr: `127.0.0.1:${echo.port}` });
+            const est = await tp.waitForLog({ msg: 'hook', hook: 'egress.handle_connection_established' });
+            assert.equal(est.upstream, `127.0.0.1:${echo.port}`);
+        });
+    });
 });

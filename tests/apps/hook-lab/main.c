@@ -38,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <turnpike.h>
 #include <uv.h>
 
@@ -67,6 +69,7 @@ typedef struct {
     tp_addr_list_t dns_answer;      /* ... with these addresses (port 0: the requested one) */
     bool dns_refuse;                /* ... or refuses (502 dns_error) */
     bool reverse_ips;               /* handle_upstream_ips reverses the address order */
+    bool connect_override;          /* tcp_connect_override connects the socket itself */
 } endpoint_settings_t;
 
 static const tp_setting_t settings_schema[] = {
@@ -102,6 +105,9 @@ static const tp_setting_t endpoint_settings_schema[] = {
                     "dns_resolve_override refuses dns_name instead (502 dns_error)"),
     TP_SETTING_BOOL(endpoint_settings_t, reverse_ips, "false",
                     "handle_upstream_ips reverses the order of the resolved addresses"),
+    TP_SETTING_BOOL(endpoint_settings_t, connect_override, "false",
+                    "tcp_connect_override connects the socket itself (a blocking connect: only "
+                    "for loopback tests)"),
     TP_SETTING_END,
 };
 
@@ -421,6 +427,24 @@ static void on_upstream_ips(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_
     }
 }
 
+/* Connects the socket itself. A blocking connect is fine for a loopback test, never in real apps.
+ */
+static int on_connect_override(void *self, tp_egress_t *eg, const tp_addr_t *addr) {
+    const endpoint_settings_t *es = tp_endpoint_settings(eg);
+    if (!es->connect_override)
+        return -1;
+    int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -2;
+    if (connect(fd, &addr->u.sa, tp_addr_len(addr)) != 0) {
+        close(fd);
+        return -2;
+    }
+    char ab[TP_ADDR_STRLEN];
+    app_log("\"event\":\"connect_override\",\"addr\":\"%s\"", tp_addr_format(addr, ab, sizeof(ab)));
+    return fd;
+}
+
 static void on_established(void *self, tp_egress_t *eg, const tp_addr_t *upstream) {
     conn_ext_t *c = TP_EXT(conn_ext_t, tp_egress_conn(eg));
     saw(c, H_ESTABLISHED);
@@ -479,7 +503,8 @@ static const tp_app_t app = {
             .egress = {.handle_connection = on_egress,
                        .handle_connection_established = on_established,
                        .dns_resolve_override = on_dns,
-                       .handle_upstream_ips = on_upstream_ips},
+                       .handle_upstream_ips = on_upstream_ips,
+                       .tcp_connect_override = on_connect_override},
             .http_request = {.handle_proxy_connect_request = on_connect_request,
                              .handle_proxy_connect_response = on_connect_response},
         },
