@@ -18,6 +18,7 @@ tp_dns_entry_t *tp__dns_entry_new(const char *name, const tp_addr_t *addrs, size
     if (!e)
         return NULL;
     memset(e, 0, sizeof(*e));
+    e->lru.prev = e->lru.next = &e->lru;
     e->refs = 1;
     e->addrs = (tp_addr_t *)(e + 1);
     if (naddrs)
@@ -39,14 +40,28 @@ void tp__dns_entry_unref(tp_dns_entry_t *e) {
 int tp__dns_cache_init(tp_dns_cache_t *c, size_t capacity) {
     memset(c, 0, sizeof(*c));
     c->capacity = capacity;
+    c->lru.prev = c->lru.next = &c->lru;
     size_t n = 16;
     while (n < capacity && n < ((size_t)1 << 20))
         n <<= 1;
-    c->buckets = calloc(n, sizeof(*c->buckets));
+    c->buckets = calloc(n, sizeof(tp_dns_entry_t *));
     if (!c->buckets)
         return TP_ERR_NOMEM;
     c->nbuckets = n;
     return 0;
+}
+
+static void lru_remove(tp_dns_lru_t *l) {
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+static void lru_push_front(tp_dns_cache_t *c, tp_dns_lru_t *l) {
+    l->prev = &c->lru;
+    l->next = c->lru.next;
+    c->lru.next->prev = l;
+    c->lru.next = l;
 }
 
 static void unlink_entry(tp_dns_cache_t *c, tp_dns_entry_t *e) {
@@ -55,23 +70,16 @@ static void unlink_entry(tp_dns_cache_t *c, tp_dns_entry_t *e) {
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = e->hnext;
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        c->head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        c->tail = e->lru_prev;
-    e->hnext = e->lru_prev = e->lru_next = NULL;
+    e->hnext = NULL;
+    lru_remove(&e->lru);
     e->cached = false;
     c->count--;
     tp__dns_entry_unref(e);
 }
 
 void tp__dns_cache_clear(tp_dns_cache_t *c) {
-    while (c->head)
-        unlink_entry(c, c->head);
+    while (c->lru.next != &c->lru)
+        unlink_entry(c, (tp_dns_entry_t *)c->lru.next);
 }
 
 void tp__dns_cache_free(tp_dns_cache_t *c) {
@@ -80,26 +88,6 @@ void tp__dns_cache_free(tp_dns_cache_t *c) {
     free(c->buckets);
     c->buckets = NULL;
     c->nbuckets = 0;
-}
-
-static void to_front(tp_dns_cache_t *c, tp_dns_entry_t *e) {
-    if (c->head == e)
-        return;
-    if (e->lru_prev || e->lru_next || c->tail == e) { /* linked: take it out */
-        if (e->lru_prev)
-            e->lru_prev->lru_next = e->lru_next;
-        if (e->lru_next)
-            e->lru_next->lru_prev = e->lru_prev;
-        else
-            c->tail = e->lru_prev;
-    }
-    e->lru_prev = NULL;
-    e->lru_next = c->head;
-    if (c->head)
-        c->head->lru_prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
 }
 
 tp_dns_entry_t *tp__dns_cache_get(tp_dns_cache_t *c, const char *name, uint64_t now) {
@@ -114,27 +102,32 @@ tp_dns_entry_t *tp__dns_cache_get(tp_dns_cache_t *c, const char *name, uint64_t 
         unlink_entry(c, e);
         return NULL;
     }
-    to_front(c, e);
+    lru_remove(&e->lru);
+    lru_push_front(c, &e->lru);
     return e;
 }
 
 void tp__dns_cache_put(tp_dns_cache_t *c, tp_dns_entry_t *e) {
     if (c->capacity == 0 || e->cached)
         return;
-    tp_dns_entry_t **bucket = &c->buckets[hash_name(e->name) & (c->nbuckets - 1)];
-    for (tp_dns_entry_t *old = *bucket; old; old = old->hnext)
+    size_t b = hash_name(e->name) & (c->nbuckets - 1);
+    for (tp_dns_entry_t *old = c->buckets[b]; old; old = old->hnext)
         if (strcmp(old->name, e->name) == 0) {
             unlink_entry(c, old);
             break;
         }
-    while (c->count >= c->capacity && c->tail) {
-        unlink_entry(c, c->tail);
+    while (c->count >= c->capacity && c->lru.prev != &c->lru) {
+        tp_dns_entry_t *victim = (tp_dns_entry_t *)c->lru.prev;
+        c->lru.prev = victim->lru.prev; /* detached here, so the sentinel visibly moves on */
+        c->lru.prev->next = &c->lru;
+        victim->lru.prev = victim->lru.next = &victim->lru;
+        unlink_entry(c, victim);
         c->evictions++;
     }
     tp__dns_entry_ref(e);
     e->cached = true;
-    e->hnext = *bucket;
-    *bucket = e;
-    to_front(c, e);
+    e->hnext = c->buckets[b];
+    c->buckets[b] = e;
+    lru_push_front(c, &e->lru);
     c->count++;
 }

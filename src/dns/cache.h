@@ -1,4 +1,5 @@
-/* cache.h: the resolver's answer cache: names to answers, bounded, least recently used first out. */
+/* cache.h: the resolver's answer cache: names to answers, bounded, least recently used first out.
+ */
 #ifndef TP_DNS_CACHE_H
 #define TP_DNS_CACHE_H
 
@@ -12,9 +13,14 @@
  * An answer for one name: addresses, or a negative or failed status. Reference-counted so a
  * caller's callback can keep reading it while the cache evicts or replaces it.
  */
+/* A link of the LRU list: circular around the cache's sentinel, most recently used first. */
+typedef struct tp_dns_lru {
+    struct tp_dns_lru *prev, *next;
+} tp_dns_lru_t;
+
 typedef struct tp_dns_entry {
-    struct tp_dns_entry *hnext;              /* hash chain */
-    struct tp_dns_entry *lru_prev, *lru_next; /* most recently used at the head */
+    tp_dns_lru_t lru;           /* first: an entry is its link */
+    struct tp_dns_entry *hnext; /* hash chain */
     unsigned refs;
     bool cached;
     uint64_t expires; /* loop time (ms) after which it is stale */
@@ -31,7 +37,7 @@ typedef struct tp_dns_cache {
     tp_dns_entry_t **buckets;
     size_t nbuckets; /* a power of two */
     size_t count, capacity;
-    tp_dns_entry_t *head, *tail;
+    tp_dns_lru_t lru; /* sentinel: lru.next is the most recently used, lru.prev the least */
     uint64_t evictions;
 } tp_dns_cache_t;
 
