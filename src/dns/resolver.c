@@ -100,8 +100,8 @@ void tp__dns_settings_default(tp_dns_settings_t *s) {
         .timeout_ms = 2000,
         .attempts = 2,
         .min_ttl_ms = 1000,
-        .max_ttl_ms = 3600 * 1000,
-        .negative_ttl_ms = 30 * 1000,
+        .max_ttl_ms = 3600000,
+        .negative_ttl_ms = 30000,
         .cache_size = 10000,
         .max_waiters = 1024,
         .max_inflight = 4096,
@@ -270,7 +270,7 @@ static bool fam_negative(const fam_t *f) {
 /* Merges the two questions into one answer, with how long it may be cached (0: not at all). */
 static tp_dns_entry_t *merge(tp_dns_t *dns, lookup_t *lk, uint64_t *keep_ms) {
     const fam_t *f6 = &lk->fam[FAM6], *f4 = &lk->fam[FAM4];
-    tp_addr_t all[2 * TP_DNS_MAX_ADDRS];
+    tp_addr_t all[(size_t)2 * TP_DNS_MAX_ADDRS];
     size_t n = 0;
     for (int i = 0; i < 2; i++)
         if (fam_ok(&lk->fam[i])) {
@@ -330,8 +330,7 @@ static tp_dns_entry_t *merge(tp_dns_t *dns, lookup_t *lk, uint64_t *keep_ms) {
 }
 
 /* Removes q from its lookup's waiters. */
-static void waiter_unlink(tp_dns_query_t *q) {
-    lookup_t *lk = q->lk;
+static void waiter_unlink(lookup_t *lk, tp_dns_query_t *q) {
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -361,7 +360,14 @@ static void waiter_link(lookup_t *lk, tp_dns_query_t *q) {
 static void deliver(lookup_t *lk, const tp_dns_result_t *r) {
     tp_dns_query_t *q;
     while ((q = lk->whead)) {
-        waiter_unlink(q); /* q->lk == NULL: a cancel from inside the callback does nothing */
+        lk->whead = q->next;
+        if (lk->whead)
+            lk->whead->prev = NULL;
+        else
+            lk->wtail = NULL;
+        lk->nwaiters--;
+        q->next = NULL;
+        q->lk = NULL; /* a cancel from inside the callback does nothing */
         q->cb(q->arg, r);
         free(q);
     }
@@ -766,9 +772,9 @@ static int system_servers(tp_dns_t *dns) {
 }
 
 static int check_settings(const tp_dns_settings_t *s) {
-    if (s->timeout_ms == 0 || s->timeout_ms > INT_MAX / 64 || s->attempts < 1 ||
-        s->attempts > 16 || s->min_ttl_ms > s->max_ttl_ms || s->max_waiters == 0 ||
-        s->max_inflight == 0 || (s->nservers && !s->servers))
+    if (s->timeout_ms == 0 || s->timeout_ms > INT_MAX / 64 || s->attempts < 1 || s->attempts > 16 ||
+        s->min_ttl_ms > s->max_ttl_ms || s->max_waiters == 0 || s->max_inflight == 0 ||
+        (s->nservers && !s->servers))
         return TP_ERR_INVAL;
     return 0;
 }
@@ -936,8 +942,8 @@ tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, v
     }
     if (dns->s.use_hosts) {
         maybe_reload_hosts(dns);
-        tp_addr_t found[2 * TP_DNS_MAX_ADDRS];
-        size_t n = tp__hosts_find(dns->hosts, name, found, 2 * TP_DNS_MAX_ADDRS);
+        tp_addr_t found[(size_t)2 * TP_DNS_MAX_ADDRS];
+        size_t n = tp__hosts_find(dns->hosts, name, found, (size_t)2 * TP_DNS_MAX_ADDRS);
         if (n > 0) {
             dns->st.hosts_hits++;
             tp_dns_result_t r = {.detail = "", .addrs = found, .naddrs = n, .from_hosts = true};
@@ -1006,7 +1012,7 @@ tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, v
 void tp__dns_cancel(tp_dns_query_t *q) {
     if (!q || !q->lk)
         return; /* its callback is running: it is freed when that returns */
-    waiter_unlink(q);
+    waiter_unlink(q->lk, q);
     free(q);
 }
 

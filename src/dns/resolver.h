@@ -28,18 +28,18 @@ typedef struct tp_dns_settings {
      * the nameservers of resolv_conf. */
     const char *const *servers;
     size_t nservers;
-    const char *resolv_conf; /* NULL: /etc/resolv.conf (read only when nservers is 0) */
-    uint64_t timeout_ms;     /* first try of a question to one server; doubles each round */
-    int attempts;            /* rounds over the whole server list */
-    uint64_t min_ttl_ms;     /* positive answers are kept at least this long ... */
-    uint64_t max_ttl_ms;     /* ... and at most this long, whatever the record's TTL */
-    uint64_t negative_ttl_ms;     /* NXDOMAIN and NODATA are kept this long (0: not at all) */
-    size_t cache_size;            /* names kept (least recently used go first); 0: no cache */
-    size_t max_waiters;           /* callers waiting on one name in flight; more get TOO_LARGE */
-    size_t max_inflight;          /* names being looked up at once; more get TOO_LARGE */
-    bool use_hosts;               /* names in the hosts file are answered from it, first */
-    const char *hosts_path;       /* NULL: /etc/hosts */
-    uint64_t hosts_check_ms;      /* how often the hosts file's mtime is looked at (0: never) */
+    const char *resolv_conf;  /* NULL: /etc/resolv.conf (read only when nservers is 0) */
+    uint64_t timeout_ms;      /* first try of a question to one server; doubles each round */
+    int attempts;             /* rounds over the whole server list */
+    uint64_t min_ttl_ms;      /* positive answers are kept at least this long ... */
+    uint64_t max_ttl_ms;      /* ... and at most this long, whatever the record's TTL */
+    uint64_t negative_ttl_ms; /* NXDOMAIN and NODATA are kept this long (0: not at all) */
+    size_t cache_size;        /* names kept (least recently used go first); 0: no cache */
+    size_t max_waiters;       /* callers waiting on one name in flight; more get TOO_LARGE */
+    size_t max_inflight;      /* names being looked up at once; more get TOO_LARGE */
+    bool use_hosts;           /* names in the hosts file are answered from it, first */
+    const char *hosts_path;   /* NULL: /etc/hosts */
+    uint64_t hosts_check_ms;  /* how often the hosts file's mtime is looked at (0: never) */
 } tp_dns_settings_t;
 
 /* Fills in the defaults: system servers, 2 s timeout, 2 attempts, TTLs kept between 1 s and 1 h,
@@ -60,10 +60,10 @@ typedef struct tp_dns_result {
     /* IPv6 first, then IPv4, each in the server's order; port 0. Valid during the callback. */
     const tp_addr_t *addrs;
     size_t naddrs;
-    uint32_t ttl_s;   /* how long the answer stays cached, seconds (0: not cached) */
-    bool from_cache;  /* answered from the cache (positive or negative) */
-    bool from_hosts;  /* answered from the hosts file */
-    bool literal;     /* the name was an IP address */
+    uint32_t ttl_s;  /* how long the answer stays cached, seconds (0: not cached) */
+    bool from_cache; /* answered from the cache (positive or negative) */
+    bool from_hosts; /* answered from the hosts file */
+    bool literal;    /* the name was an IP address */
 } tp_dns_result_t;
 
 /* Gets the answer. May run inside tp__dns_resolve() (then it returned NULL). It may call any
@@ -73,14 +73,15 @@ typedef void (*tp_dns_cb)(void *arg, const tp_dns_result_t *res);
 /*
  * Makes a resolver on `loop` (settings are copied; NULL means the defaults). Returns 0,
  * TP_ERR_INVAL (a bad server address or setting), TP_ERR_CONFIG (c-ares refused the set-up, e.g.
- * an unreadable resolv.conf) or TP_ERR_NOMEM. Reads resolv.conf and the hosts file now.
+ * a resolv.conf that exists but cannot be read) or TP_ERR_NOMEM. Reads resolv.conf and the hosts
+ * file now.
  */
 int tp__dns_new(uv_loop_t *loop, const tp_dns_settings_t *settings, tp_dns_t **out);
 
 /*
  * Asynchronous teardown: callers still waiting are answered TP_ERR_CLOSED (from inside this call),
  * c-ares stops, handles close, and `closed(arg)` runs (may be NULL) from the loop when the memory
- * is gone. Safe inside a callback. Calling it twice is a bug.
+ * is gone. Safe inside a callback. A second call does nothing.
  */
 void tp__dns_close(tp_dns_t *dns, void (*closed)(void *arg), void *arg);
 
