@@ -1,5 +1,4 @@
-/* cache.h: the resolver's answer cache: names to answers, bounded, least recently used first out.
- */
+/* cache.h: the resolver's answer cache: names to answers, bounded, least recently used out. */
 #ifndef TP_DNS_CACHE_H
 #define TP_DNS_CACHE_H
 
