@@ -4,6 +4,7 @@
 
 #include "turnpike/common.h"
 #include "turnpike/settings.h"
+#include "turnpike/proxy_protocol.h"
 #include "turnpike/hooks.h"
 #include "turnpike/app.h"
 

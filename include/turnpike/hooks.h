@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "proxy_protocol.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -108,6 +109,9 @@ uint64_t tp_conn_id(const tp_conn_t *conn);
 const tp_addr_t *tp_conn_peer(const tp_conn_t *conn);
 const tp_addr_t *tp_conn_local(const tp_conn_t *conn);
 tp_endpoint_t *tp_conn_endpoint(const tp_conn_t *conn);
+/* The PROXY protocol header the connection began with, or NULL (no proxy_protocol on the
+ * endpoint). Its views (TLVs, paths) live as long as the connection. */
+const tp_proxy_header_t *tp_conn_proxy_header(const tp_conn_t *conn);
 /* The index of the worker thread that owns the connection (0-based). */
 unsigned tp_conn_worker(const tp_conn_t *conn);
 /* The worker's libuv loop, for an app's own asynchronous work (a uv_loop_t *). */
@@ -275,8 +279,18 @@ typedef struct tp_http_request_hook {
     void (*handle_proxy_connect_response)(void *self, tp_request_t *req, tp_response_t *resp);
 } tp_http_request_hook_t;
 
+/* PROXY protocol: the header an endpoint with `proxy_protocol` set reads first. */
+typedef struct tp_proxy_protocol_hook {
+    void *self;
+    /* The header arrived and is valid (the connection's peer and local addresses are already the
+     * header's, for a PROXY command). Allow, or block (the connection is closed). May pend. Runs
+     * before ingress.handle_connection, which sees the same header (tp_conn_proxy_header). */
+    tp_decision_t (*handle_connection)(void *self, tp_conn_t *conn, const tp_proxy_header_t *hdr);
+} tp_proxy_protocol_hook_t;
+
 /* All the hook tables of an app. A NULL function means "do the default". */
 typedef struct tp_hooks {
+    tp_proxy_protocol_hook_t proxy_protocol;
     tp_ingress_hook_t ingress;
     tp_egress_hook_t egress;
     tp_http_request_hook_t http_request;

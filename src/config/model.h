@@ -12,6 +12,13 @@ typedef enum tp_onramp_type {
     TP_ONRAMP_HTTP_PROXY, /* HTTP/1.1 forward proxy: absolute-form requests and CONNECT */
 } tp_onramp_type_t;
 
+typedef enum tp_pp_mode {
+    TP_PP_NONE = 0,
+    TP_PP_MODE_V1,
+    TP_PP_MODE_V2,
+    TP_PP_MODE_ANY,
+} tp_pp_mode_t;
+
 typedef enum tp_log_level {
     TP_LOG_DEBUG = 0,
     TP_LOG_INFO,
@@ -29,6 +36,7 @@ typedef struct tp_timeouts_cfg {
         tunnel_idle_upstream; /* a tunnel's upstream sent nothing for this long, ms (0 = off) */
     uint64_t max_lifetime;    /* any connection, from accept, ms (0 = off) */
     uint64_t drain;           /* on SIGTERM, this endpoint's deadline (0 = runtime's), ms */
+    uint64_t proxy_protocol;  /* the PROXY header must arrive within this, ms */
 } tp_timeouts_cfg_t;
 
 typedef struct tp_limits_cfg {
@@ -38,11 +46,12 @@ typedef struct tp_limits_cfg {
 } tp_limits_cfg_t;
 
 typedef struct tp_egress_cfg {
-    uint64_t attempt_delay; /* Happy Eyeballs connection attempt delay, ms */
-    bool nodelay;           /* TCP_NODELAY on upstream sockets */
-    uint64_t keepalive;     /* TCP keepalive idle time, ms (0 = off) */
-    tp_addr_list_t bind;    /* source addresses, at most one per family (port 0 = any) */
-    int64_t mark;           /* SO_MARK on upstream sockets (0 = none; needs CAP_NET_ADMIN) */
+    uint64_t attempt_delay;  /* Happy Eyeballs connection attempt delay, ms */
+    bool nodelay;            /* TCP_NODELAY on upstream sockets */
+    uint64_t keepalive;      /* TCP keepalive idle time, ms (0 = off) */
+    tp_addr_list_t bind;     /* source addresses, at most one per family (port 0 = any) */
+    int64_t mark;            /* SO_MARK on upstream sockets (0 = none; needs CAP_NET_ADMIN) */
+    int send_proxy_protocol; /* tp_pp_mode_t: none, v1 or v2 (any is refused) */
 } tp_egress_cfg_t;
 
 typedef struct tp_endpoint_cfg {
@@ -54,6 +63,7 @@ typedef struct tp_endpoint_cfg {
     int64_t backlog;
     uint64_t
         high_watermark; /* bytes queued toward a peer before reading from the other side stops */
+    int proxy_protocol; /* tp_pp_mode_t: a PROXY header the client must send first */
     tp_timeouts_cfg_t timeouts;
     tp_limits_cfg_t limits;
     tp_egress_cfg_t egress;
@@ -81,7 +91,7 @@ typedef struct tp_config {
  */
 typedef struct tp_config_schemas {
     tp_setting_t root_settings[4];
-    tp_setting_t endpoint_settings[20];
+    tp_setting_t endpoint_settings[24];
     tp_schema_t root, endpoint, app, app_endpoint;
 } tp_config_schemas_t;
 

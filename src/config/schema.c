@@ -9,6 +9,7 @@
 
 static const char *const onramp_names[] = {"tcp", "http_proxy", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const pp_names[] = {"none", "v1", "v2", "any", NULL};
 
 static const tp_setting_t runtime_settings[] = {
     TP_SETTING_INT_AUTO(
@@ -49,6 +50,8 @@ static const tp_setting_t timeouts_settings[] = {
     TP_SETTING_DURATION(tp_timeouts_cfg_t, drain, "0", 0, TP_SECONDS(3600),
                         "on SIGTERM, close this endpoint's open connections after this long "
                         "(0 = runtime.drain_timeout)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, proxy_protocol, "3s", TP_MS(1), TP_SECONDS(600),
+                        "a PROXY header the endpoint expects must arrive completely within this"),
     TP_SETTING_END,
 };
 
@@ -71,6 +74,11 @@ static const tp_schema_t limits_schema = {
 
 static int egress_check(void *section, char *err, size_t errlen, const char **key) {
     tp_egress_cfg_t *eg = section;
+    if (eg->send_proxy_protocol == TP_PP_MODE_ANY) {
+        *key = "send_proxy_protocol";
+        snprintf(err, errlen, "a sender picks one version: none, v1 or v2");
+        return TP_ERR_CONFIG;
+    }
     int seen[2] = {0, 0};
     for (size_t i = 0; i < eg->bind.n; i++) {
         int v6 = eg->bind.items[i].u.sa.sa_family == AF_INET6;
@@ -93,6 +101,8 @@ static const tp_setting_t egress_settings[] = {
                      "source addresses of upstream connections, one per family, ip:0"),
     TP_SETTING_INT(tp_egress_cfg_t, mark, "0", 0, 4294967295LL,
                    "SO_MARK on upstream sockets for policy routing (0 = none; CAP_NET_ADMIN)"),
+    TP_SETTING_ENUM(tp_egress_cfg_t, send_proxy_protocol, "none", pp_names,
+                    "send a PROXY header with the client's addresses first: none, v1 or v2"),
     TP_SETTING_END,
 };
 
@@ -167,6 +177,9 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
         TP_SETTING_CIDRS(
             tp_endpoint_cfg_t, allow_destinations, "",
             "special ranges (loopback, private, link-local, ...) that upstreams may be in anyway"),
+        TP_SETTING_ENUM(tp_endpoint_cfg_t, proxy_protocol, "none", pp_names,
+                        "a PROXY protocol header the client (a trusted proxy) sends first: none, "
+                        "v1, v2 or any (either version; a header is always required)"),
         TP_SETTING_INT(tp_endpoint_cfg_t, backlog, "511", 1, 65535, "listen backlog"),
         TP_SETTING_SIZE(
             tp_endpoint_cfg_t, high_watermark, "256KiB", TP_KIB(4), TP_MIB(64),

@@ -97,6 +97,10 @@ static void won(tp_conn_t *conn, tp_upstream_t *up) {
         srv->hooks.egress.handle_connection_established(srv->hooks.egress.self, eg, &eg->addr);
     if (conn->closing)
         return;
+    if (tp__pp_send_upstream(conn) < 0) {
+        fail(conn, 502, "proxy_internal_error", TP_CLOSE_INTERNAL, "cannot send a PROXY header");
+        return;
+    }
     eg->cb(conn, NULL);
 }
 

@@ -145,8 +145,8 @@ static const tp_proto_t waiting_proto;
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     tp_conn_t *conn = h->data;
-    if (conn->stash && conn->proto == &waiting_proto) {
-        /* Waiting for the ingress decision: keep filling the one stash slab. */
+    if (conn->stash && conn->stashing) {
+        /* Waiting for a decision or a PROXY header: keep filling the one stash slab. */
         buf->base = conn->stash->data + conn->stash_len;
         buf->len = conn->stash->cap - conn->stash_len;
         return;
@@ -170,15 +170,19 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             conn->stash_len += (size_t)nread;
             if (conn->stash_len == conn->stash->cap)
                 tp__conn_client_read(conn, false);
+        } else if (nread == 0) {
             return;
+        } else {
+            if (nread == UV_EOF)
+                conn->client_eof = true;
+            tp__conn_client_read(conn, false);
+            if (nread != UV_EOF) {
+                tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
+                return;
+            }
         }
-        if (nread == 0)
-            return;
-        if (nread == UV_EOF)
-            conn->client_eof = true;
-        tp__conn_client_read(conn, false);
-        if (nread != UV_EOF)
-            tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
+        if (conn->proto->on_stash)
+            conn->proto->on_stash(conn);
         return;
     }
     tp_buf_t *b = buf->base ? tp__buf_of(buf->base) : NULL;
@@ -664,10 +668,9 @@ static void ingress_decided(tp_conn_t *conn, tp_decision_t d) {
         tp__conn_close(conn, TP_CLOSE_BLOCKED);
         return;
     }
-    if (conn->proto == &waiting_proto) {
-        tp__conn_client_read(conn, false);
-        conn->proto = conn->ep->cfg->type == TP_ONRAMP_TCP ? &tp__tcp_proto : &tp__http_proxy_proto;
-    }
+    tp__conn_client_read(conn, false);
+    conn->stashing = false;
+    conn->proto = conn->ep->cfg->type == TP_ONRAMP_TCP ? &tp__tcp_proto : &tp__http_proxy_proto;
     conn->proto->start(conn);
 }
 
@@ -697,6 +700,7 @@ static void conn_free(tp_conn_t *conn) {
         tp__h1_state_free(conn);
     if (conn->stash)
         tp__buf_unref(conn->stash);
+    free(conn->pp);
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
     if (conn->ext && spec->free)
         spec->free(conn->ext);
@@ -793,6 +797,16 @@ void tp__conn_accept(tp_listener_t *l) {
         if (spec->init)
             spec->init(conn->ext, conn);
     }
+    if (ep->cfg->proxy_protocol != TP_PP_NONE) {
+        tp__pp_start(conn); /* the PROXY header first; it calls tp__conn_ingress() */
+        tp__conn_rearm(conn);
+        return;
+    }
+    tp__conn_ingress(conn);
+}
+
+void tp__conn_ingress(tp_conn_t *conn) {
+    tp_server_t *srv = conn->worker->server;
     tp__conn_trace(conn, "ingress.handle_connection");
     tp_decision_t d = tp_allow();
     if (srv->hooks.ingress.handle_connection) {
@@ -802,7 +816,9 @@ void tp__conn_accept(tp_listener_t *l) {
     }
     if (d.verdict == TP_VERDICT_PENDING && conn->pending) {
         conn->proto = &waiting_proto;
-        tp__conn_client_read(conn, true);
+        conn->stashing = true;
+        if (!conn->client_eof && (!conn->stash || conn->stash_len < conn->stash->cap))
+            tp__conn_client_read(conn, true);
     }
     tp__conn_decide(conn, d, ingress_decided);
     tp__conn_rearm(conn);
@@ -824,6 +840,9 @@ void *tp__endpoint_ext(tp_endpoint_t *ep) { return ep->ext; }
 const void *tp__conn_app_settings(const tp_conn_t *conn) { return conn->worker->server->cfg.app; }
 const void *tp__conn_endpoint_settings(const tp_conn_t *conn) { return conn->ep->cfg->app; }
 const void *tp__endpoint_app_settings_of_endpoint(const tp_endpoint_t *ep) { return ep->cfg->app; }
+const tp_proxy_header_t *tp_conn_proxy_header(const tp_conn_t *conn) {
+    return conn->pp ? &conn->pp->hdr : NULL;
+}
 
 const char *tp_close_reason_name(tp_close_reason_t reason) {
     static const char *const names[] = {

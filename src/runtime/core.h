@@ -143,6 +143,8 @@ typedef struct tp_proto {
      * for the callee to keep or drop. */
     void (*on_client_read)(tp_conn_t *conn, tp_buf_t *b, ssize_t nread);
     void (*on_upstream_read)(tp_conn_t *conn, tp_buf_t *b, ssize_t nread);
+    /* Bytes (or the EOF) landed in conn->stash while it was being filled (optional). */
+    void (*on_stash)(tp_conn_t *conn);
     /* A write toward dir completed; queued[dir] is already decreased. */
     void (*on_written)(tp_conn_t *conn, int dir, int status);
     /* The server began draining: finish or close. */
@@ -185,8 +187,10 @@ struct tp_conn {
     tp_egress_t egress;
     void *ext;
     tp_h1_t *h1;
-    tp_buf_t *stash; /* client bytes read while the ingress decision was pending */
+    tp_buf_t *stash; /* client bytes read before the protocol starts (decision, PROXY header) */
     size_t stash_len;
+    bool stashing;         /* reads go into the stash's free room */
+    struct tp_pp_conn *pp; /* the PROXY protocol header the connection began with */
     char peer_str[TP_ADDR_STRLEN];
 };
 
@@ -230,6 +234,22 @@ void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *,
 /* Drops a pending decision the flow no longer waits for. */
 void tp__conn_pending_release(tp_conn_t *conn);
 
+/* Runs the ingress hook (after accept, or after the PROXY header). */
+void tp__conn_ingress(tp_conn_t *conn);
+
+/* ---- onramp/proxy_protocol.c ---- */
+/* A PROXY header, kept (with its bytes) for the connection's life. */
+typedef struct tp_pp_conn {
+    tp_proxy_header_t hdr;
+    tp_pp_tlv_t tlvs[32];
+    size_t len;
+    uint8_t raw[]; /* the header's bytes: hdr's views point here */
+} tp_pp_conn_t;
+/* Reads and checks the PROXY header the endpoint expects, then calls tp__conn_ingress(). */
+void tp__pp_start(tp_conn_t *conn);
+/* Writes the PROXY header the endpoint sends upstream (egress.send_proxy_protocol), if any. */
+int tp__pp_send_upstream(tp_conn_t *conn);
+
 /* ---- offramp/egress.c ---- */
 /* Resolves host, runs egress.handle_connection, applies the destination policy and connects
  * conn->up; cb runs with NULL on success (after handle_connection_established) or a failure. */
@@ -250,6 +270,7 @@ extern const tp_proto_t tp__tunnel_proto;
 /* ---- onramp/tcp.c, onramp/http_proxy.c ---- */
 extern const tp_proto_t tp__tcp_proto;
 extern const tp_proto_t tp__http_proxy_proto;
+extern const tp_proto_t tp__pp_proto;
 
 /* ---- runtime/worker.c ---- */
 int tp__worker_run_all(tp_server_t *srv);

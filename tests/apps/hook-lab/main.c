@@ -427,6 +427,22 @@ static void on_upstream_ips(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_
     }
 }
 
+/* Logs what the PROXY header said, so tests can check addresses and TLVs. */
+static tp_decision_t on_proxy_header(void *self, tp_conn_t *conn, const tp_proxy_header_t *h) {
+    char src[TP_ADDR_STRLEN] = "", uid[300] = "", auth[300] = "";
+    if (h->family == TP_PP_FAMILY_INET || h->family == TP_PP_FAMILY_INET6)
+        tp_addr_format(&h->src, src, sizeof(src));
+    for (size_t i = 0; i < h->unique_id.len && i < 128; i++)
+        snprintf(uid + 2 * i, 3, "%02x", (unsigned char)h->unique_id.ptr[i]);
+    snprintf(auth, sizeof(auth), "%.*s", (int)h->authority.len, h->authority.ptr);
+    char esc[400];
+    app_log("\"event\":\"proxy_header\",\"version\":%u,\"command\":%d,\"src\":\"%s\","
+            "\"unique_id\":\"%s\",\"authority\":\"%s\",\"crc32c\":%s,\"tlvs\":%zu",
+            h->version, (int)h->command, src, uid, json_esc(esc, sizeof(esc), auth),
+            h->crc32c_verified ? "true" : "false", h->ntlvs);
+    return tp_allow();
+}
+
 /* Connects the socket itself. A blocking connect is fine for a loopback test, never in real apps.
  */
 static int on_connect_override(void *self, tp_egress_t *eg, const tp_addr_t *addr) {
@@ -465,6 +481,7 @@ static int start(const void *settings, tp_hooks_t *hooks) {
     /* `self` reaches every hook of a table; hook-lab keeps no state there, so it only points at
      * the counters to show where an app would put it. */
     hooks->ingress.self = hooks->egress.self = hooks->http_request.self = &lab;
+    hooks->proxy_protocol.self = &lab;
     return 0;
 }
 
@@ -499,6 +516,7 @@ static const tp_app_t app = {
         },
     .hooks =
         {
+            .proxy_protocol = {.handle_connection = on_proxy_header},
             .ingress = {.handle_connection = on_ingress, .handle_connection_close = on_close},
             .egress = {.handle_connection = on_egress,
                        .handle_connection_established = on_established,
