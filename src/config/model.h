@@ -54,6 +54,15 @@ typedef struct tp_egress_cfg {
     int send_proxy_protocol; /* tp_pp_mode_t: none, v1 or v2 (any is refused) */
 } tp_egress_cfg_t;
 
+typedef struct tp_dns_cfg {
+    tp_str_list_t servers; /* "ip" or "ip:port" ([v6]:port); empty = /etc/resolv.conf */
+    uint64_t timeout;      /* per question and server, ms (doubles each round) */
+    int64_t attempts;      /* rounds over the server list */
+    uint64_t min_ttl, max_ttl, negative_ttl; /* cache clamps and NXDOMAIN/NODATA time, ms */
+    int64_t cache_size;                      /* names per worker */
+    bool use_hosts;                          /* /etc/hosts first */
+} tp_dns_cfg_t;
+
 typedef struct tp_endpoint_cfg {
     char *name;
     int type; /* tp_onramp_type_t */
@@ -67,6 +76,7 @@ typedef struct tp_endpoint_cfg {
     tp_timeouts_cfg_t timeouts;
     tp_limits_cfg_t limits;
     tp_egress_cfg_t egress;
+    tp_dns_cfg_t dns;
     void *app; /* the app's per-endpoint section (indirect) */
 } tp_endpoint_cfg_t;
 
@@ -91,7 +101,7 @@ typedef struct tp_config {
  */
 typedef struct tp_config_schemas {
     tp_setting_t root_settings[4];
-    tp_setting_t endpoint_settings[24];
+    tp_setting_t endpoint_settings[28];
     tp_schema_t root, endpoint, app, app_endpoint;
 } tp_config_schemas_t;
 

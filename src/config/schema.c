@@ -111,6 +111,28 @@ static const tp_schema_t egress_schema = {.name = "egress",
                                           .settings = egress_settings,
                                           .check = egress_check};
 
+static const tp_setting_t dns_settings[] = {
+    TP_SETTING_STRINGS(
+        tp_dns_cfg_t, servers, NULL,
+        "nameservers tried in order, ip or ip:port ([v6]:port); empty = /etc/resolv.conf"),
+    TP_SETTING_DURATION(tp_dns_cfg_t, timeout, "2s", TP_MS(10), TP_SECONDS(60),
+                        "a question's first wait for one server (doubles each round)"),
+    TP_SETTING_INT(tp_dns_cfg_t, attempts, "2", 1, 10, "rounds over the server list"),
+    TP_SETTING_DURATION(tp_dns_cfg_t, min_ttl, "1s", 0, TP_SECONDS(86400),
+                        "answers are cached at least this long"),
+    TP_SETTING_DURATION(tp_dns_cfg_t, max_ttl, "1h", 0, TP_SECONDS(7 * 86400),
+                        "and at most this long, whatever the record's TTL"),
+    TP_SETTING_DURATION(tp_dns_cfg_t, negative_ttl, "30s", 0, TP_SECONDS(86400),
+                        "NXDOMAIN and NODATA are cached this long (0 = not at all)"),
+    TP_SETTING_INT(tp_dns_cfg_t, cache_size, "10000", 0, 10000000,
+                   "names cached per worker (least recently used go first; 0 = no cache)"),
+    TP_SETTING_BOOL(tp_dns_cfg_t, use_hosts, "true", "answer names in /etc/hosts from it first"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t dns_schema = {
+    .name = "dns", .size = sizeof(tp_dns_cfg_t), .settings = dns_settings};
+
 static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
     tp_endpoint_cfg_t *ep = section;
     if (ep->listen.n == 0) {
@@ -186,6 +208,8 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
             "bytes queued toward a slow peer before Turnpike stops reading from the other side"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, timeouts, &timeouts_schema, "timeouts"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, limits, &limits_schema, "limits"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, dns, &dns_schema,
+                           "name resolution for upstreams (c-ares, per worker, cached)"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, egress, &egress_schema,
                            "upstream connections: Happy Eyeballs and socket options"),
         {.name = "app",

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dns/resolver.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
 
@@ -19,19 +20,9 @@ static void drop_attempts(tp_egress_t *eg) {
     eg->conn->attempt_deadline = 0;
 }
 
-static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_reason_t reason,
-                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_reason_t reason,
-                 const char *fmt, ...) {
+/* Ends the set-up with a failure: logged, then handed to the flow's callback. */
+static void fail_with(tp_conn_t *conn, const tp_failure_t *f) {
     tp_egress_t *eg = &conn->egress;
-    tp_failure_t f = {.status = status, .error = error, .reason = reason};
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(f.details, sizeof(f.details), fmt, ap);
-        va_end(ap);
-    }
     eg->resolving = eg->connecting = false;
     drop_attempts(eg);
     conn->connect_deadline = 0;
@@ -40,11 +31,28 @@ static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_r
     tp__log_u64(&l, "conn", conn->id);
     tp__log_str(&l, "host", eg->host);
     tp__log_u64(&l, "port", eg->port);
-    tp__log_str(&l, "error", error);
-    tp__log_str(&l, "details", f.details);
+    tp__log_str(&l, "error", f->error);
+    if (f->rcode)
+        tp__log_str(&l, "rcode", f->rcode);
+    tp__log_str(&l, "details", f->details);
     tp__log_end(&l);
     tp__conn_upstream_close(conn);
-    eg->cb(conn, &f);
+    eg->cb(conn, f);
+}
+
+static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_reason_t reason,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void fail(tp_conn_t *conn, uint16_t status, const char *error, tp_close_reason_t reason,
+                 const char *fmt, ...) {
+    tp_failure_t f = {.status = status, .error = error, .reason = reason};
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(f.details, sizeof(f.details), fmt, ap);
+        va_end(ap);
+    }
+    fail_with(conn, &f);
 }
 
 /* Every address failed (or none was left to try): answer with the last failure. */
@@ -220,8 +228,13 @@ void tp__egress_cancel(tp_conn_t *conn) {
 
 void tp__egress_abort(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
-    if (eg->resolving)
-        uv_cancel((uv_req_t *)&eg->gai);
+    if (eg->resolving && eg->dnsq) {
+        /* A cancelled query never calls back: drop the reference it held here. */
+        tp__dns_cancel(eg->dnsq);
+        eg->dnsq = NULL;
+        eg->resolving = false;
+        tp__conn_unref(conn);
+    }
     eg->connecting = false;
     if (eg->conn)
         drop_attempts(eg);
@@ -353,40 +366,38 @@ static void override_decided(tp_conn_t *conn, tp_decision_t d) {
     resolve(conn);
 }
 
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-    tp_conn_t *conn = req->data;
+static void dns_cb(void *arg, const tp_dns_result_t *res) {
+    tp_conn_t *conn = arg;
     tp_egress_t *eg = &conn->egress;
     eg->resolving = false;
-    if (status == UV_ECANCELED || conn->closing) {
-        uv_freeaddrinfo(res);
+    eg->dnsq = NULL;
+    if (conn->closing) {
         tp__conn_unref(conn); /* the resolver's reference; may free the closing connection */
         return;
     }
     tp__conn_unref(conn); /* not closing: the "alive" reference keeps it */
-    if (status != 0 || !res) {
-        uv_freeaddrinfo(res);
-        if (status == UV_EAI_NONAME || status == UV_EAI_NODATA)
-            fail(conn, 502, "dns_error", TP_CLOSE_UPSTREAM_FAILED, "%s: no such name", eg->host);
-        else if (status == UV_EAI_AGAIN)
+    if (res->status != 0) {
+        if (res->status == TP_ERR_TIMEOUT) {
             fail(conn, 504, "dns_timeout", TP_CLOSE_UPSTREAM_FAILED, "%s: %s", eg->host,
-                 uv_strerror(status));
-        else
-            fail(conn, 502, "dns_error", TP_CLOSE_UPSTREAM_FAILED, "%s: %s", eg->host,
-                 uv_strerror(status));
+                 res->detail);
+            return;
+        }
+        tp_failure_t f = {.status = 502,
+                          .error = "dns_error",
+                          .rcode = res->rcode,
+                          .reason = TP_CLOSE_UPSTREAM_FAILED};
+        snprintf(f.details, sizeof(f.details), "%.100s: %.50s", eg->host,
+                 res->rcode ? res->rcode : res->detail);
+        fail_with(conn, &f);
         return;
     }
     tp_addr_t found[TP_EGRESS_MAX_ADDRS];
     size_t n = 0;
-    for (struct addrinfo *ai = res; ai && n < TP_EGRESS_MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(found[n].u))
-            continue;
-        memset(&found[n], 0, sizeof(found[n]));
-        memcpy(&found[n].u, ai->ai_addr, ai->ai_addrlen);
+    for (size_t i = 0; i < res->naddrs && n < TP_EGRESS_MAX_ADDRS; i++) {
+        found[n] = res->addrs[i];
         tp_addr_set_port(&found[n], eg->port);
         n++;
     }
-    uv_freeaddrinfo(res);
     interleave(eg, found, n);
     if (eg->ncands == 0) {
         fail(conn, 502, "dns_error", TP_CLOSE_UPSTREAM_FAILED, "%s: no IPv4 or IPv6 address",
@@ -434,19 +445,14 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
     resolve(conn);
 }
 
-/* Resolves eg->host with the system resolver. */
+/* Resolves eg->host with the endpoint's resolver (c-ares on this worker's loop, cached). */
 static void resolve(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    eg->gai.data = conn;
     conn->refs++; /* the resolver's callback must find the connection alive */
-    int rc = uv_getaddrinfo(&conn->worker->loop, &eg->gai, gai_cb, eg->host, NULL, &hints);
-    if (rc != 0) {
-        conn->refs--;
-        fail(conn, 502, "dns_error", TP_CLOSE_UPSTREAM_FAILED, "%s: %s", eg->host, uv_strerror(rc));
-        return;
-    }
     eg->resolving = true;
+    tp_dns_query_t *q = tp__dns_resolve(conn->ep->dns, eg->host, dns_cb, conn);
+    if (eg->resolving) /* not answered yet (a cache hit has already called back) */
+        eg->dnsq = q;
 }
 
 /* ---- public accessors ---- */

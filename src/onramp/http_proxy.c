@@ -51,6 +51,7 @@ struct tp_h1 {
     bool drain;
     bool upstream_reused;
     bool req_has_body;
+    const char *rcode; /* a DNS rcode for the next error answer's Proxy-Status */
     uint64_t resp_bytes;
 };
 
@@ -61,6 +62,7 @@ static int on_req_body(void *ctx, const char *at, size_t len);
 static void client_parse(tp_conn_t *conn);
 static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, const char *details,
                           bool is_connect);
+static void respond_failure(tp_conn_t *conn, const tp_failure_t *f, bool is_connect);
 static void linger_start(tp_conn_t *conn);
 
 static const char *reason_phrase(unsigned status) {
@@ -238,6 +240,12 @@ static size_t sf_string(char *out, size_t cap, const char *s) {
     return n;
 }
 
+/* An egress failure's answer: its status, error type, rcode and details. */
+static void respond_failure(tp_conn_t *conn, const tp_failure_t *f, bool is_connect) {
+    conn->h1->rcode = f->rcode;
+    respond_error(conn, f->status, f->error, f->details, is_connect);
+}
+
 static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, const char *details,
                           bool is_connect) {
     tp_h1_t *h = conn->h1;
@@ -260,6 +268,8 @@ static void respond_error(tp_conn_t *conn, uint16_t status, const char *error, c
         }
     if (error) {
         int n = snprintf(ps, sizeof(ps), "Proxy-Status: turnpike; error=%s", error);
+        if (h->rcode && n > 0 && (size_t)n < sizeof(ps) - 40) /* RFC 9209 2.3.2 */
+            n += snprintf(ps + n, sizeof(ps) - (size_t)n, "; rcode=\"%s\"", h->rcode);
         if (details && *details && n > 0 && (size_t)n < sizeof(ps) - 12) {
             memcpy(ps + n, "; details=", 10);
             sf_string(ps + n + 10, sizeof(ps) - (size_t)n - 12, details);
@@ -352,7 +362,7 @@ static void connect_established(tp_conn_t *conn, const tp_failure_t *f) {
         return;
     if (f) {
         conn->stats.reason = f->reason;
-        respond_error(conn, f->status, f->error, f->details, true);
+        respond_failure(conn, f, true);
         return;
     }
     h->connect_resp.status = 200;
@@ -619,7 +629,7 @@ static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
         return;
     if (f) {
         conn->stats.reason = f->reason;
-        respond_error(conn, f->status, f->error, f->details, false);
+        respond_failure(conn, f, false);
         return;
     }
     llhttp_init(&h->sp, HTTP_RESPONSE, &resp_settings);

@@ -37,8 +37,9 @@ struct tp_endpoint {
     const tp_endpoint_cfg_t *cfg;
     size_t index;
     void *ext;
-    size_t nconns;    /* open client connections on this worker */
-    uint64_t refused; /* connections closed at accept for limits.max_connections */
+    size_t nconns;      /* open client connections on this worker */
+    uint64_t refused;   /* connections closed at accept for limits.max_connections */
+    struct tp_dns *dns; /* this worker's resolver for the endpoint */
 };
 
 struct tp_listener {
@@ -91,6 +92,7 @@ struct tp_pending {
 typedef struct tp_failure {
     uint16_t status;   /* HTTP status to answer */
     const char *error; /* RFC 9209 error type */
+    const char *rcode; /* dns_error: the DNS rcode ("NXDOMAIN", ...), static, or NULL */
     char details[160]; /* Proxy-Status details (may be empty) */
     tp_close_reason_t reason;
 } tp_failure_t;
@@ -116,7 +118,7 @@ struct tp_egress {
     bool overriding;     /* dns_resolve_override is deciding: tp_egress_set_addresses() allowed */
     int last_error;      /* the libuv error of the last failed attempt */
     tp_addr_t last_addr; /* and its address */
-    uv_getaddrinfo_t gai;
+    struct tp_dns_query *dnsq; /* a resolution in flight */
     tp_egress_cb cb;
     bool resolving, connecting;
     bool trusted; /* the destination came from the operator's config, not from a client */

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dns/resolver.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
 
@@ -61,9 +62,35 @@ static void on_connection(uv_stream_t *s, int status) {
     tp__conn_accept(l);
 }
 
+/* Makes the endpoint's resolver on its worker's loop from the endpoint's `dns` settings. */
+static int worker_dns_open(tp_endpoint_t *ep) {
+    const tp_dns_cfg_t *c = &ep->cfg->dns;
+    tp_dns_settings_t s;
+    tp__dns_settings_default(&s);
+    s.servers = (const char *const *)c->servers.items;
+    s.nservers = c->servers.n;
+    s.timeout_ms = c->timeout;
+    s.attempts = (int)c->attempts;
+    s.min_ttl_ms = c->min_ttl;
+    s.max_ttl_ms = c->max_ttl;
+    s.negative_ttl_ms = c->negative_ttl;
+    s.cache_size = (size_t)c->cache_size;
+    s.use_hosts = c->use_hosts;
+    return tp__dns_new(&ep->worker->loop, &s, &ep->dns);
+}
+
+static void close_resolvers(tp_worker_t *w) {
+    for (size_t e = 0; w->endpoints && e < w->server->cfg.endpoints.n; e++)
+        if (w->endpoints[e].dns) {
+            tp__dns_close(w->endpoints[e].dns, NULL, NULL);
+            w->endpoints[e].dns = NULL;
+        }
+}
+
 static void worker_maybe_finish(tp_worker_t *w) {
     if (!w->draining || w->nconns > 0)
         return;
+    close_resolvers(w);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
@@ -193,6 +220,7 @@ static void workers_abort(tp_server_t *srv, unsigned ninit, size_t nep) {
         for (size_t li = 0; w->listeners && li < w->nlisteners; li++)
             if (w->listeners[li].fd >= 0)
                 close(w->listeners[li].fd);
+        close_resolvers(w);
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -240,6 +268,12 @@ int tp__worker_run_all(tp_server_t *srv) {
             ep->worker = w;
             ep->cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
             ep->index = e;
+            if (worker_dns_open(ep) != 0) {
+                fprintf(stderr, "turnpike: endpoint '%s': cannot set up its DNS resolver\n",
+                        ep->cfg->name);
+                status = 1;
+                break;
+            }
             if (ep_ext->size) {
                 ep->ext = calloc(1, ep_ext->size);
                 if (ep->ext && ep_ext->init)
