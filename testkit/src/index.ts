@@ -44,6 +44,7 @@ export {
     type TcpSink,
     type TcpSource,
 } from './origins.js';
+export { startDnsmasq, type Dnsmasq } from './dnsmasq.js';
 export { canMakeNetns, createNetns, type Netns } from './netns.js';
 export { appBinary, buildDir, REPO_ROOT } from './paths.js';
 export { PATTERN_PERIOD, PatternVerifier, patternBytes, randomBytes, sha256, StreamHash } from './pattern.js';
