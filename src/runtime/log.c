@@ -57,9 +57,9 @@ static void key(tp_logline_t *l, const char *k) {
     put(l, ":", 1);
 }
 
-void tp__log_begin(tp_logline_t *l, tp_log_level_t level, const char *msg) {
+static void begin(tp_logline_t *l, tp_log_level_t level, const char *msg, bool on) {
     l->len = 0;
-    l->on = tp__log_enabled(level);
+    l->on = on;
     if (!l->on)
         return;
     struct timeval tv;
@@ -68,6 +68,14 @@ void tp__log_begin(tp_logline_t *l, tp_log_level_t level, const char *msg) {
                      (long long)tv.tv_sec, (long)tv.tv_usec, level_names[level]);
     l->len = (size_t)n;
     tp__log_str(l, "msg", msg);
+}
+
+void tp__log_begin(tp_logline_t *l, tp_log_level_t level, const char *msg) {
+    begin(l, level, msg, tp__log_enabled(level));
+}
+
+void tp__log_begin_always(tp_logline_t *l, tp_log_level_t level, const char *msg) {
+    begin(l, level, msg, true);
 }
 
 void tp__log_strn(tp_logline_t *l, const char *k, const char *value, size_t n) {

@@ -22,6 +22,9 @@ bool tp__log_enabled(tp_log_level_t level);
 
 /* Starts a line {"ts":...,"level":...,"msg":msg; does nothing when the level is off. */
 void tp__log_begin(tp_logline_t *l, tp_log_level_t level, const char *msg);
+/* The same, written whatever log_level says: lifecycle lines (ready, draining, stopped) that
+ * supervisors and the testkit wait for. */
+void tp__log_begin_always(tp_logline_t *l, tp_log_level_t level, const char *msg);
 void tp__log_str(tp_logline_t *l, const char *key, const char *value);
 void tp__log_strn(tp_logline_t *l, const char *key, const char *value, size_t len);
 void tp__log_u64(tp_logline_t *l, const char *key, uint64_t value);

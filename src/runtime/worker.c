@@ -150,7 +150,7 @@ static void on_signal(uv_signal_t *s, int signum) {
         return;
     srv->stopping = true;
     tp_logline_t l;
-    tp__log_begin(&l, TP_LOG_INFO, "draining");
+    tp__log_begin_always(&l, TP_LOG_INFO, "draining");
     tp__log_str(&l, "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     tp__log_u64(&l, "drain_timeout_ms", srv->cfg.runtime.drain_timeout);
     tp__log_end(&l);
@@ -191,7 +191,7 @@ static void log_ready(tp_server_t *srv) {
     json[len++] = ']';
     json[len] = '\0';
     tp_logline_t l;
-    tp__log_begin(&l, TP_LOG_INFO, "ready");
+    tp__log_begin_always(&l, TP_LOG_INFO, "ready");
     tp__log_i64(&l, "pid", (int64_t)getpid());
     tp__log_u64(&l, "workers", srv->nworkers);
     tp__log_raw(&l, "endpoints", json);
@@ -329,6 +329,8 @@ int tp__worker_run_all(tp_server_t *srv) {
     }
     uv_loop_close(&srv->loop);
     free(srv->workers);
-    tp__log_msg(TP_LOG_INFO, "stopped", NULL);
+    tp_logline_t stopped;
+    tp__log_begin_always(&stopped, TP_LOG_INFO, "stopped");
+    tp__log_end(&stopped);
     return status;
 }

@@ -19,4 +19,14 @@ describe('listen addresses', () => {
             await assertStillServes(tp);
         });
     });
+
+    it('logs ready, draining and stopped whatever log_level says', { timeout: 30_000 }, async () => {
+        await withTurnpike({ config: proxyConfig({}, { runtime: { log_level: 'error', trace_hooks: false } }) }, async (tp) => {
+            assert.ok(tp.findLog({ msg: 'ready' }), 'ready at log_level error');
+            tp.signal('SIGTERM');
+            await tp.waitForLog({ msg: 'stopped' }, 10_000);
+            assert.ok(tp.findLog({ msg: 'draining' }));
+            assert.equal((await tp.exited).code, 0);
+        });
+    });
 });
