@@ -105,7 +105,8 @@ const char *tp_endpoint_name(const tp_endpoint_t *ep);
 
 /* A per-flow identifier, unique within the process (worker index in the top bits). */
 uint64_t tp_conn_id(const tp_conn_t *conn);
-/* The client's address (after PROXY protocol, when that lands) and the local address it reached. */
+/* The client's address and the local address it reached: the PROXY header's, when the endpoint
+ * takes one and it carried a PROXY command, else the socket's. */
 const tp_addr_t *tp_conn_peer(const tp_conn_t *conn);
 const tp_addr_t *tp_conn_local(const tp_conn_t *conn);
 tp_endpoint_t *tp_conn_endpoint(const tp_conn_t *conn);

@@ -10,6 +10,7 @@
 static const char *const onramp_names[] = {"tcp", "http_proxy", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const pp_names[] = {"none", "v1", "v2", "any", NULL};
+static const char *const pp_send_names[] = {"none", "v1", "v2", NULL};
 
 static const tp_setting_t runtime_settings[] = {
     TP_SETTING_INT_AUTO(
@@ -74,11 +75,6 @@ static const tp_schema_t limits_schema = {
 
 static int egress_check(void *section, char *err, size_t errlen, const char **key) {
     tp_egress_cfg_t *eg = section;
-    if (eg->send_proxy_protocol == TP_PP_MODE_ANY) {
-        *key = "send_proxy_protocol";
-        snprintf(err, errlen, "a sender picks one version: none, v1 or v2");
-        return TP_ERR_CONFIG;
-    }
     int seen[2] = {0, 0};
     for (size_t i = 0; i < eg->bind.n; i++) {
         int v6 = eg->bind.items[i].u.sa.sa_family == AF_INET6;
@@ -101,7 +97,7 @@ static const tp_setting_t egress_settings[] = {
                      "source addresses of upstream connections, one per family, ip:0"),
     TP_SETTING_INT(tp_egress_cfg_t, mark, "0", 0, 4294967295LL,
                    "SO_MARK on upstream sockets for policy routing (0 = none; CAP_NET_ADMIN)"),
-    TP_SETTING_ENUM(tp_egress_cfg_t, send_proxy_protocol, "none", pp_names,
+    TP_SETTING_ENUM(tp_egress_cfg_t, send_proxy_protocol, "none", pp_send_names,
                     "send a PROXY header with the client's addresses first: none, v1 or v2"),
     TP_SETTING_END,
 };
@@ -130,8 +126,27 @@ static const tp_setting_t dns_settings[] = {
     TP_SETTING_END,
 };
 
+static int dns_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_dns_cfg_t *d = section;
+    for (size_t i = 0; i < d->servers.n; i++) {
+        tp_addr_t a;
+        if (tp_addr_parse(&a, d->servers.items[i], true) != 0) {
+            *key = "servers";
+            snprintf(err, errlen, "'%s' is not an IP address or ip:port ([v6]:port)",
+                     d->servers.items[i]);
+            return TP_ERR_CONFIG;
+        }
+    }
+    if (d->min_ttl > d->max_ttl) {
+        *key = "min_ttl";
+        snprintf(err, errlen, "min_ttl is longer than max_ttl");
+        return TP_ERR_CONFIG;
+    }
+    return 0;
+}
+
 static const tp_schema_t dns_schema = {
-    .name = "dns", .size = sizeof(tp_dns_cfg_t), .settings = dns_settings};
+    .name = "dns", .size = sizeof(tp_dns_cfg_t), .settings = dns_settings, .check = dns_check};
 
 static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
     tp_endpoint_cfg_t *ep = section;

@@ -338,6 +338,8 @@ static void linger_start(tp_conn_t *conn) {
 void tp__http_proxy_timeout(tp_conn_t *conn, int which) {
     tp_h1_t *h = conn->h1;
     if (!h || conn->proto != &tp__http_proxy_proto) {
+        if (conn->proto == &tp__pp_proto)
+            tp__pp_log_refused(conn, "no complete PROXY header within timeouts.proxy_protocol");
         tp__conn_close(conn, TP_CLOSE_HEADER_TIMEOUT);
         return;
     }

@@ -7,7 +7,7 @@
 #include "runtime/core.h"
 #include "runtime/log.h"
 
-static void refuse(tp_conn_t *conn, const char *reason) {
+void tp__pp_log_refused(tp_conn_t *conn, const char *reason) {
     tp_logline_t l;
     tp__log_begin(&l, TP_LOG_WARN, "proxy protocol refused");
     tp__log_u64(&l, "conn", conn->id);
@@ -15,6 +15,10 @@ static void refuse(tp_conn_t *conn, const char *reason) {
     tp__log_str(&l, "peer", conn->peer_str);
     tp__log_str(&l, "reason", reason);
     tp__log_end(&l);
+}
+
+static void refuse(tp_conn_t *conn, const char *reason) {
+    tp__pp_log_refused(conn, reason);
     tp__conn_close(conn, TP_CLOSE_PROTOCOL_ERROR);
 }
 

@@ -251,6 +251,8 @@ typedef struct tp_pp_conn {
 void tp__pp_start(tp_conn_t *conn);
 /* Writes the PROXY header the endpoint sends upstream (egress.send_proxy_protocol), if any. */
 int tp__pp_send_upstream(tp_conn_t *conn);
+/* Logs "proxy protocol refused" with the reason (the caller closes). */
+void tp__pp_log_refused(tp_conn_t *conn, const char *reason);
 
 /* ---- offramp/egress.c ---- */
 /* Resolves host, runs egress.handle_connection, applies the destination policy and connects
