@@ -8,6 +8,7 @@
 
 #include "h1/head.h"
 #include "h1/request.h"
+#include "util/fmt.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
 
@@ -87,32 +88,6 @@ static const char *reason_phrase(unsigned status) {
     case 504: return "Gateway Timeout";
     default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
-}
-
-/* Decimal and hex digits without printf, for the per-request hot path. Returns the length. */
-static size_t put_u64(char *out, uint64_t v) {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
-static size_t put_hex(char *out, uint64_t v) {
-    static const char digits[] = "0123456789abcdef";
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[n++] = digits[v & 15];
-        v >>= 4;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
 }
 
 /* ---- state ---- */
@@ -201,7 +176,7 @@ static int send_chunk(tp_conn_t *conn, int dir, tp_buf_t *hold, const char *at, 
         tp__conn_close(conn, TP_CLOSE_INTERNAL);
         return TP_ERR_NOMEM;
     }
-    size_t n = put_hex(frame, len);
+    size_t n = tp__fmt_hex(frame, len);
     frame[n++] = '\r';
     frame[n++] = '\n';
     uv_buf_t b[3] = {uv_buf_init(frame, (unsigned)n), uv_buf_init((char *)at, (unsigned)len),
@@ -509,7 +484,7 @@ static int on_resp_headers_done(llhttp_t *p) {
     size_t cap = rh->len + 256, len = 0;
     char *out = malloc(cap);
     char line[64];
-    size_t n = put_u64(line, status);
+    size_t n = tp__fmt_u64(line, status);
     APPEND_LIT(&out, &len, &cap, "HTTP/1.1 ");
     append(&out, &len, &cap, line, n);
     APPEND_LIT(&out, &len, &cap, " ");
@@ -519,7 +494,7 @@ static int on_resp_headers_done(llhttp_t *p) {
     append_fields(&out, &len, &cap, rh, false);
     if (has_cl && !chunked) {
         APPEND_LIT(&out, &len, &cap, "Content-Length: ");
-        append(&out, &len, &cap, line, put_u64(line, p->content_length));
+        append(&out, &len, &cap, line, tp__fmt_u64(line, p->content_length));
         APPEND_LIT(&out, &len, &cap, "\r\n");
     }
     if (h->resp_chunked_out)
@@ -603,7 +578,7 @@ static void send_request_head(tp_conn_t *conn) {
     char line[64];
     if (req->target.port != 80) {
         APPEND_LIT(&out, &len, &cap, ":");
-        append(&out, &len, &cap, line, put_u64(line, req->target.port));
+        append(&out, &len, &cap, line, tp__fmt_u64(line, req->target.port));
     }
     APPEND_LIT(&out, &len, &cap, "\r\n");
     append_fields(&out, &len, &cap, hd, true);
@@ -613,7 +588,7 @@ static void send_request_head(tp_conn_t *conn) {
         APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
     } else if (p->flags & F_CONTENT_LENGTH) {
         APPEND_LIT(&out, &len, &cap, "Content-Length: ");
-        append(&out, &len, &cap, line, put_u64(line, p->content_length));
+        append(&out, &len, &cap, line, tp__fmt_u64(line, p->content_length));
         APPEND_LIT(&out, &len, &cap, "\r\n");
     }
     APPEND_LIT(&out, &len, &cap, "\r\n");

@@ -1,5 +1,6 @@
 /* parse.c: PROXY protocol v1/v2 headers: a strict sans-IO parser and the matching encoders. */
 #include "proxyproto/parse.h"
+#include "util/fmt.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -590,19 +591,6 @@ static int pair_family(const tp_addr_t *src, const tp_addr_t *dst) {
     return src->u.sa.sa_family;
 }
 
-/* Appends the decimal port; p has room for 5 digits. */
-static size_t fmt_port(char *p, uint16_t v) {
-    char tmp[5];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* Appends the IP of a as text; line has room for INET6_ADDRSTRLEN bytes at n. */
 static size_t fmt_ip(char *p, const tp_addr_t *a) {
     const void *ip = a->u.sa.sa_family == AF_INET ? (const void *)&a->u.in.sin_addr
@@ -635,9 +623,9 @@ int tp__pp_encode_v1(char *out, size_t cap, const tp_addr_t *src, const tp_addr_
             return TP_ERR_INVAL;
         n += ip;
         line[n++] = ' ';
-        n += fmt_port(line + n, tp_addr_port(src));
+        n += tp__fmt_u64(line + n, tp_addr_port(src));
         line[n++] = ' ';
-        n += fmt_port(line + n, tp_addr_port(dst));
+        n += tp__fmt_u64(line + n, tp_addr_port(dst));
         line[n++] = '\r';
         line[n++] = '\n';
     }

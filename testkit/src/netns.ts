@@ -17,6 +17,12 @@ export interface Netns {
     spawn(cmd: string, args: string[]): ChildProcess;
     /** Writes the namespace's /etc/hosts (lines "ip name..."). */
     setHosts(lines: string[]): void;
+    /**
+     * Makes `fd00::/64` on-link through a veth pair whose far end answers nothing: a connect to
+     * any other address in it (e.g. fd00::dead) sends SYNs that go nowhere (a black hole for a few
+     * seconds, then EHOSTUNREACH). The namespace has `fd00::1` itself.
+     */
+    addBlackhole6(): void;
     /** Removes the namespace (cleanup() does it too). */
     remove(): void;
 }
@@ -70,6 +76,12 @@ export function createNetns(prefix = 'tpk'): Netns {
         remove() {
             untrack();
             remove();
+        },
+        addBlackhole6() {
+            ns.run('ip', ['link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1']);
+            ns.run('ip', ['link', 'set', 'v0', 'up']);
+            ns.run('ip', ['link', 'set', 'v1', 'up']);
+            ns.run('ip', ['-6', 'addr', 'add', 'fd00::1/64', 'dev', 'v0', 'nodad']);
         },
     };
     ns.run('ip', ['link', 'set', 'lo', 'up']);

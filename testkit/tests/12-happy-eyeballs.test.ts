@@ -17,12 +17,7 @@ describe('happy eyeballs', () => {
             return;
         }
         const ns = createNetns('tphe');
-        // fd00::dead is on-link through v0; nobody answers its neighbour solicitations, so the SYN
-        // goes nowhere (a black hole for a few seconds, then EHOSTUNREACH).
-        ns.run('ip', ['link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1']);
-        ns.run('ip', ['link', 'set', 'v0', 'up']);
-        ns.run('ip', ['link', 'set', 'v1', 'up']);
-        ns.run('ip', ['-6', 'addr', 'add', 'fd00::1/64', 'dev', 'v0', 'nodad']);
+        ns.addBlackhole6(); // fd00::dead black-holes
         ns.setHosts(['127.0.0.1 localhost', 'fd00::dead he.test', '127.0.0.1 he.test']);
         const originPort = 18000 + (process.pid % 1000);
         ns.spawn('python3', ['-m', 'http.server', String(originPort), '--bind', '127.0.0.1']);

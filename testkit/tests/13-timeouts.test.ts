@@ -88,10 +88,7 @@ describe('tunnel timeouts', () => {
             return;
         }
         const ns = createNetns('tpto');
-        ns.run('ip', ['link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1']);
-        ns.run('ip', ['link', 'set', 'v0', 'up']);
-        ns.run('ip', ['link', 'set', 'v1', 'up']);
-        ns.run('ip', ['-6', 'addr', 'add', 'fd00::1/64', 'dev', 'v0', 'nodad']);
+        ns.addBlackhole6(); // fd00::dead black-holes
         const config = {
             runtime: { workers: 1 },
             endpoints: [{ name: 'proxy', type: 'http_proxy', listen: ['127.0.0.1:0'], allow_destinations: ['fd00::/8'], timeouts: { connect: '400ms' } }],
