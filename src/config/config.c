@@ -464,19 +464,11 @@ static bool parse_int(const char *t, int64_t *out) {
 
 static bool bounded(const tp_setting_t *s) { return s->min != 0 || s->max != 0; }
 
-static const char *format_bound(const tp_setting_t *s, int64_t v, char *buf, size_t size) {
-    if (s->type == TP_SETTING_T_DURATION && v >= 0)
-        return tp__format_duration((uint64_t)v, buf, size);
-    if (s->type == TP_SETTING_T_SIZE && v >= 0)
-        return tp__format_size((uint64_t)v, buf, size);
-    snprintf(buf, size, "%lld", (long long)v);
-    return buf;
-}
-
 static int fail_range(loader_t *L, const tp_setting_t *s, const node_t *v) {
     char lo[32], hi[32], text[SHOWN_MAX + 4];
     return fail(L, v, "%s is out of range %s..%s", shown(v->text, v->len, text, sizeof(text)),
-                format_bound(s, s->min, lo, sizeof(lo)), format_bound(s, s->max, hi, sizeof(hi)));
+                tp__format_bound(s, s->min, lo, sizeof(lo)),
+                tp__format_bound(s, s->max, hi, sizeof(hi)));
 }
 
 /* A DNS name (letters, digits, '-' and '_' in labels of 1..63 bytes, 253 in all, one trailing dot

@@ -106,15 +106,6 @@ static bool commented(const tp_setting_t *s, yaml_node_t *ex) {
     }
 }
 
-static const char *bound_text(const tp_setting_t *s, int64_t v, char *buf, size_t size) {
-    if (s->type == TP_SETTING_T_DURATION && v >= 0)
-        return tp__format_duration((uint64_t)v, buf, size);
-    if (s->type == TP_SETTING_T_SIZE && v >= 0)
-        return tp__format_size((uint64_t)v, buf, size);
-    snprintf(buf, size, "%lld", (long long)v);
-    return buf;
-}
-
 /* "# doc (type, bounds, default)" */
 static void print_doc(FILE *out, const tp_setting_t *s, int indent) {
     char lo[32], hi[32];
@@ -144,8 +135,8 @@ static void print_doc(FILE *out, const tp_setting_t *s, int indent) {
     if ((s->type == TP_SETTING_T_INT || s->type == TP_SETTING_T_DURATION ||
          s->type == TP_SETTING_T_SIZE) &&
         (s->min || s->max))
-        fprintf(out, ", %s..%s", bound_text(s, s->min, lo, sizeof(lo)),
-                bound_text(s, s->max, hi, sizeof(hi)));
+        fprintf(out, ", %s..%s", tp__format_bound(s, s->min, lo, sizeof(lo)),
+                tp__format_bound(s, s->max, hi, sizeof(hi)));
     if (s->flags & TP_SETTING_REQUIRED)
         fputs(", required", out);
     else if (s->def && !is_null_word(s->def))

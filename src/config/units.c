@@ -103,3 +103,12 @@ char *tp__format_size(uint64_t bytes, char *buf, size_t len) {
     snprintf(buf, len, "%llu", (unsigned long long)bytes);
     return buf;
 }
+
+const char *tp__format_bound(const tp_setting_t *s, int64_t v, char *buf, size_t size) {
+    if (s->type == TP_SETTING_T_DURATION && v >= 0)
+        return tp__format_duration((uint64_t)v, buf, size);
+    if (s->type == TP_SETTING_T_SIZE && v >= 0)
+        return tp__format_size((uint64_t)v, buf, size);
+    snprintf(buf, size, "%lld", (long long)v);
+    return buf;
+}
