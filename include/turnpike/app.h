@@ -16,6 +16,7 @@ typedef enum tp_ext_kind {
     TP_EXT_ENDPOINT = 0,
     TP_EXT_INGRESS_CONNECTION,
     TP_EXT_REQUEST,
+    TP_EXT_DNS_ITEM, /* a cached DNS answer (per worker and endpoint): tp_egress_dns_item_ext() */
     TP_EXT__COUNT
 } tp_ext_kind_t;
 

@@ -150,6 +150,12 @@ size_t tp_egress_addresses(const tp_egress_t *eg, const tp_addr_t **addrs);
 /* In dns_resolve_override: the addresses to use instead of resolving (ports may be 0: the
  * requested port is set). Copies at most 16. Returns 0, or TP_ERR_STATE outside that hook. */
 int tp_egress_set_addresses(tp_egress_t *eg, const tp_addr_t *addrs, size_t n);
+/* The app's extension (TP_EXT_DNS_ITEM) of the cached DNS answer this upstream's name resolved
+ * to: it lives as long as that answer stays cached, so state kept there is shared by every
+ * connection of the worker that resolves the name while it is cached. NULL for IP literals,
+ * hosts-file names, overridden answers, or when the app declared no such extension. Valid in the
+ * egress hooks after resolution (handle_upstream_ips on). */
+void *tp_egress_dns_item_ext(const tp_egress_t *eg);
 
 /* ---- App settings and extensions ----------------------------------------------------------- */
 

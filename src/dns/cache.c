@@ -33,8 +33,12 @@ tp_dns_entry_t *tp__dns_entry_new(const char *name, const tp_addr_t *addrs, size
 void tp__dns_entry_ref(tp_dns_entry_t *e) { e->refs++; }
 
 void tp__dns_entry_unref(tp_dns_entry_t *e) {
-    if (e && --e->refs == 0)
+    if (e && --e->refs == 0) {
+        if (e->ext && e->ext_free)
+            e->ext_free(e->ext);
+        free(e->ext);
         free(e);
+    }
 }
 
 int tp__dns_cache_init(tp_dns_cache_t *c, size_t capacity) {

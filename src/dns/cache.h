@@ -30,6 +30,8 @@ typedef struct tp_dns_entry {
     size_t naddrs;
     tp_addr_t *addrs; /* inside this allocation */
     char *name;       /* inside this allocation: lower case, no trailing dot */
+    void *ext;        /* the app's extension of a cached answer (TP_EXT_DNS_ITEM), or NULL */
+    void (*ext_free)(void *ext);
 } tp_dns_entry_t;
 
 typedef struct tp_dns_cache {

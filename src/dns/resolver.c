@@ -194,8 +194,9 @@ static uint32_t ms_to_s(uint64_t ms) {
     return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
-static tp_dns_result_t result_of(const tp_dns_entry_t *e) {
-    return (tp_dns_result_t){.status = e->status,
+static tp_dns_result_t result_of(tp_dns_entry_t *e) {
+    return (tp_dns_result_t){.entry = e->naddrs ? e : NULL,
+                             .status = e->status,
                              .rcode = e->rcode,
                              .detail = e->detail,
                              .addrs = e->naddrs ? e->addrs : NULL,
@@ -296,6 +297,12 @@ static tp_dns_entry_t *merge(tp_dns_t *dns, lookup_t *lk, uint64_t *keep_ms) {
         if ((!fam_ok(f6) && !fam_negative(f6)) || (!fam_ok(f4) && !fam_negative(f4)))
             ms = ms < dns->s.negative_ttl_ms ? ms : dns->s.negative_ttl_ms;
         *keep_ms = ms;
+        if (dns->s.ext_size) {
+            e->ext = calloc(1, dns->s.ext_size);
+            e->ext_free = dns->s.ext_free;
+            if (e->ext && dns->s.ext_init)
+                dns->s.ext_init(e->ext, e);
+        }
         return e;
     }
     e->status = TP_ERR_DNS;

@@ -39,7 +39,12 @@ typedef struct tp_dns_settings {
     size_t max_inflight;      /* names being looked up at once; more get TOO_LARGE */
     bool use_hosts;           /* names in the hosts file are answered from it, first */
     const char *hosts_path;   /* NULL: /etc/hosts */
-    uint64_t hosts_check_ms;  /* how often the hosts file's mtime is looked at (0: never) */
+    /* An extension of each positive answer (the app's TP_EXT_DNS_ITEM): ext_size bytes, zeroed,
+     * ext_init(ext, entry) after, ext_free(ext) when the answer is dropped; 0: none. */
+    size_t ext_size;
+    void (*ext_init)(void *ext, void *owner);
+    void (*ext_free)(void *ext);
+    uint64_t hosts_check_ms; /* how often the hosts file's mtime is looked at (0: never) */
 } tp_dns_settings_t;
 
 /* Fills in the defaults: system servers, 2 s timeout, 2 attempts, TTLs kept between 1 s and 1 h,
@@ -64,6 +69,9 @@ typedef struct tp_dns_result {
     bool from_cache; /* answered from the cache (positive or negative) */
     bool from_hosts; /* answered from the hosts file */
     bool literal;    /* the name was an IP address */
+    /* The cached answer behind a positive result from DNS (NULL for literals, hosts-file names
+     * and errors): take a reference (tp__dns_entry_ref) to keep it, and its extension, longer. */
+    struct tp_dns_entry *entry;
 } tp_dns_result_t;
 
 /* Gets the answer. May run inside tp__dns_resolve() (then it returned NULL). It may call any

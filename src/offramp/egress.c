@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dns/cache.h"
 #include "dns/resolver.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
@@ -391,6 +392,10 @@ static void dns_cb(void *arg, const tp_dns_result_t *res) {
         fail_with(conn, &f);
         return;
     }
+    if (res->entry) { /* keep the cached answer, and the app's extension of it, for the hooks */
+        tp__dns_entry_ref(res->entry);
+        eg->dnse = res->entry;
+    }
     tp_addr_t found[TP_EGRESS_MAX_ADDRS];
     size_t n = 0;
     for (size_t i = 0; i < res->naddrs && n < TP_EGRESS_MAX_ADDRS; i++) {
@@ -416,6 +421,7 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
     eg->port = port;
     eg->trusted = req == NULL; /* L4: the configured upstream */
     eg->ncands = eg->next = eg->nattempts = eg->override_n = 0;
+    tp__egress_release(conn);
     eg->overriding = false;
     if (hostlen >= sizeof(eg->host))
         hostlen = sizeof(eg->host) - 1;
@@ -455,7 +461,14 @@ static void resolve(tp_conn_t *conn) {
         eg->dnsq = q;
 }
 
+void tp__egress_release(tp_conn_t *conn) {
+    tp__dns_entry_unref(conn->egress.dnse);
+    conn->egress.dnse = NULL;
+}
+
 /* ---- public accessors ---- */
+
+void *tp_egress_dns_item_ext(const tp_egress_t *eg) { return eg->dnse ? eg->dnse->ext : NULL; }
 
 int tp_egress_set_addresses(tp_egress_t *eg, const tp_addr_t *addrs, size_t n) {
     if (!eg->overriding)

@@ -700,6 +700,7 @@ static void conn_free(tp_conn_t *conn) {
         tp__h1_state_free(conn);
     if (conn->stash)
         tp__buf_unref(conn->stash);
+    tp__egress_release(conn);
     free(conn->pp);
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
     if (conn->ext && spec->free)

@@ -119,6 +119,7 @@ struct tp_egress {
     int last_error;      /* the libuv error of the last failed attempt */
     tp_addr_t last_addr; /* and its address */
     struct tp_dns_query *dnsq; /* a resolution in flight */
+    struct tp_dns_entry *dnse; /* the cached answer used (a reference), for its extension */
     tp_egress_cb cb;
     bool resolving, connecting;
     bool trusted; /* the destination came from the operator's config, not from a client */
@@ -265,6 +266,8 @@ void tp__egress_cancel(tp_conn_t *conn);
 void tp__egress_next_attempt(tp_conn_t *conn);
 /* The connection is closing: stop resolving and drop attempts in flight, silently. */
 void tp__egress_abort(tp_conn_t *conn);
+/* Drops what the last set-up kept (the cached DNS answer); at free and before a new set-up. */
+void tp__egress_release(tp_conn_t *conn);
 
 /* ---- onramp/tunnel.c: bytes both ways between client and conn->up ---- */
 /* Starts the tunnel; `early` (may be NULL) holds client bytes already read, sent upstream first. */

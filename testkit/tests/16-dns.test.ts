@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { afterEach, describe, it } from 'node:test';
 
-import { cleanup, parseProxyStatus, proxyRequest, startDnsmasq, startHttpOrigin, track, withTurnpike } from '../src/index.js';
+import path from 'node:path';
+
+import { buildDir, cleanup, parseProxyStatus, proxyRequest, startDnsmasq, startHttpOrigin, track, withTurnpike } from '../src/index.js';
 
 function config(servers: string[], extra: Record<string, unknown> = {}, dns: Record<string, unknown> = {}) {
     return {
@@ -85,6 +87,21 @@ describe('DNS through the proxy', () => {
             assert.equal(res.status, 403);
             assert.equal(parseProxyStatus(res.headers['proxy-status'])[0]?.params.error, 'destination_ip_prohibited');
             assert.equal(origin.requests.length, 0, 'the origin never saw it');
+        });
+    });
+
+    it('an app extension on cached DNS answers lives as long as the answer (TP_EXT_DNS_ITEM)', { timeout: 30_000 }, async () => {
+        const origin = await startHttpOrigin();
+        const ns = await startDnsmasq('test', ['web.test,127.0.0.1,300']);
+        const cfg = config([ns.server], { allow_destinations: ['127.0.0.0/8'] }) as { endpoints: object[]; app?: object };
+        cfg.app = { banner: 'dns' };
+        await withTurnpike({ binary: path.join(buildDir(), 'tests', 'apps', 'hook-lab'), config: cfg }, async (tp) => {
+            for (let i = 1; i <= 3; i++) {
+                const res = await proxyRequest(tp.endpoint('proxy'), { url: `http://web.test:${origin.port}/${i}` });
+                assert.equal(res.status, 200);
+                await tp.waitForLog({ msg: 'app', event: 'dns_item', host: 'web.test', uses: i });
+            }
+            assert.equal(ns.queries('web.test'), 2, 'one cached answer served all three');
         });
     });
 });

@@ -416,8 +416,19 @@ static tp_decision_t on_dns(void *self, tp_egress_t *eg, tp_str_t host) {
     return tp_allow();
 }
 
+/* The extension of a cached DNS answer: how many upstream set-ups used it. */
+typedef struct {
+    uint64_t uses;
+} dns_item_ext_t;
+
 static void on_upstream_ips(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_t *n, size_t cap) {
     const endpoint_settings_t *es = tp_endpoint_settings(eg);
+    dns_item_ext_t *item = tp_egress_dns_item_ext(eg);
+    if (item) {
+        tp_str_t host = tp_egress_host(eg);
+        app_log("\"event\":\"dns_item\",\"host\":\"%.*s\",\"uses\":%" PRIu64, (int)host.len,
+                host.ptr, ++item->uses);
+    }
     if (!es->reverse_ips)
         return;
     for (size_t i = 0; i < *n / 2; i++) {
@@ -513,6 +524,7 @@ static const tp_app_t app = {
             [TP_EXT_ENDPOINT] = {sizeof(endpoint_ext_t), endpoint_ext_init, endpoint_ext_free},
             [TP_EXT_INGRESS_CONNECTION] = {sizeof(conn_ext_t), conn_ext_init, conn_ext_free},
             [TP_EXT_REQUEST] = {sizeof(request_ext_t), request_ext_init, request_ext_free},
+            [TP_EXT_DNS_ITEM] = TP_EXT_SPEC(dns_item_ext_t),
         },
     .hooks =
         {
