@@ -32,9 +32,10 @@ async function freeUdpPort(): Promise<number> {
 
 /**
  * Starts dnsmasq authoritative for `domain` (unknown names in it are NXDOMAIN) with
- * `records`: dnsmasq --host-record values, "name,ip[,ip][,ttl]".
+ * `records`: dnsmasq --host-record values, "name,ip[,ip][,ttl]". With `netns`, it runs inside
+ * that network namespace (its 127.0.0.1 is the namespace's).
  */
-export async function startDnsmasq(domain: string, records: string[]): Promise<Dnsmasq> {
+export async function startDnsmasq(domain: string, records: string[], options: { netns?: string } = {}): Promise<Dnsmasq> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tp-dnsmasq-'));
     const log = path.join(dir, 'queries.log');
     const port = await freeUdpPort();
@@ -45,7 +46,8 @@ export async function startDnsmasq(domain: string, records: string[]): Promise<D
         `--log-facility=${log}`, `--user=${user}`, `--group=${os.userInfo().gid === 0 ? 'root' : user}`,
         `--local=/${domain}/`, ...records.map((r) => `--host-record=${r}`),
     ];
-    const child = spawn('dnsmasq', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const [cmd, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, 'dnsmasq', ...args]] : ['dnsmasq', args];
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const stop = () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 
-import { canMakeNetns, cleanup, createNetns, sleep, withTurnpike } from '../src/index.js';
+import { canMakeNetns, cleanup, createNetns, sleep, startDnsmasq, withTurnpike } from '../src/index.js';
 
 describe('happy eyeballs', () => {
     afterEach(cleanup);
@@ -18,7 +18,8 @@ describe('happy eyeballs', () => {
         }
         const ns = createNetns('tphe');
         ns.addBlackhole6(); // fd00::dead black-holes
-        ns.setHosts(['127.0.0.1 localhost', 'fd00::dead he.test', '127.0.0.1 he.test']);
+        // he.test has an AAAA that black-holes and an A that works, served by dnsmasq in the namespace.
+        const dns = await startDnsmasq('test', ['he.test,127.0.0.1,fd00::dead,300'], { netns: ns.name });
         const originPort = 18000 + (process.pid % 1000);
         ns.spawn('python3', ['-m', 'http.server', String(originPort), '--bind', '127.0.0.1']);
 
@@ -31,6 +32,7 @@ describe('happy eyeballs', () => {
                     listen: ['127.0.0.1:0'],
                     allow_destinations: ['127.0.0.0/8', 'fd00::/8'],
                     egress: { attempt_delay: '300ms' },
+                    dns: { servers: [dns.server], use_hosts: false },
                 },
             ],
         };
