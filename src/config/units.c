@@ -1,4 +1,5 @@
 /* units.c: the config's duration ("250ms", "30s", "1h") and size ("64KiB", "16MiB") syntaxes. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,13 +29,15 @@ static int scale(uint64_t v, uint64_t unit, uint64_t *out) {
     return 0;
 }
 
-int tp__parse_duration(const char *text, uint64_t *ms) {
-    static const struct {
-        const char *suffix;
-        uint64_t ms;
-    } units[] = {
-        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
-    };
+/* A unit suffix and what one of it is worth. */
+typedef struct unit {
+    const char *suffix;
+    uint64_t value;
+} unit_t;
+
+/* Digits then one of the suffixes (compared case-insensitively when `nocase`), scaled. */
+static int parse_with_units(const char *text, const unit_t *units, size_t nunits, bool nocase,
+                            uint64_t *out) {
     uint64_t v;
     if (!text)
         return TP_ERR_INVAL;
@@ -43,33 +46,39 @@ int tp__parse_duration(const char *text, uint64_t *ms) {
         return TP_ERR_RANGE;
     if (n == 0)
         return TP_ERR_INVAL;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-        if (strcmp(text + n, units[i].suffix) == 0)
-            return scale(v, units[i].ms, ms);
+    for (size_t i = 0; i < nunits; i++)
+        if ((nocase ? strcasecmp(text + n, units[i].suffix) : strcmp(text + n, units[i].suffix)) ==
+            0)
+            return scale(v, units[i].value, out);
     return TP_ERR_INVAL;
+}
+
+int tp__parse_duration(const char *text, uint64_t *ms) {
+    static const unit_t units[] = {
+        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
+    };
+    return parse_with_units(text, units, sizeof(units) / sizeof(units[0]), false, ms);
 }
 
 int tp__parse_size(const char *text, uint64_t *bytes) {
     /* Binary units whatever the spelling: nobody sizing a buffer means 1000. */
-    static const struct {
-        const char *suffix;
-        unsigned shift;
-    } units[] = {
-        {"", 0},     {"b", 0},  {"k", 10},  {"kb", 10},  {"kib", 10}, {"m", 20},  {"mb", 20},
-        {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30}, {"t", 40},   {"tb", 40}, {"tib", 40},
+    static const unit_t units[] = {
+        {"", 1},
+        {"b", 1},
+        {"k", 1ULL << 10},
+        {"kb", 1ULL << 10},
+        {"kib", 1ULL << 10},
+        {"m", 1ULL << 20},
+        {"mb", 1ULL << 20},
+        {"mib", 1ULL << 20},
+        {"g", 1ULL << 30},
+        {"gb", 1ULL << 30},
+        {"gib", 1ULL << 30},
+        {"t", 1ULL << 40},
+        {"tb", 1ULL << 40},
+        {"tib", 1ULL << 40},
     };
-    uint64_t v;
-    if (!text)
-        return TP_ERR_INVAL;
-    int n = parse_digits(text, &v);
-    if (n < 0)
-        return TP_ERR_RANGE;
-    if (n == 0)
-        return TP_ERR_INVAL;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-        if (strcasecmp(text + n, units[i].suffix) == 0)
-            return scale(v, (uint64_t)1 << units[i].shift, bytes);
-    return TP_ERR_INVAL;
+    return parse_with_units(text, units, sizeof(units) / sizeof(units[0]), true, bytes);
 }
 
 char *tp__format_duration(uint64_t ms, char *buf, size_t len) {

@@ -1,5 +1,6 @@
 /* log.c: structured JSON log lines on stderr, one write(2) per line so threads never interleave. */
 #include "log.h"
+#include "util/fmt.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -92,19 +93,21 @@ void tp__log_str(tp_logline_t *l, const char *k, const char *value) {
 void tp__log_u64(tp_logline_t *l, const char *k, uint64_t value) {
     if (!l->on)
         return;
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%" PRIu64, value);
+    char num[24];
     key(l, k);
-    put(l, num, (size_t)n);
+    put(l, num, tp__fmt_u64(num, value));
 }
 
 void tp__log_i64(tp_logline_t *l, const char *k, int64_t value) {
     if (!l->on)
         return;
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%" PRId64, value);
+    char num[24];
+    size_t n = 0;
+    if (value < 0)
+        num[n++] = '-';
+    n += tp__fmt_u64(num + n, value < 0 ? 0 - (uint64_t)value : (uint64_t)value);
     key(l, k);
-    put(l, num, (size_t)n);
+    put(l, num, n);
 }
 
 void tp__log_bool(tp_logline_t *l, const char *k, bool value) {

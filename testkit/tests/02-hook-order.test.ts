@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 
 import { cleanup, connectTunnel, rawTcp, RawConnection, startTcpEcho, withTurnpike, type Turnpike } from '../src/index.js';
-import { LOOPBACK, proxyConfig, tcpConfig } from './common.js';
+import { CONNECT_ORDER, LOOPBACK, proxyConfig, tcpConfig } from './common.js';
 
 describe('hook order', () => {
     afterEach(cleanup);
@@ -19,14 +19,7 @@ describe('hook order', () => {
             await c.end();
             await c.waitForPeerClose();
             c.destroy();
-            assert.deepEqual(await tp.hooksFor(t.localPort), [
-                'ingress.handle_connection',
-                'http.handle_proxy_connect_request',
-                'egress.handle_connection',
-                'egress.handle_connection_established',
-                'http.handle_proxy_connect_response',
-                'ingress.handle_connection_close',
-            ]);
+            assert.deepEqual(await tp.hooksFor(t.localPort), CONNECT_ORDER);
             const trace = await tp.connectionFor(t.localPort);
             assert.equal(trace.close.endpoint, 'proxy');
             assert.equal(trace.peer, `127.0.0.1:${t.localPort}`);

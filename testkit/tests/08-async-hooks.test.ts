@@ -29,21 +29,12 @@ import {
     type TunnelResult,
     type Turnpike,
 } from '../src/index.js';
-import { assertStillServes, LOOPBACK } from './common.js';
+import { assertStillServes, CONNECT_ORDER, LOOPBACK } from './common.js';
 
 const HOOK_LAB = () => path.join(buildDir(), 'tests', 'apps', 'hook-lab');
 
 type Obj = Record<string, unknown>;
 
-/** The hooks a CONNECT tunnel passes, in order. */
-const CONNECT_ORDER = [
-    'ingress.handle_connection',
-    'http.handle_proxy_connect_request',
-    'egress.handle_connection',
-    'egress.handle_connection_established',
-    'http.handle_proxy_connect_response',
-    'ingress.handle_connection_close',
-];
 
 /** An http_proxy endpoint on 127.0.0.1:0 that may reach loopback, with hook-lab settings `app`. */
 function endpoint(name: string, app: Obj = {}, extra: Obj = {}): Obj {

@@ -6,6 +6,16 @@ import { proxyRequest, startHttpOrigin, type HttpOrigin, type Turnpike } from '.
 /** The loopback range, for allow_destinations (loopback is refused by default). */
 export const LOOPBACK = ['127.0.0.0/8'];
 
+/** The hooks a CONNECT tunnel to an IP literal passes, in order. */
+export const CONNECT_ORDER = [
+    'ingress.handle_connection',
+    'http.handle_proxy_connect_request',
+    'egress.handle_connection',
+    'egress.handle_connection_established',
+    'http.handle_proxy_connect_response',
+    'ingress.handle_connection_close',
+];
+
 type Obj = Record<string, unknown>;
 
 /**
