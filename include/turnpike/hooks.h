@@ -153,7 +153,8 @@ int tp_egress_set_addresses(tp_egress_t *eg, const tp_addr_t *addrs, size_t n);
 /* The app's extension (TP_EXT_DNS_ITEM) of the cached DNS answer this upstream's name resolved
  * to: it lives as long as that answer stays cached, so state kept there is shared by every
  * connection of the worker that resolves the name while it is cached. NULL for IP literals,
- * hosts-file names, overridden answers, or when the app declared no such extension. Valid in the
+ * hosts-file names, overridden answers, while only an early answer of one family is in (RFC 8305),
+ * or when the app declared no such extension. Valid in the
  * egress hooks after resolution (handle_upstream_ips on). */
 void *tp_egress_dns_item_ext(const tp_egress_t *eg);
 
@@ -263,6 +264,9 @@ typedef struct tp_egress_hook {
      * After a name was resolved (or answered by the override; not for IP literals), before
      * handle_connection: the hook may reorder, filter or replace the n addresses in place (at
      * most cap; ports are set), changing *n. Zero left fails the set-up with 502 dns_error.
+     * Happy Eyeballs (RFC 8305 3) connects with the first family's answer when the other is
+     * late: then this runs once for those addresses and once more for the late family's new
+     * ones (which join the candidates not tried yet), if they come before the set-up is over.
      */
     void (*handle_upstream_ips)(void *self, tp_egress_t *eg, tp_addr_t *addrs, size_t *n,
                                 size_t cap);

@@ -46,12 +46,13 @@ typedef struct tp_limits_cfg {
 } tp_limits_cfg_t;
 
 typedef struct tp_egress_cfg {
-    uint64_t attempt_delay;  /* Happy Eyeballs connection attempt delay, ms */
-    bool nodelay;            /* TCP_NODELAY on upstream sockets */
-    uint64_t keepalive;      /* TCP keepalive idle time, ms (0 = off) */
-    tp_addr_list_t bind;     /* source addresses, at most one per family (port 0 = any) */
-    int64_t mark;            /* SO_MARK on upstream sockets (0 = none; needs CAP_NET_ADMIN) */
-    int send_proxy_protocol; /* tp_pp_mode_t: none, v1 or v2 (any is refused) */
+    uint64_t attempt_delay;    /* Happy Eyeballs connection attempt delay, ms */
+    uint64_t resolution_delay; /* Happy Eyeballs: how long an A answer waits for the AAAA, ms */
+    bool nodelay;              /* TCP_NODELAY on upstream sockets */
+    uint64_t keepalive;        /* TCP keepalive idle time, ms (0 = off) */
+    tp_addr_list_t bind;       /* source addresses, at most one per family (port 0 = any) */
+    int64_t mark;              /* SO_MARK on upstream sockets (0 = none; needs CAP_NET_ADMIN) */
+    int send_proxy_protocol;   /* tp_pp_mode_t: none, v1 or v2 (any is refused) */
 } tp_egress_cfg_t;
 
 typedef struct tp_dns_cfg {

@@ -90,6 +90,8 @@ static int egress_check(void *section, char *err, size_t errlen, const char **ke
 static const tp_setting_t egress_settings[] = {
     TP_SETTING_DURATION(tp_egress_cfg_t, attempt_delay, "250ms", TP_MS(10), TP_SECONDS(2),
                         "Happy Eyeballs (RFC 8305): start the next address after this long"),
+    TP_SETTING_DURATION(tp_egress_cfg_t, resolution_delay, "50ms", 0, TP_SECONDS(1),
+                        "Happy Eyeballs: with A in and AAAA not, wait this long before connecting"),
     TP_SETTING_BOOL(tp_egress_cfg_t, nodelay, "true", "TCP_NODELAY on upstream connections"),
     TP_SETTING_DURATION(tp_egress_cfg_t, keepalive, "0", 0, TP_SECONDS(86400),
                         "TCP keepalive probes after this much idle time (0 = off)"),

@@ -40,7 +40,12 @@ struct lookup {
     unsigned pending; /* questions not answered yet */
     bool starting;    /* inside lookup_start: answers are kept, not delivered */
     bool done;
-    tp_dns_entry_t *entry; /* the answer, once done */
+    /* RFC 8305 3: one family answered first: its addresses go early to the waiters that asked
+     * (tp__dns_resolve_early) at early_due, unless the other answer comes first. */
+    bool early_armed, early_sent;
+    uint64_t early_due;
+    lookup_t *enext, *eprev; /* in dns->early while armed */
+    tp_dns_entry_t *entry;   /* the answer, once done */
     fam_t fam[2];
     char name[];
 };
@@ -51,6 +56,8 @@ struct tp_dns_query {
     tp_dns_query_t *prev, *next;
     tp_dns_cb cb;
     void *arg;
+    bool early;       /* wants an early answer of one family */
+    bool got_partial; /* ... and has had it */
 };
 
 /* A socket c-ares opened through sock_funcs, and the poll handle that watches it. */
@@ -76,7 +83,9 @@ struct tp_dns {
     char *hosts_path;
     ares_channel channel;
     uv_timer_t timer;
-    unsigned handles; /* open libuv handles: the timer and the polls */
+    uv_timer_t early_timer; /* early answers due (RFC 8305 resolution delay) */
+    lookup_t *early;        /* lookups with an early answer armed */
+    unsigned handles;       /* open libuv handles: the two timers and the polls */
     dns_sock_t *socks;
     tp_addr_t *servers; /* in c-ares order, to tell a fallback from a first try */
     size_t nservers;
@@ -107,6 +116,7 @@ void tp__dns_settings_default(tp_dns_settings_t *s) {
         .max_inflight = 4096,
         .use_hosts = true,
         .hosts_check_ms = 5000,
+        .resolution_delay_ms = 50,
     };
 }
 
@@ -380,6 +390,106 @@ static void deliver(lookup_t *lk, const tp_dns_result_t *r) {
     }
 }
 
+/* ---- early answers (RFC 8305 3) ---- */
+
+static void enter(tp_dns_t *dns);
+static void leave(tp_dns_t *dns);
+
+static void early_unlink(lookup_t *lk) {
+    if (!lk->early_armed)
+        return;
+    if (lk->eprev)
+        lk->eprev->enext = lk->enext;
+    else
+        lk->dns->early = lk->enext;
+    if (lk->enext)
+        lk->enext->eprev = lk->eprev;
+    lk->enext = lk->eprev = NULL;
+    lk->early_armed = false;
+}
+
+static void early_timer_cb(uv_timer_t *t);
+
+/* Makes the early timer fire no later than the first early answer due. */
+static void early_rearm(tp_dns_t *dns) {
+    if (dns->destroyed)
+        return;
+    uint64_t due = UINT64_MAX;
+    for (lookup_t *lk = dns->early; lk; lk = lk->enext)
+        if (lk->early_due < due)
+            due = lk->early_due;
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&dns->early_timer);
+        return;
+    }
+    uint64_t now = uv_now(dns->loop);
+    uv_timer_start(&dns->early_timer, early_timer_cb, due > now ? due - now : 0, 0);
+}
+
+/* One family answered with addresses and the other has not: arm the early answer, at once for
+ * IPv6 and after the resolution delay for IPv4 (RFC 8305 3), if anyone waits for one. */
+static void early_arm(lookup_t *lk, const fam_t *f) {
+    tp_dns_t *dns = lk->dns;
+    if (lk->early_armed || lk->early_sent || lk->starting || dns->closing)
+        return;
+    bool wanted = false;
+    for (tp_dns_query_t *q = lk->whead; q && !wanted; q = q->next)
+        wanted = q->early;
+    if (!wanted)
+        return;
+    lk->early_due = uv_now(dns->loop) + (f == &lk->fam[FAM6] ? 0 : dns->s.resolution_delay_ms);
+    lk->early_armed = true;
+    lk->eprev = NULL;
+    lk->enext = dns->early;
+    if (dns->early)
+        dns->early->eprev = lk;
+    dns->early = lk;
+    early_rearm(dns);
+}
+
+/* Hands the family that answered to every waiter that asked for an early answer. They stay
+ * waiters: the full answer follows. */
+static void early_deliver(lookup_t *lk) {
+    tp_addr_t addrs[TP_DNS_MAX_ADDRS];
+    size_t n = 0;
+    for (int i = 0; i < 2; i++)
+        if (fam_ok(&lk->fam[i]))
+            for (size_t j = 0; j < lk->fam[i].n && n < TP_DNS_MAX_ADDRS; j++)
+                addrs[n++] = lk->fam[i].addrs[j];
+    tp_dns_result_t r = {.detail = "", .addrs = addrs, .naddrs = n, .partial = true};
+    lk->early_sent = true;
+    lk->dns->st.early_answers++;
+    /* From the head each time: a callback may cancel any waiter, itself included. */
+    for (;;) {
+        tp_dns_query_t *q = lk->whead;
+        while (q && (!q->early || q->got_partial))
+            q = q->next;
+        if (!q)
+            break;
+        q->got_partial = true;
+        q->cb(q->arg, &r);
+    }
+}
+
+static void early_timer_cb(uv_timer_t *t) {
+    tp_dns_t *dns = t->data;
+    if (dns->destroyed)
+        return;
+    enter(dns); /* a close from a callback waits: no lookup is freed under this loop */
+    for (;;) {
+        uint64_t now = uv_now(dns->loop);
+        lookup_t *lk = dns->early;
+        while (lk && lk->early_due > now)
+            lk = lk->enext;
+        if (!lk || dns->closing)
+            break;
+        early_unlink(lk);
+        early_deliver(lk);
+    }
+    leave(dns);
+    early_rearm(dns);
+}
+
 static void lookup_free(lookup_t *lk) {
     tp__dns_entry_unref(lk->entry);
     free(lk);
@@ -388,6 +498,7 @@ static void lookup_free(lookup_t *lk) {
 static void lookup_finish(lookup_t *lk) {
     tp_dns_t *dns = lk->dns;
     inflight_remove(dns, lk);
+    early_unlink(lk);
     uint64_t keep_ms = 0;
     lk->entry = merge(dns, lk, &keep_ms);
     lk->done = true;
@@ -451,6 +562,8 @@ static void answer_cb(void *arg, int status, int timeouts, unsigned char *abuf, 
     }
     if (--lk->pending == 0)
         lookup_finish(lk);
+    else if (fam_ok(f))
+        early_arm(lk, f);
 }
 
 /* ---- c-ares' clock and sockets on the loop ---- */
@@ -723,6 +836,7 @@ static void destroy_channel(tp_dns_t *dns) {
     dns->destroyed = true;
     dns->channel = NULL;
     uv_close((uv_handle_t *)&dns->timer, timer_closed);
+    uv_close((uv_handle_t *)&dns->early_timer, timer_closed);
 }
 
 static int parse_servers(tp_dns_t *dns, const tp_dns_settings_t *s,
@@ -863,7 +977,9 @@ int tp__dns_new(uv_loop_t *loop, const tp_dns_settings_t *settings, tp_dns_t **o
     }
     uv_timer_init(loop, &dns->timer);
     dns->timer.data = dns;
-    dns->handles = 1;
+    uv_timer_init(loop, &dns->early_timer);
+    dns->early_timer.data = dns;
+    dns->handles = 2;
     *out = dns;
     return 0;
 }
@@ -929,7 +1045,8 @@ static lookup_t *lookup_start(tp_dns_t *dns, const char *name) {
     return lk;
 }
 
-tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, void *arg) {
+static tp_dns_query_t *resolve(tp_dns_t *dns, const char *host, bool early, tp_dns_cb cb,
+                               void *arg) {
     dns->st.resolves++;
     if (dns->closing) {
         answer_now(cb, arg, TP_ERR_CLOSED, "resolver closed");
@@ -990,9 +1107,14 @@ tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, v
     q->dns = dns;
     q->cb = cb;
     q->arg = arg;
+    q->early = early;
     if (lk) {
         dns->st.coalesced++;
         waiter_link(lk, q);
+        if (early && lk->pending == 1) /* one family is in: it may go early to this one too */
+            for (int i = 0; i < 2; i++)
+                if (fam_ok(&lk->fam[i]))
+                    early_arm(lk, &lk->fam[i]);
         return q;
     }
     lk = lookup_start(dns, name);
@@ -1014,6 +1136,14 @@ tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, v
     }
     waiter_link(lk, q);
     return q;
+}
+
+tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, void *arg) {
+    return resolve(dns, host, false, cb, arg);
+}
+
+tp_dns_query_t *tp__dns_resolve_early(tp_dns_t *dns, const char *host, tp_dns_cb cb, void *arg) {
+    return resolve(dns, host, true, cb, arg);
 }
 
 void tp__dns_cancel(tp_dns_query_t *q) {

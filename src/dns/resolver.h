@@ -45,11 +45,14 @@ typedef struct tp_dns_settings {
     void (*ext_init)(void *ext, void *owner);
     void (*ext_free)(void *ext);
     uint64_t hosts_check_ms; /* how often the hosts file's mtime is looked at (0: never) */
+    /* RFC 8305 3, for tp__dns_resolve_early(): an A answer that comes before the AAAA answer is
+     * handed out early after this long (an AAAA answer that comes first, at once). */
+    uint64_t resolution_delay_ms;
 } tp_dns_settings_t;
 
 /* Fills in the defaults: system servers, 2 s timeout, 2 attempts, TTLs kept between 1 s and 1 h,
  * 30 s negative TTL, 10000 names, 1024 waiters per name, 4096 names in flight, /etc/hosts used
- * and looked at again every 5 s. */
+ * and looked at again every 5 s, a 50 ms resolution delay. */
 void tp__dns_settings_default(tp_dns_settings_t *s);
 
 typedef struct tp_dns_result {
@@ -69,6 +72,9 @@ typedef struct tp_dns_result {
     bool from_cache; /* answered from the cache (positive or negative) */
     bool from_hosts; /* answered from the hosts file */
     bool literal;    /* the name was an IP address */
+    /* An early answer (tp__dns_resolve_early only): the addresses of the one family that has
+     * answered; the callback runs once more with the whole answer, which has them too. */
+    bool partial;
     /* The cached answer behind a positive result from DNS (NULL for literals, hosts-file names
      * and errors): take a reference (tp__dns_entry_ref) to keep it, and its extension, longer. */
     struct tp_dns_entry *entry;
@@ -102,6 +108,16 @@ void tp__dns_close(tp_dns_t *dns, void (*closed)(void *arg), void *arg);
  */
 tp_dns_query_t *tp__dns_resolve(tp_dns_t *dns, const char *host, tp_dns_cb cb, void *arg);
 
+/*
+ * Like tp__dns_resolve(), for a caller that can start connecting before the whole answer is in
+ * (Happy Eyeballs, RFC 8305 3): when one family answers with addresses before the other, the
+ * callback runs first with those (`partial` set): at once for AAAA, after resolution_delay_ms for
+ * A if the AAAA answer has not come by then. It runs again, once, with the whole answer (then
+ * the query is over), which is a success whenever the early answer was. A lookup already in
+ * flight whose early answer went out gives this caller only the whole answer.
+ */
+tp_dns_query_t *tp__dns_resolve_early(tp_dns_t *dns, const char *host, tp_dns_cb cb, void *arg);
+
 /* The callback of `q` will not run; NULL is fine, and so is a query whose callback is running.
  * The lookup goes on for the cache when no one else waits. */
 void tp__dns_cancel(tp_dns_query_t *q);
@@ -121,6 +137,7 @@ typedef struct tp_dns_stats {
     uint64_t timeouts;      /* tries that got no answer in time */
     uint64_t failures;      /* lookups that ended with no address and no negative answer */
     uint64_t evictions;     /* names dropped from a full cache */
+    uint64_t early_answers; /* lookups that gave an early answer of one family */
     size_t cache_entries;   /* names in the cache now (expired ones included until seen) */
     size_t inflight;        /* names being looked up now */
 } tp_dns_stats_t;

@@ -13,6 +13,19 @@
 #include "runtime/core.h"
 #include "runtime/log.h"
 
+/* Stops waiting for (the rest of) a name's answer. Not for a closing connection: the reference
+ * dropped here may be its last (tp__egress_abort() does the same then). */
+static void stop_resolving(tp_conn_t *conn) {
+    tp_egress_t *eg = &conn->egress;
+    eg->dns_more = false;
+    if (!eg->resolving || !eg->dnsq)
+        return;
+    tp__dns_cancel(eg->dnsq); /* a cancelled query never calls back: drop its reference */
+    eg->dnsq = NULL;
+    eg->resolving = false;
+    tp__conn_unref(conn);
+}
+
 /* Drops every attempt in flight (their handles close; their callbacks see UV_ECANCELED). */
 static void drop_attempts(tp_egress_t *eg) {
     for (size_t i = 0; i < eg->nattempts; i++)
@@ -24,7 +37,9 @@ static void drop_attempts(tp_egress_t *eg) {
 /* Ends the set-up with a failure: logged, then handed to the flow's callback. */
 static void fail_with(tp_conn_t *conn, const tp_failure_t *f) {
     tp_egress_t *eg = &conn->egress;
-    eg->resolving = eg->connecting = false;
+    if (!conn->closing)
+        stop_resolving(conn);
+    eg->resolving = eg->connecting = eg->deciding = false;
     drop_attempts(eg);
     conn->connect_deadline = 0;
     tp_logline_t l;
@@ -89,6 +104,7 @@ static void start_attempts(tp_conn_t *conn);
 static void won(tp_conn_t *conn, tp_upstream_t *up) {
     tp_egress_t *eg = &conn->egress;
     eg->connecting = false;
+    stop_resolving(conn);
     drop_attempts(eg);
     conn->connect_deadline = 0;
     tp__conn_rearm(conn);
@@ -208,7 +224,7 @@ static void start_attempts(tp_conn_t *conn) {
         tp__conn_rearm(conn);
         return;
     }
-    if (eg->nattempts == 0)
+    if (eg->nattempts == 0 && !eg->dns_more) /* else the rest of the answer may bring more */
         fail_connect(conn);
 }
 
@@ -229,23 +245,31 @@ void tp__egress_cancel(tp_conn_t *conn) {
 
 void tp__egress_abort(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
-    if (eg->resolving && eg->dnsq) {
-        /* A cancelled query never calls back: drop the reference it held here. */
-        tp__dns_cancel(eg->dnsq);
-        eg->dnsq = NULL;
-        eg->resolving = false;
-        tp__conn_unref(conn);
-    }
-    eg->connecting = false;
+    stop_resolving(conn);
+    eg->connecting = eg->deciding = false;
     if (eg->conn)
         drop_attempts(eg);
 }
 
+/* The policy judges the addresses actually connected to, after hooks and resolution, for
+ * destinations a client chose (an L4 endpoint's configured upstream is the operator's). Keeps the
+ * allowed ones in place; returns their count. */
+static size_t policy_filter(tp_conn_t *conn, tp_addr_t *addrs, size_t n) {
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (conn->egress.trusted || !tp_addr_is_special(&addrs[i]) ||
+            tp_cidr_set_contains(conn->ep->cfg->allow_destinations, &addrs[i]))
+            addrs[kept++] = addrs[i];
+    return kept;
+}
+
 static void egress_decided(tp_conn_t *conn, tp_decision_t d) {
     tp_egress_t *eg = &conn->egress;
+    eg->deciding = false;
     if (conn->closing)
         return;
     if (d.verdict == TP_VERDICT_BLOCK) {
+        stop_resolving(conn);
         tp_failure_t f = {.status = d.status ? d.status : 403,
                           .error = d.error ? d.error : "destination_ip_prohibited",
                           .reason = TP_CLOSE_BLOCKED};
@@ -255,6 +279,7 @@ static void egress_decided(tp_conn_t *conn, tp_decision_t d) {
         return;
     }
     if (d.verdict == TP_VERDICT_REDIRECT) {
+        stop_resolving(conn); /* the rest of the name's answer no longer matters */
         eg->cands[0] = eg->addr = d.addr;
         eg->ncands = 1;
         eg->trusted = false; /* only an L4 endpoint's configured upstream is exempt */
@@ -266,13 +291,7 @@ static void egress_decided(tp_conn_t *conn, tp_decision_t d) {
              eg->ncands ? ab : "the upstream");
         return;
     }
-    /* The policy judges the addresses actually connected to, after hooks and resolution, for
-     * destinations a client chose (an L4 endpoint's configured upstream is the operator's). */
-    size_t kept = 0;
-    for (size_t i = 0; i < eg->ncands; i++)
-        if (eg->trusted || !tp_addr_is_special(&eg->cands[i]) ||
-            tp_cidr_set_contains(conn->ep->cfg->allow_destinations, &eg->cands[i]))
-            eg->cands[kept++] = eg->cands[i];
+    size_t kept = policy_filter(conn, eg->cands, eg->ncands);
     if (kept == 0) {
         fail(conn, 403, "destination_ip_prohibited", TP_CLOSE_BLOCKED, "%s is in a special range%s",
              ab, eg->ncands > 1 ? " (and so is every address)" : "");
@@ -293,6 +312,7 @@ static void run_egress_hook(tp_conn_t *conn) {
     eg->addr = eg->ncands ? eg->cands[0] : (tp_addr_t){0};
     tp__conn_trace_addr(conn, "egress.handle_connection", eg->ncands ? &eg->addr : NULL);
     tp_decision_t d = tp_allow();
+    eg->deciding = true;
     if (srv->hooks.egress.handle_connection) {
         conn->in_decision = true;
         d = srv->hooks.egress.handle_connection(srv->hooks.egress.self, eg, &eg->addr);
@@ -301,9 +321,10 @@ static void run_egress_hook(tp_conn_t *conn) {
     tp__conn_decide(conn, d, egress_decided);
 }
 
-/* Orders addresses as RFC 8305 4 asks: the resolver's order, families interleaved, starting with
- * the family of the first (preferred) address. Duplicates go. */
-static void interleave(tp_egress_t *eg, const tp_addr_t *in, size_t n) {
+/* Orders addresses as RFC 8305 4 asks: the given order, families interleaved, starting with the
+ * family of the first (preferred) address, into out (at most TP_EGRESS_MAX_ADDRS). Duplicates go.
+ * Returns the count. */
+static size_t interleave_into(tp_addr_t *out, const tp_addr_t *in, size_t n) {
     tp_addr_t fam[2][TP_EGRESS_MAX_ADDRS];
     size_t nf[2] = {0, 0};
     int first = n && in[0].u.sa.sa_family == AF_INET6 ? 1 : 0;
@@ -315,16 +336,24 @@ static void interleave(tp_egress_t *eg, const tp_addr_t *in, size_t n) {
         if (!dup && nf[f] < TP_EGRESS_MAX_ADDRS)
             fam[f][nf[f]++] = in[i];
     }
-    eg->ncands = 0;
-    for (size_t i = 0; eg->ncands < TP_EGRESS_MAX_ADDRS && (i < nf[0] || i < nf[1]); i++) {
-        if (i < nf[first] && eg->ncands < TP_EGRESS_MAX_ADDRS)
-            eg->cands[eg->ncands++] = fam[first][i];
-        if (i < nf[!first] && eg->ncands < TP_EGRESS_MAX_ADDRS)
-            eg->cands[eg->ncands++] = fam[!first][i];
+    size_t m = 0;
+    for (size_t i = 0; m < TP_EGRESS_MAX_ADDRS && (i < nf[0] || i < nf[1]); i++) {
+        if (i < nf[first] && m < TP_EGRESS_MAX_ADDRS)
+            out[m++] = fam[first][i];
+        if (i < nf[!first] && m < TP_EGRESS_MAX_ADDRS)
+            out[m++] = fam[!first][i];
     }
+    return m;
+}
+
+static void interleave(tp_egress_t *eg, const tp_addr_t *in, size_t n) {
+    tp_addr_t out[TP_EGRESS_MAX_ADDRS];
+    eg->ncands = interleave_into(out, in, n);
+    memcpy(eg->cands, out, eg->ncands * sizeof(tp_addr_t));
 }
 
 static void resolve(tp_conn_t *conn);
+static void take_addresses(tp_conn_t *conn, const tp_dns_result_t *res);
 
 /* A name was resolved (or answered by dns_resolve_override): the app may rework the list. */
 static void resolved(tp_conn_t *conn) {
@@ -367,9 +396,86 @@ static void override_decided(tp_conn_t *conn, tp_decision_t d) {
     resolve(conn);
 }
 
+/*
+ * The rest of a name's answer, after an early one (RFC 8305 3): addresses not seen yet go through
+ * handle_upstream_ips and the policy, then join the candidates not tried yet, IPv6 first. While
+ * the egress hook decides they simply join the list (its decision applies to them too); after a
+ * winner or a failure they do not matter.
+ */
+static void more_addresses(tp_conn_t *conn, const tp_dns_result_t *res) {
+    tp_egress_t *eg = &conn->egress;
+    if (!eg->connecting && !eg->deciding)
+        return;
+    if (res->entry && !eg->dnse) {
+        tp__dns_entry_ref(res->entry);
+        eg->dnse = res->entry;
+    }
+    tp_addr_t fresh[TP_EGRESS_MAX_ADDRS];
+    size_t n = 0;
+    for (size_t i = 0; res->status == 0 && i < res->naddrs && n < TP_EGRESS_MAX_ADDRS; i++) {
+        tp_addr_t a = res->addrs[i];
+        tp_addr_set_port(&a, eg->port);
+        bool known = false;
+        for (size_t j = 0; j < eg->ncands && !known; j++)
+            known = tp_addr_eq(&eg->cands[j], &a);
+        if (!known)
+            fresh[n++] = a;
+    }
+    tp_server_t *srv = conn->worker->server;
+    if (n > 0) {
+        tp__conn_trace(conn, "egress.handle_upstream_ips");
+        if (srv->hooks.egress.handle_upstream_ips) {
+            srv->hooks.egress.handle_upstream_ips(srv->hooks.egress.self, eg, fresh, &n,
+                                                  TP_EGRESS_MAX_ADDRS);
+            if (conn->closing)
+                return;
+            n = n > TP_EGRESS_MAX_ADDRS ? TP_EGRESS_MAX_ADDRS : n;
+        }
+        if (eg->connecting)
+            n = policy_filter(conn, fresh, n);
+    }
+    if (n > 0) {
+        /* The untried rest and the newcomers, interleaved; IPv6 first when it is the newcomer. */
+        tp_addr_t in[(size_t)2 * TP_EGRESS_MAX_ADDRS];
+        size_t m = 0, rest = eg->ncands - eg->next;
+        bool fresh_first = fresh[0].u.sa.sa_family == AF_INET6;
+        if (fresh_first)
+            for (size_t i = 0; i < n; i++)
+                in[m++] = fresh[i];
+        memcpy(in + m, eg->cands + eg->next, rest * sizeof(tp_addr_t));
+        m += rest;
+        if (!fresh_first)
+            for (size_t i = 0; i < n; i++)
+                in[m++] = fresh[i];
+        tp_addr_t out[TP_EGRESS_MAX_ADDRS];
+        size_t k = interleave_into(out, in, m);
+        if (eg->next + k > TP_EGRESS_MAX_ADDRS)
+            k = TP_EGRESS_MAX_ADDRS - eg->next;
+        memcpy(eg->cands + eg->next, out, k * sizeof(tp_addr_t));
+        eg->ncands = eg->next + k;
+    }
+    if (!eg->connecting)
+        return;
+    if (eg->nattempts == 0) { /* every early address failed: go on with the new ones, or fail */
+        start_attempts(conn);
+    } else if (conn->attempt_deadline == 0 && eg->next < eg->ncands) {
+        conn->attempt_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->egress.attempt_delay;
+        tp__conn_rearm(conn);
+    }
+}
+
 static void dns_cb(void *arg, const tp_dns_result_t *res) {
     tp_conn_t *conn = arg;
     tp_egress_t *eg = &conn->egress;
+    if (res->partial) { /* one family's addresses; the query goes on for the rest */
+        if (conn->closing)
+            return;
+        eg->dns_more = true;
+        take_addresses(conn, res);
+        return;
+    }
+    bool late = eg->dns_more;
+    eg->dns_more = false;
     eg->resolving = false;
     eg->dnsq = NULL;
     if (conn->closing) {
@@ -377,6 +483,10 @@ static void dns_cb(void *arg, const tp_dns_result_t *res) {
         return;
     }
     tp__conn_unref(conn); /* not closing: the "alive" reference keeps it */
+    if (late) {
+        more_addresses(conn, res);
+        return;
+    }
     if (res->status != 0) {
         if (res->status == TP_ERR_TIMEOUT) {
             fail(conn, 504, "dns_timeout", TP_CLOSE_UPSTREAM_FAILED, "%s: %s", eg->host,
@@ -392,6 +502,12 @@ static void dns_cb(void *arg, const tp_dns_result_t *res) {
         fail_with(conn, &f);
         return;
     }
+    take_addresses(conn, res);
+}
+
+/* An answer with addresses (or the early part of one): on to handle_upstream_ips and the rest. */
+static void take_addresses(tp_conn_t *conn, const tp_dns_result_t *res) {
+    tp_egress_t *eg = &conn->egress;
     if (res->entry) { /* keep the cached answer, and the app's extension of it, for the hooks */
         tp__dns_entry_ref(res->entry);
         eg->dnse = res->entry;
@@ -422,7 +538,7 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
     eg->trusted = req == NULL; /* L4: the configured upstream */
     eg->ncands = eg->next = eg->nattempts = eg->override_n = 0;
     tp__egress_release(conn);
-    eg->overriding = false;
+    eg->overriding = eg->deciding = eg->dns_more = false;
     if (hostlen >= sizeof(eg->host))
         hostlen = sizeof(eg->host) - 1;
     memcpy(eg->host, host, hostlen);
@@ -456,7 +572,7 @@ static void resolve(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
     conn->refs++; /* the resolver's callback must find the connection alive */
     eg->resolving = true;
-    tp_dns_query_t *q = tp__dns_resolve(conn->ep->dns, eg->host, dns_cb, conn);
+    tp_dns_query_t *q = tp__dns_resolve_early(conn->ep->dns, eg->host, dns_cb, conn);
     if (eg->resolving) /* not answered yet (a cache hit has already called back) */
         eg->dnsq = q;
 }

@@ -122,7 +122,9 @@ struct tp_egress {
     struct tp_dns_entry *dnse; /* the cached answer used (a reference), for its extension */
     tp_egress_cb cb;
     bool resolving, connecting;
-    bool trusted; /* the destination came from the operator's config, not from a client */
+    bool deciding; /* the egress hook's decision is awaited */
+    bool dns_more; /* only an early answer (one family) is in: the rest will follow */
+    bool trusted;  /* the destination came from the operator's config, not from a client */
 };
 
 /* An upstream TCP connection; allocated apart so a new one can open while the last closes. */

@@ -76,6 +76,7 @@ static int worker_dns_open(tp_endpoint_t *ep) {
     s.negative_ttl_ms = c->negative_ttl;
     s.cache_size = (size_t)c->cache_size;
     s.use_hosts = c->use_hosts;
+    s.resolution_delay_ms = ep->cfg->egress.resolution_delay;
     const tp_ext_spec_t *ext = &ep->worker->server->app->ext[TP_EXT_DNS_ITEM];
     s.ext_size = ext->size;
     s.ext_init = ext->init;

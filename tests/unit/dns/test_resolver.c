@@ -297,7 +297,9 @@ typedef struct got {
     tp_addr_t addrs[2 * TP_DNS_MAX_ADDRS];
     size_t n;
     uint32_t ttl;
-    bool from_cache, from_hosts, literal;
+    bool from_cache, from_hosts, literal, partial;
+    int partials;      /* early answers seen */
+    uint64_t first_ns; /* when the first callback ran */
     uint64_t at_ns;
     /* what the callback does */
     tp_dns_query_t *cancel;             /* cancels this one ... */
@@ -326,7 +328,11 @@ static void got_cb(void *arg, const tp_dns_result_t *r) {
     g->from_cache = r->from_cache;
     g->from_hosts = r->from_hosts;
     g->literal = r->literal;
+    g->partial = r->partial;
+    g->partials += r->partial;
     g->at_ns = uv_hrtime();
+    if (g->calls == 1)
+        g->first_ns = g->at_ns;
     assert_non_null(r->detail);
     if (g->cancel && (!g->cancel_unless_answered || g->cancel_unless_answered->calls == 0))
         tp__dns_cancel(g->cancel);
@@ -786,6 +792,70 @@ static void test_one_family_times_out(void **state) {
     close_dns(fx);
 }
 
+/* RFC 8305 3: the A answer goes early, after the resolution delay, while the AAAA question waits
+ * for its timeout; the whole answer follows. Another early caller cancels itself in its early
+ * callback and hears nothing more; a plain caller gets only the whole answer. */
+static void test_early_answer(void **state) {
+    fixture_t *fx = *state;
+    fake_t *f = &fx->fakes[0];
+    fake_start(&fx->loop, f, 0);
+    f->a_only = true;
+    const char *servers[] = {f->server};
+    tp_dns_settings_t s;
+    settings_for(&s, servers, 1);
+    s.timeout_ms = 400;
+    s.attempts = 1;
+    s.resolution_delay_ms = 100;
+    new_dns(fx, &s);
+    uint64_t t0 = uv_hrtime();
+    got_t g = {0}, quitter = {0}, plain = {0};
+    tp_dns_query_t *q = tp__dns_resolve_early(fx->dns, "half.test", got_cb, &g);
+    tp_dns_query_t *qq = tp__dns_resolve_early(fx->dns, "half.test", got_cb, &quitter);
+    quitter.self = &qq;
+    assert_non_null(tp__dns_resolve(fx->dns, "half.test", got_cb, &plain));
+    assert_non_null(q);
+    run_until(fx, &g.calls, 1, 5000);
+    assert_true(g.partial);
+    assert_int_equal(g.n, 1);
+    assert_ip(&g.addrs[0], "127.0.0.99");
+    uint64_t early_ms = (g.first_ns - t0) / 1000000;
+    assert_true(early_ms >= 90); /* the resolution delay ... */
+    assert_true(early_ms < 350); /* ... not the AAAA timeout */
+    assert_int_equal(quitter.calls, 1);
+    assert_true(quitter.partial);
+    assert_int_equal(plain.calls, 0);
+    run_until(fx, &g.calls, 2, 5000);
+    assert_false(g.partial);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.partials, 1);
+    assert_true((g.at_ns - t0) / 1000000 >= 350); /* the whole answer waited for the timeout */
+    assert_int_equal(plain.calls, 1);
+    assert_false(plain.partial);
+    assert_int_equal(quitter.calls, 1); /* it cancelled itself in its early callback */
+    tp_dns_stats_t st;
+    tp__dns_stats(fx->dns, &st);
+    assert_int_equal(st.early_answers, 1);
+    close_dns(fx);
+}
+
+/* Both answers in together: no early answer, one callback. */
+static void test_no_early_answer_when_both_come(void **state) {
+    fixture_t *fx = *state;
+    tp_dns_settings_t s;
+    settings_for(&s, fx->servers, 1);
+    s.resolution_delay_ms = 1000;
+    new_dns(fx, &s);
+    got_t g = {0};
+    assert_non_null(tp__dns_resolve_early(fx->dns, "both.test", got_cb, &g));
+    run_until(fx, &g.calls, 1, 5000);
+    wait_ms(fx, 50);
+    assert_int_equal(g.calls, 1);
+    assert_false(g.partial);
+    assert_int_equal(g.n, 2);
+    close_dns(fx);
+}
+
 /* A real server that refuses (dnsmasq with no records and no upstream) before a good one. */
 static void test_fallback_from_refusing_dnsmasq(void **state) {
     fixture_t *fx = *state;
@@ -1167,6 +1237,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fallback_on_servfail_and_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_family_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_from_refusing_dnsmasq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_early_answer_when_both_come, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_listening, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_waiters_and_inside_callback, setup,
