@@ -36,6 +36,18 @@ async function freeUdpPort(): Promise<number> {
  * that network namespace (its 127.0.0.1 is the namespace's).
  */
 export async function startDnsmasq(domain: string, records: string[], options: { netns?: string } = {}): Promise<Dnsmasq> {
+    // dnsmasq binds the port for UDP and TCP: a port free for UDP a moment ago can still be taken
+    // (for TCP, or by a test running beside this one), so a start that loses the race is redone.
+    for (let attempt = 1; ; attempt++) {
+        try {
+            return await startOnce(domain, records, options);
+        } catch (err) {
+            if (attempt >= 5 || !/Address already in use/.test(String(err))) throw err;
+        }
+    }
+}
+
+async function startOnce(domain: string, records: string[], options: { netns?: string }): Promise<Dnsmasq> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tp-dnsmasq-'));
     const log = path.join(dir, 'queries.log');
     const port = await freeUdpPort();
@@ -49,16 +61,25 @@ export async function startDnsmasq(domain: string, records: string[], options: {
     const [cmd, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, 'dnsmasq', ...args]] : ['dnsmasq', args];
     const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
+    let exited = false;
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', () => (exited = true));
     const stop = () => {
         child.kill('SIGKILL');
         fs.rmSync(dir, { recursive: true, force: true });
     };
     const untrack = track(`dnsmasq :${port}`, stop, stop);
-    await waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('started'), {
-        timeoutMs: 10_000,
-        message: () => `dnsmasq did not start: ${stderr}`,
-    });
+    try {
+        await waitFor(() => exited || (fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('started')), {
+            timeoutMs: 10_000,
+            message: () => `dnsmasq did not start: ${stderr}`,
+        });
+        if (exited) throw new Error(`dnsmasq did not start: ${stderr}`);
+    } catch (err) {
+        untrack();
+        stop();
+        throw err;
+    }
     return {
         server: `127.0.0.1:${port}`,
         port,

@@ -45,6 +45,7 @@ export {
     type TcpSource,
 } from './origins.js';
 export { startDnsmasq, type Dnsmasq } from './dnsmasq.js';
+export { startScriptedDns, type ScriptedDns, type ScriptedName } from './dns-server.js';
 export { canMakeNetns, createNetns, type Netns } from './netns.js';
 export { appBinary, buildDir, REPO_ROOT } from './paths.js';
 export { PATTERN_PERIOD, PatternVerifier, patternBytes, randomBytes, sha256, StreamHash } from './pattern.js';
