@@ -10,7 +10,26 @@
 typedef enum tp_onramp_type {
     TP_ONRAMP_TCP = 0,    /* L4: bytes to a fixed or hook-chosen upstream */
     TP_ONRAMP_HTTP_PROXY, /* HTTP/1.1 forward proxy: absolute-form requests and CONNECT */
+    TP_ONRAMP_HTTP,       /* HTTP/1.1 server: reverse proxy by routes, or answered by hooks */
 } tp_onramp_type_t;
+
+typedef enum tp_balance {
+    TP_BALANCE_ROUND_ROBIN = 0,
+    TP_BALANCE_LEAST_CONN,
+    TP_BALANCE_HASH, /* consistent hash of hash_key */
+} tp_balance_t;
+
+typedef enum tp_health_check {
+    TP_HEALTH_NONE = 0,
+    TP_HEALTH_TCP,  /* a connect that succeeds */
+    TP_HEALTH_HTTP, /* GET path answered 2xx or 3xx */
+} tp_health_check_t;
+
+typedef enum tp_xff_mode {
+    TP_XFF_OFF = 0,
+    TP_XFF_APPEND,  /* X-Forwarded-For gets the client address appended; -Proto and -Host set */
+    TP_XFF_REPLACE, /* incoming X-Forwarded-* are dropped, then set from this hop alone */
+} tp_xff_mode_t;
 
 typedef enum tp_pp_mode {
     TP_PP_NONE = 0,
@@ -64,6 +83,51 @@ typedef struct tp_dns_cfg {
     bool use_hosts;                          /* /etc/hosts first */
 } tp_dns_cfg_t;
 
+typedef struct tp_health_cfg {
+    int check;             /* tp_health_check_t */
+    char *path;            /* HTTP check: the path asked for */
+    char *host;            /* HTTP check: the Host header (NULL: the server's host:port) */
+    uint64_t interval;     /* between checks of one server, ms */
+    uint64_t timeout;      /* one check's connect + answer, ms */
+    int64_t rise, fall;    /* successes that bring a server back, failures that take it out */
+    int64_t max_fails;     /* passive: failed exchanges within fail_timeout take it out (0 off) */
+    uint64_t fail_timeout; /* passive: the window, and how long it stays out, ms */
+} tp_health_cfg_t;
+
+typedef struct tp_pool_cfg {
+    int64_t max_idle;      /* idle kept-alive connections per server and worker */
+    int64_t max_total;     /* connections per server and worker, busy or idle (0 = unlimited) */
+    uint64_t idle_timeout; /* an idle pooled connection is closed after this long, ms */
+} tp_pool_cfg_t;
+
+/* A named group of servers that routes send requests to. */
+typedef struct tp_upstream_cfg {
+    char *name;
+    tp_str_list_t servers; /* "host:port" ([v6]:port) */
+    int balance;           /* tp_balance_t */
+    char *hash_key;        /* TP_BALANCE_HASH: "client_ip" or "header:<name>" */
+    int64_t retries;       /* idempotent requests retried on a fresh connection, at most */
+    tp_pool_cfg_t keepalive;
+    tp_health_cfg_t health;
+} tp_upstream_cfg_t;
+
+/* Where an `http` endpoint sends a request: the first route that matches wins. */
+typedef struct tp_route_cfg {
+    char *host;            /* exact ("api.example.com") or "*.example.com"; NULL: any */
+    char *path_prefix;     /* NULL: any */
+    tp_str_list_t methods; /* empty: any */
+    char *upstream;        /* the upstream group's name; NULL: only hooks answer */
+    int upstream_index;    /* filled by the check: index in tp_config_t.upstreams, -1 none */
+} tp_route_cfg_t;
+
+/* The headers an HTTP hop adds about itself. */
+typedef struct tp_forwarding_cfg {
+    bool via;        /* Via: 1.1 <via_name> on requests and responses */
+    char *via_name;  /* the pseudonym in Via (RFC 9110 7.6.3) */
+    int x_forwarded; /* tp_xff_mode_t */
+    bool forwarded;  /* RFC 7239 Forwarded: for=...;proto=...;host=... appended */
+} tp_forwarding_cfg_t;
+
 typedef struct tp_endpoint_cfg {
     char *name;
     int type; /* tp_onramp_type_t */
@@ -78,6 +142,8 @@ typedef struct tp_endpoint_cfg {
     tp_limits_cfg_t limits;
     tp_egress_cfg_t egress;
     tp_dns_cfg_t dns;
+    tp_list_t routes; /* http: of tp_route_cfg_t */
+    tp_forwarding_cfg_t forwarding;
     void *app; /* the app's per-endpoint section (indirect) */
 } tp_endpoint_cfg_t;
 
@@ -92,6 +158,7 @@ typedef struct tp_runtime_cfg {
 typedef struct tp_config {
     tp_runtime_cfg_t runtime;
     tp_list_t endpoints; /* of tp_endpoint_cfg_t */
+    tp_list_t upstreams; /* of tp_upstream_cfg_t */
     void *app;           /* the app's global section (indirect) */
 } tp_config_t;
 
@@ -101,7 +168,7 @@ typedef struct tp_config {
  * use.
  */
 typedef struct tp_config_schemas {
-    tp_setting_t root_settings[4];
+    tp_setting_t root_settings[5];
     tp_setting_t endpoint_settings[28];
     tp_schema_t root, endpoint, app, app_endpoint;
 } tp_config_schemas_t;

@@ -6,8 +6,12 @@
 
 #include "model.h"
 #include "config.h"
+#include "h1/request.h"
 
-static const char *const onramp_names[] = {"tcp", "http_proxy", NULL};
+static const char *const onramp_names[] = {"tcp", "http_proxy", "http", NULL};
+static const char *const balance_names[] = {"round_robin", "least_conn", "hash", NULL};
+static const char *const health_names[] = {"none", "tcp", "http", NULL};
+static const char *const xff_names[] = {"off", "append", "replace", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const pp_names[] = {"none", "v1", "v2", "any", NULL};
 static const char *const pp_send_names[] = {"none", "v1", "v2", NULL};
@@ -150,6 +154,160 @@ static int dns_check(void *section, char *err, size_t errlen, const char **key) 
 static const tp_schema_t dns_schema = {
     .name = "dns", .size = sizeof(tp_dns_cfg_t), .settings = dns_settings, .check = dns_check};
 
+/* ---- upstream groups and routes ---- */
+
+static const tp_setting_t health_settings[] = {
+    TP_SETTING_ENUM(tp_health_cfg_t, check, "none", health_names,
+                    "active checks: none, tcp (a connect) or http (GET path answered 2xx/3xx)"),
+    TP_SETTING_STRING(tp_health_cfg_t, path, "/", "http check: the path asked for"),
+    TP_SETTING_STRING(tp_health_cfg_t, host, NULL,
+                      "http check: the Host header (default: the server's host:port)"),
+    TP_SETTING_DURATION(tp_health_cfg_t, interval, "5s", TP_MS(100), TP_SECONDS(3600),
+                        "time between two checks of a server"),
+    TP_SETTING_DURATION(tp_health_cfg_t, timeout, "2s", TP_MS(10), TP_SECONDS(600),
+                        "a check's connect and answer must come within this"),
+    TP_SETTING_INT(tp_health_cfg_t, rise, "2", 1, 100,
+                   "consecutive good checks that bring a server back"),
+    TP_SETTING_INT(tp_health_cfg_t, fall, "3", 1, 100,
+                   "consecutive failed checks that take a server out"),
+    TP_SETTING_INT(
+        tp_health_cfg_t, max_fails, "3", 0, 10000,
+        "passive: failed exchanges within fail_timeout that take a server out (0 = off)"),
+    TP_SETTING_DURATION(tp_health_cfg_t, fail_timeout, "10s", TP_MS(100), TP_SECONDS(86400),
+                        "passive: the window for max_fails, and how long the server stays out"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t health_schema = {
+    .name = "health", .size = sizeof(tp_health_cfg_t), .settings = health_settings};
+
+static const tp_setting_t pool_settings[] = {
+    TP_SETTING_INT(tp_pool_cfg_t, max_idle, "32", 0, 100000,
+                   "idle kept-alive connections kept per server and worker"),
+    TP_SETTING_INT(tp_pool_cfg_t, max_total, "0", 0, 10000000,
+                   "connections per server and worker, busy or idle (0 = unlimited); a request "
+                   "that finds none free gets 503"),
+    TP_SETTING_DURATION(tp_pool_cfg_t, idle_timeout, "60s", TP_MS(100), TP_SECONDS(86400),
+                        "an idle pooled connection is closed after this long"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t pool_schema = {
+    .name = "keepalive", .size = sizeof(tp_pool_cfg_t), .settings = pool_settings};
+
+static int upstream_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_upstream_cfg_t *u = section;
+    if (u->servers.n == 0) {
+        *key = "servers";
+        snprintf(err, errlen, "an upstream group needs at least one server (host:port)");
+        return TP_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < u->servers.n; i++) {
+        tp_str_t host;
+        uint16_t port = 0;
+        const char *s = u->servers.items[i];
+        if (!tp__h1_parse_authority((tp_str_t){s, strlen(s)}, 0, &host, &port) || port == 0) {
+            *key = "servers";
+            snprintf(err, errlen, "'%s' is not host:port ([v6]:port)", s);
+            return TP_ERR_CONFIG;
+        }
+    }
+    if (u->hash_key && strcmp(u->hash_key, "client_ip") != 0 &&
+        (strncmp(u->hash_key, "header:", 7) != 0 || u->hash_key[7] == '\0')) {
+        *key = "hash_key";
+        snprintf(err, errlen, "hash_key is client_ip or header:<name>, not '%s'", u->hash_key);
+        return TP_ERR_CONFIG;
+    }
+    return 0;
+}
+
+static const tp_setting_t upstream_settings[] = {
+    {.name = "name",
+     .type = TP_SETTING_T_STRING,
+     .offset = offsetof(tp_upstream_cfg_t, name),
+     .doc = "unique name that routes refer to",
+     .flags = TP_SETTING_REQUIRED},
+    TP_SETTING_STRINGS(
+        tp_upstream_cfg_t, servers, NULL,
+        "the group's servers, host:port ([v6]:port); names resolve like any upstream"),
+    TP_SETTING_ENUM(tp_upstream_cfg_t, balance, "round_robin", balance_names,
+                    "load balancing: round_robin, least_conn or hash (consistent, by hash_key)"),
+    TP_SETTING_STRING(tp_upstream_cfg_t, hash_key, "client_ip",
+                      "balance hash: client_ip or header:<name>"),
+    TP_SETTING_INT(tp_upstream_cfg_t, retries, "1", 0, 10,
+                   "an idempotent request that failed before any response byte is sent again, "
+                   "on a fresh connection to another server, at most this often"),
+    TP_SETTING_SECTION(tp_upstream_cfg_t, keepalive, &pool_schema,
+                       "the per-worker pool of kept-alive connections"),
+    TP_SETTING_SECTION(tp_upstream_cfg_t, health, &health_schema,
+                       "active health checks and passive failure detection"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t upstream_schema = {
+    .name = "upstream",
+    .size = sizeof(tp_upstream_cfg_t),
+    .settings = upstream_settings,
+    .check = upstream_check,
+    .example = "name: api\nservers: [127.0.0.1:8081, 127.0.0.1:8082]\n",
+};
+
+static int route_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_route_cfg_t *r = section;
+    r->upstream_index = -1;
+    if (r->path_prefix && r->path_prefix[0] != '/') {
+        *key = "path_prefix";
+        snprintf(err, errlen, "a path prefix starts with '/'");
+        return TP_ERR_CONFIG;
+    }
+    if (r->host && strchr(r->host + (r->host[0] == '*'), '*')) {
+        *key = "host";
+        snprintf(err, errlen, "a host is exact or '*.suffix' (one leading wildcard)");
+        return TP_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < r->methods.n; i++)
+        for (const char *c = r->methods.items[i]; *c; c++)
+            if (*c < 'A' || *c > 'Z') {
+                *key = "methods";
+                snprintf(err, errlen, "'%s' is not a method (upper-case letters)",
+                         r->methods.items[i]);
+                return TP_ERR_CONFIG;
+            }
+    return 0;
+}
+
+static const tp_setting_t route_settings[] = {
+    TP_SETTING_STRING(tp_route_cfg_t, host, NULL,
+                      "the request's host: exact or *.suffix (absent: any)"),
+    TP_SETTING_STRING(tp_route_cfg_t, path_prefix, NULL, "the path starts with this (absent: any)"),
+    TP_SETTING_STRINGS(tp_route_cfg_t, methods, NULL, "request methods (absent: any)"),
+    TP_SETTING_STRING(tp_route_cfg_t, upstream, NULL,
+                      "the upstream group (absent: only the app's handle_request answers)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t route_schema = {
+    .name = "route",
+    .size = sizeof(tp_route_cfg_t),
+    .settings = route_settings,
+    .check = route_check,
+};
+
+static const tp_setting_t forwarding_settings[] = {
+    TP_SETTING_BOOL(tp_forwarding_cfg_t, via, "true",
+                    "add 'Via: 1.1 <via_name>' to forwarded requests and responses"),
+    TP_SETTING_STRING(tp_forwarding_cfg_t, via_name, "turnpike", "this hop's name in Via"),
+    TP_SETTING_ENUM(tp_forwarding_cfg_t, x_forwarded, "append", xff_names,
+                    "X-Forwarded-For/-Proto/-Host on forwarded requests: off, append (to what "
+                    "came) or replace (trust nothing that came)"),
+    TP_SETTING_BOOL(tp_forwarding_cfg_t, forwarded, "false",
+                    "append an RFC 7239 Forwarded element (for, proto, host)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t forwarding_schema = {
+    .name = "forwarding", .size = sizeof(tp_forwarding_cfg_t), .settings = forwarding_settings};
+
 static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
     tp_endpoint_cfg_t *ep = section;
     if (ep->listen.n == 0) {
@@ -157,10 +315,16 @@ static int endpoint_check(void *section, char *err, size_t errlen, const char **
         snprintf(err, errlen, "an endpoint needs at least one listen address");
         return TP_ERR_CONFIG;
     }
-    if (ep->type == TP_ONRAMP_HTTP_PROXY && ep->upstream) {
+    if (ep->type != TP_ONRAMP_TCP && ep->upstream) {
         *key = "upstream";
         snprintf(err, errlen,
-                 "'upstream' is for tcp endpoints; an http_proxy goes where each request says");
+                 "'upstream' is for tcp endpoints; http_proxy goes where each request says, http "
+                 "where its routes say");
+        return TP_ERR_CONFIG;
+    }
+    if (ep->type != TP_ONRAMP_HTTP && ep->routes.n) {
+        *key = "routes";
+        snprintf(err, errlen, "'routes' are for http endpoints");
         return TP_ERR_CONFIG;
     }
     return 0;
@@ -168,6 +332,34 @@ static int endpoint_check(void *section, char *err, size_t errlen, const char **
 
 static int root_check(void *section, char *err, size_t errlen, const char **key) {
     tp_config_t *cfg = section;
+    for (size_t i = 0; i < cfg->upstreams.n; i++) {
+        const tp_upstream_cfg_t *a = TP_LIST_AT(tp_upstream_cfg_t, cfg->upstreams, i);
+        for (size_t j = i + 1; j < cfg->upstreams.n; j++)
+            if (strcmp(a->name, TP_LIST_AT(tp_upstream_cfg_t, cfg->upstreams, j)->name) == 0) {
+                *key = "upstreams";
+                snprintf(err, errlen, "upstream name '%s' is used twice", a->name);
+                return TP_ERR_CONFIG;
+            }
+    }
+    for (size_t i = 0; i < cfg->endpoints.n; i++) {
+        tp_endpoint_cfg_t *ep = TP_LIST_AT(tp_endpoint_cfg_t, cfg->endpoints, i);
+        for (size_t r = 0; r < ep->routes.n; r++) {
+            tp_route_cfg_t *rt = TP_LIST_AT(tp_route_cfg_t, ep->routes, r);
+            rt->upstream_index = -1;
+            if (!rt->upstream)
+                continue;
+            for (size_t u = 0; u < cfg->upstreams.n && rt->upstream_index < 0; u++)
+                if (strcmp(rt->upstream, TP_LIST_AT(tp_upstream_cfg_t, cfg->upstreams, u)->name) ==
+                    0)
+                    rt->upstream_index = (int)u;
+            if (rt->upstream_index < 0) {
+                *key = "endpoints";
+                snprintf(err, errlen, "endpoint '%s', route %zu: no upstream named '%s'", ep->name,
+                         r + 1, rt->upstream);
+                return TP_ERR_CONFIG;
+            }
+        }
+    }
     for (size_t i = 0; i < cfg->endpoints.n; i++) {
         const tp_endpoint_cfg_t *a = TP_LIST_AT(tp_endpoint_cfg_t, cfg->endpoints, i);
         for (size_t j = i + 1; j < cfg->endpoints.n; j++) {
@@ -204,8 +396,8 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
          .type = TP_SETTING_T_ENUM,
          .offset = offsetof(tp_endpoint_cfg_t, type),
          .names = onramp_names,
-         .doc =
-             "on-ramp: tcp (L4 to 'upstream') or http_proxy (HTTP/1.1 forward proxy with CONNECT)",
+         .doc = "on-ramp: tcp (L4 to 'upstream'), http_proxy (HTTP/1.1 forward proxy with "
+                "CONNECT) or http (HTTP/1.1 server: reverse proxy by routes, or hooks answer)",
          .flags = TP_SETTING_REQUIRED},
         TP_SETTING_ADDRS(
             tp_endpoint_cfg_t, listen, NULL,
@@ -229,6 +421,10 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
                            "name resolution for upstreams (c-ares, per worker, cached)"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, egress, &egress_schema,
                            "upstream connections: Happy Eyeballs and socket options"),
+        TP_SETTING_LIST(tp_endpoint_cfg_t, routes, &route_schema,
+                        "http: where requests go, the first match wins"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, forwarding, &forwarding_schema,
+                           "http and http_proxy: the headers this hop adds (Via, X-Forwarded-*)"),
         {.name = "app",
          .type = TP_SETTING_T_SECTION,
          .offset = offsetof(tp_endpoint_cfg_t, app),
@@ -243,13 +439,15 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
         .size = sizeof(tp_endpoint_cfg_t),
         .settings = s->endpoint_settings,
         .check = endpoint_check,
-        .example = "name: proxy\ntype: http_proxy\nlisten: [127.0.0.1:8080]\n",
+        .example = "name: proxy\ntype: http_proxy\nlisten: [127.0.0.1:8080]\nroutes: []\n",
     };
 
     const tp_setting_t root[] = {
         TP_SETTING_SECTION(tp_config_t, runtime, &runtime_schema, "process-wide settings"),
         TP_SETTING_LIST(tp_config_t, endpoints, &s->endpoint,
                         "listeners, each with its on-ramp and settings"),
+        TP_SETTING_LIST(tp_config_t, upstreams, &upstream_schema,
+                        "named server groups that http endpoints' routes send requests to"),
         {.name = "app",
          .type = TP_SETTING_T_SECTION,
          .offset = offsetof(tp_config_t, app),
