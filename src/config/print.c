@@ -1,6 +1,7 @@
 /* print.c: the complete, commented default configuration (--print-default-config), from schemas. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <yaml.h>
@@ -239,6 +240,38 @@ static void print_list(printer_t *P, const tp_setting_t *s, yaml_node_t *ex, int
         yaml_document_delete(&doc);
 }
 
+/* Prints one item of the list `s` with its defaults, every line commented out, so that the
+ * printed configuration documents the item's keys and still loads as an empty list. */
+static void print_commented_item(printer_t *P, const tp_setting_t *s, int indent) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) {
+        P->rc = TP_ERR_NOMEM;
+        return;
+    }
+    FILE *saved = P->out;
+    P->out = mem;
+    fprintf(mem, "%*s%s:\n", indent, "", s->name);
+    print_list(P, s, NULL, indent);
+    P->out = saved;
+    fclose(mem);
+    fprintf(saved, "%*s# for example:\n", indent, "");
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        size_t sp = strspn(line, " ");
+        if (sp > n)
+            sp = n;
+        if (line[sp] == '#') /* already a comment: as it is */
+            fprintf(saved, "%.*s\n", (int)n, line);
+        else
+            fprintf(saved, "%.*s# %.*s\n", (int)sp, line, (int)(n - sp), line + sp);
+        line = nl ? nl + 1 : line + n;
+    }
+    free(text);
+}
+
 static void print_value(printer_t *P, const tp_setting_t *s, yaml_node_t *ex) {
     FILE *out = P->out;
     if (ex && ex->type == YAML_SEQUENCE_NODE && is_list_type(s->type)) {
@@ -295,6 +328,12 @@ static void print_setting(printer_t *P, const tp_setting_t *s, yaml_node_t *ex, 
         if (ex && ex->type == YAML_SEQUENCE_NODE &&
             ex->data.sequence.items.start == ex->data.sequence.items.top) {
             fprintf(out, "%*s%s%s: []\n", at, "", lead, s->name);
+            return;
+        }
+        if (!ex && !s->sub->example) {
+            /* An optional list with no example: empty, and one item documented in comments. */
+            fprintf(out, "%*s%s%s: []\n", at, "", lead, s->name);
+            print_commented_item(P, s, indent);
             return;
         }
         fprintf(out, "%*s%s%s:\n", at, "", lead, s->name);
