@@ -18,7 +18,7 @@ extern "C" {
  */
 typedef struct tp_endpoint tp_endpoint_t; /* a configured listener set */
 typedef struct tp_conn tp_conn_t;         /* an ingress (client) connection */
-typedef struct tp_request tp_request_t;   /* an HTTP request (CONNECT or absolute-form) */
+typedef struct tp_request tp_request_t;   /* an HTTP request and its exchange */
 typedef struct tp_response tp_response_t; /* the response Turnpike is about to send */
 typedef struct tp_egress tp_egress_t;     /* one upstream connection being set up */
 
@@ -29,6 +29,7 @@ typedef enum tp_verdict {
     TP_VERDICT_BLOCK,     /* refuse: close the flow, or answer `status` on HTTP flows */
     TP_VERDICT_REDIRECT,  /* egress and CONNECT: connect to `addr` instead (ingress: a block) */
     TP_VERDICT_PENDING,   /* the hook called tp_pending_new() and will complete later */
+    TP_VERDICT_RESPOND,   /* HTTP requests: answer with the response built by tp_respond() */
 } tp_verdict_t;
 
 /* What a deciding hook returns. Build it with the helpers below. */
@@ -98,6 +99,40 @@ tp_pending_t *tp__pending_new_egress(tp_egress_t *eg, uint64_t timeout_ms);
 /* Completes a pending decision: 0 if applied, TP_ERR_CLOSED if the flow died or timed out. */
 int tp_pending_complete(tp_pending_t *p, tp_decision_t decision);
 
+/* ---- Body decisions ----------------------------------------------------------------------- */
+
+/* What a body hook does with the chunk it was shown (Envoy's vocabulary). */
+typedef enum tp_body_action {
+    TP_BODY_CONTINUE = 0, /* pass it on (as rewritten), after whatever was held before it */
+    TP_BODY_BUFFER,       /* hold it with what is held, show the next chunk (up to the limit) */
+    TP_BODY_WATERMARK,    /* hold it and stop reading that side until tp_body_resume() */
+    TP_BODY_BLOCK,        /* abort the exchange; the client gets `status` if nothing went out */
+} tp_body_action_t;
+
+typedef struct tp_body_decision {
+    tp_body_action_t action;
+    uint16_t status;     /* BLOCK: the answer (0: 403 for requests, 502 for responses) */
+    const char *error;   /* BLOCK: Proxy-Status error type, static (NULL: a default) */
+    const char *details; /* BLOCK: Proxy-Status details, static, or NULL */
+} tp_body_decision_t;
+
+static inline tp_body_decision_t tp_body_continue(void) {
+    tp_body_decision_t d = {.action = TP_BODY_CONTINUE};
+    return d;
+}
+static inline tp_body_decision_t tp_body_buffer(void) {
+    tp_body_decision_t d = {.action = TP_BODY_BUFFER};
+    return d;
+}
+static inline tp_body_decision_t tp_body_watermark(void) {
+    tp_body_decision_t d = {.action = TP_BODY_WATERMARK};
+    return d;
+}
+static inline tp_body_decision_t tp_body_block(uint16_t status, const char *error) {
+    tp_body_decision_t d = {.action = TP_BODY_BLOCK, .status = status, .error = error};
+    return d;
+}
+
 /* ---- Context accessors -------------------------------------------------------------------- */
 
 /* The endpoint's configured name. */
@@ -131,8 +166,77 @@ tp_str_t tp_request_header(const tp_request_t *req, const char *name);
 /* The ingress connection the request came on. */
 tp_conn_t *tp_request_conn(const tp_request_t *req);
 
+/*
+ * Rewriting a request, in http.handle_request (before it is forwarded; afterwards they return
+ * TP_ERR_STATE). Header names must be tokens and values free of control characters
+ * (TP_ERR_INVAL); the changes are bounded (64 added lines, 8 KiB: TP_ERR_TOO_LARGE).
+ * tp_request_header() sees the changes. Framing and hop-by-hop headers (Content-Length,
+ * Transfer-Encoding, Connection, ...) are Turnpike's: changes to them are ignored when the head
+ * is written.
+ */
+/* The path and query the upstream will be asked for ("/" at least). */
+tp_str_t tp_request_path(const tp_request_t *req);
+/* Replaces the path and query: it must start with '/' and hold no space or control character. */
+int tp_request_set_path(tp_request_t *req, const char *path);
+/* Replaces every field called `name` by one with this value. */
+int tp_request_set_header(tp_request_t *req, const char *name, const char *value);
+/* Adds a field (after the others). */
+int tp_request_add_header(tp_request_t *req, const char *name, const char *value);
+/* Removes every field called `name`. */
+int tp_request_remove_header(tp_request_t *req, const char *name);
+/* An http endpoint: send the request to the upstream group called `name` whatever the routes
+ * said. TP_ERR_NOTFOUND when no group has that name. */
+int tp_request_set_upstream(tp_request_t *req, const char *name);
+
+/*
+ * Answers the request directly, without an upstream (Turnpike as an API server): status 200..599,
+ * an optional Content-Type and body (copied; at most 16 MiB), plus any headers added with
+ * tp_response_add_header(tp_request_response(req), ...) before. Return its result from
+ * handle_request, or pass it to tp_pending_complete(). The connection stays open for the next
+ * request (a request body still coming is read and dropped). On a bad argument or out of memory
+ * it returns a block decision (500).
+ */
+tp_decision_t tp_respond(tp_request_t *req, uint16_t status, const char *content_type,
+                         const void *body, size_t len);
+/* The direct response being built, for tp_response_add_header() before tp_respond(). */
+tp_response_t *tp_request_response(tp_request_t *req);
+
+/*
+ * Bodies, in the body hooks. A chunk is what one read brought (de-chunked), possibly empty on the
+ * last call (end set). Held bytes (TP_BODY_BUFFER, TP_BODY_WATERMARK) go on, in order, before the
+ * chunk that continues. While a body hook holds bytes, the message's head is held too (nothing of
+ * the message has gone out), so a block or an overflow still gets a clean answer.
+ */
+typedef struct tp_body tp_body_t;
+/* This chunk's bytes (as rewritten so far). */
+const uint8_t *tp_body_data(const tp_body_t *body, size_t *len);
+/* True on the last call for this body. */
+bool tp_body_is_end(const tp_body_t *body);
+/* The bytes held from earlier chunks, in order (not counting this one). */
+const uint8_t *tp_body_held(const tp_body_t *body, size_t *len);
+/* Replaces this chunk's bytes (copied, at most 16 MiB). A Content-Length body must keep its
+ * length unless the head hook called tp_*_body_will_change(). 0, TP_ERR_TOO_LARGE, TP_ERR_NOMEM. */
+int tp_body_rewrite(tp_body_t *body, const void *data, size_t len);
+/* Replaces the held bytes too (e.g. after scanning the whole buffered body). */
+int tp_body_rewrite_held(tp_body_t *body, const void *data, size_t len);
+/* After TP_BODY_WATERMARK: pass the held bytes on and read that side again (same loop).
+ * `response` picks the body. 0, TP_ERR_STATE when nothing is held by a watermark. */
+int tp_body_resume(tp_request_t *req, bool response);
+/* In handle_request / handle_response: the body hook may change the body's length, so it goes
+ * out chunked (without Content-Length). */
+int tp_request_body_will_change(tp_request_t *req);
+int tp_response_body_will_change(tp_response_t *resp);
+
 /* The status Turnpike is about to send. */
 uint16_t tp_response_status(const tp_response_t *resp);
+/* In http.handle_response: the first field called `name` of the upstream's response, with the
+ * hook's changes; elsewhere, among the added headers. {NULL, 0} when absent. */
+tp_str_t tp_response_header(const tp_response_t *resp, const char *name);
+/* In http.handle_response: sends this status instead (200..599; TP_ERR_INVAL otherwise). */
+int tp_response_set_status(tp_response_t *resp, uint16_t status);
+/* Replaces every field called `name` by one with this value; removes every field so called. */
+int tp_response_set_header(tp_response_t *resp, const char *name, const char *value);
+int tp_response_remove_header(tp_response_t *resp, const char *name);
 /* Adds a header to the response (copied). Returns 0, TP_ERR_INVAL for a name or value with
  * characters HTTP forbids, TP_ERR_TOO_LARGE past 64 headers or 8 KiB, TP_ERR_NOMEM. */
 int tp_response_add_header(tp_response_t *resp, const char *name, const char *value);
@@ -288,6 +392,28 @@ typedef struct tp_http_request_hook {
     tp_decision_t (*handle_proxy_connect_request)(void *self, tp_request_t *req);
     /* The CONNECT tunnel is about to be answered (2xx or an error); may add response headers. */
     void (*handle_proxy_connect_response)(void *self, tp_request_t *req, tp_response_t *resp);
+    /*
+     * Any other request's head has arrived (absolute-form on an http_proxy endpoint, origin-form
+     * on an http endpoint, after its route was found). The hook may rewrite the path and headers
+     * and, on an http endpoint, choose the upstream group (tp_request_set_upstream). Then: allow
+     * (forward it), block with a status (default 403) and a Proxy-Status error, respond directly
+     * (tp_respond), or redirect (connect to decision.addr instead; the policy still applies).
+     * May pend.
+     */
+    tp_decision_t (*handle_request)(void *self, tp_request_t *req);
+    /* The upstream's response head has arrived (not an interim 1xx): the hook may change its
+     * status and headers before it goes to the client. Not for responses Turnpike makes itself. */
+    void (*handle_response)(void *self, tp_request_t *req, tp_response_t *resp);
+    /*
+     * Each chunk of a forwarded request's body (not for CONNECT, nor for requests answered
+     * directly), in order, then once more with end set (len may be 0). Continue, buffer,
+     * watermark or block (see tp_body_action_t). Memory stays bounded: what a hook holds is
+     * limited by limits.max_body_buffer (past it: 413), and a watermark stops reading the client.
+     */
+    tp_body_decision_t (*handle_request_body)(void *self, tp_request_t *req, tp_body_t *body);
+    /* The same for the upstream's response body (past the limit: 502, or an aborted response
+     * when its head already went out). */
+    tp_body_decision_t (*handle_response_body)(void *self, tp_request_t *req, tp_body_t *body);
 } tp_http_request_hook_t;
 
 /* PROXY protocol: the header an endpoint with `proxy_protocol` set reads first. */

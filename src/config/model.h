@@ -61,7 +61,9 @@ typedef struct tp_timeouts_cfg {
 typedef struct tp_limits_cfg {
     uint64_t max_header_bytes; /* request line plus headers */
     int64_t max_headers;
-    int64_t max_connections; /* per worker; 0 = unlimited */
+    uint64_t max_body_size;   /* request bodies larger are refused with 413 (0 = unlimited) */
+    uint64_t max_body_buffer; /* bytes a body hook may hold (TP_BODY_BUFFER) per body */
+    int64_t max_connections;  /* per worker; 0 = unlimited */
 } tp_limits_cfg_t;
 
 typedef struct tp_egress_cfg {

@@ -68,6 +68,11 @@ static const tp_setting_t limits_settings[] = {
                     "request line plus headers larger than this get 431"),
     TP_SETTING_INT(tp_limits_cfg_t, max_headers, "100", 1, 10000,
                    "requests with more header fields than this get 431"),
+    TP_SETTING_SIZE(tp_limits_cfg_t, max_body_size, "0", 0, (uint64_t)1 << 50,
+                    "request bodies larger than this get 413 (0 = unlimited)"),
+    TP_SETTING_SIZE(tp_limits_cfg_t, max_body_buffer, "1MiB", TP_KIB(4), TP_MIB(256),
+                    "bytes a body hook may hold back per body (then 413 for requests, 502 for "
+                    "responses)"),
     TP_SETTING_INT(tp_limits_cfg_t, max_connections, "0", 0, 10000000,
                    "open client connections per worker and endpoint; more are closed at accept (0 "
                    "= unlimited)"),
@@ -249,7 +254,6 @@ static const tp_schema_t upstream_schema = {
     .size = sizeof(tp_upstream_cfg_t),
     .settings = upstream_settings,
     .check = upstream_check,
-    .example = "name: api\nservers: [127.0.0.1:8081, 127.0.0.1:8082]\n",
 };
 
 static int route_check(void *section, char *err, size_t errlen, const char **key) {
@@ -439,7 +443,7 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
         .size = sizeof(tp_endpoint_cfg_t),
         .settings = s->endpoint_settings,
         .check = endpoint_check,
-        .example = "name: proxy\ntype: http_proxy\nlisten: [127.0.0.1:8080]\nroutes: []\n",
+        .example = "name: proxy\ntype: http_proxy\nlisten: [127.0.0.1:8080]\n",
     };
 
     const tp_setting_t root[] = {

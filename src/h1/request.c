@@ -81,9 +81,14 @@ static int on_headers_done(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     tp_h1_req_t *r = req_of(p);
-    if (r->on_body && r->on_body(r->ctx, at, len) != 0) {
+    int rc = r->on_body ? r->on_body(r->ctx, at, len) : 0;
+    if (rc < 0) {
         r->err_detail = "request body could not be forwarded";
         return HPE_USER;
+    }
+    if (rc > 0) { /* the consumer holds the body: stop after this chunk */
+        r->event = TP_H1_REQ_PAUSE;
+        return HPE_PAUSED;
     }
     return 0;
 }

@@ -15,6 +15,7 @@ typedef enum tp_h1_req_event {
     TP_H1_REQ_HEAD,     /* a request head is complete (the body, if any, is not parsed yet) */
     TP_H1_REQ_MESSAGE,  /* the request (head and body) is complete */
     TP_H1_REQ_ERROR,    /* malformed or over a limit: see status and detail */
+    TP_H1_REQ_PAUSE,    /* on_body asked to stop after its chunk; call again to go on */
 } tp_h1_req_event_t;
 
 typedef struct tp_h1_req {
@@ -26,7 +27,8 @@ typedef struct tp_h1_req {
     bool kick;              /* after a head, run once more even with no bytes */
     void *ctx;
     void (*on_begin)(void *ctx);
-    /* Body bytes as they are parsed (de-chunked); non-zero stops the parser with an error. */
+    /* Body bytes as they are parsed (de-chunked); negative stops the parser with an error,
+     * positive pauses it after this chunk (TP_H1_REQ_PAUSE). */
     int (*on_body)(void *ctx, const char *at, size_t len);
 } tp_h1_req_t;
 

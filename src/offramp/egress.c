@@ -535,7 +535,7 @@ void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size
     eg->req = req;
     eg->cb = cb;
     eg->port = port;
-    eg->trusted = req == NULL; /* L4: the configured upstream */
+    eg->trusted = req == NULL || tp__request_trusted(req); /* configured upstreams */
     eg->ncands = eg->next = eg->nattempts = eg->override_n = 0;
     tp__egress_release(conn);
     eg->overriding = eg->deciding = eg->dns_more = false;

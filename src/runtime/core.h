@@ -74,7 +74,8 @@ struct tp_worker {
     size_t nlisteners;
     tp_bufpool_t bufs;
     struct tp_wreq *free_wreqs;
-    tp_conn_t *conns; /* intrusive list of live connections */
+    struct tp_group **groups; /* this worker's instance of each configured upstream group */
+    tp_conn_t *conns;         /* intrusive list of live connections */
     size_t nconns;
     uint64_t next_id;
     bool draining;
@@ -260,6 +261,9 @@ void tp__pp_log_refused(tp_conn_t *conn, const char *reason);
 /* ---- offramp/egress.c ---- */
 /* Resolves host, runs egress.handle_connection, applies the destination policy and connects
  * conn->up; cb runs with NULL on success (after handle_connection_established) or a failure. */
+/* True when the request goes to a server of a configured upstream group (the operator's choice,
+ * exempt from the destination policy like an L4 endpoint's upstream). */
+bool tp__request_trusted(const tp_request_t *req);
 void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size_t hostlen,
                       uint16_t port, tp_egress_cb cb);
 /* The connect deadline passed: fail the set-up with 504 connection_timeout. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dns/resolver.h"
+#include "offramp/group.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
 
@@ -84,7 +85,13 @@ static int worker_dns_open(tp_endpoint_t *ep) {
     return tp__dns_new(&ep->worker->loop, &s, &ep->dns);
 }
 
+/* Closes what the worker's endpoints use besides connections: resolvers and upstream groups. */
 static void close_resolvers(tp_worker_t *w) {
+    for (size_t u = 0; w->groups && u < w->server->cfg.upstreams.n; u++)
+        if (w->groups[u]) {
+            tp__group_close(w->groups[u]);
+            w->groups[u] = NULL;
+        }
     for (size_t e = 0; w->endpoints && e < w->server->cfg.endpoints.n; e++)
         if (w->endpoints[e].dns) {
             tp__dns_close(w->endpoints[e].dns, NULL, NULL);
@@ -176,7 +183,9 @@ static void log_ready(tp_server_t *srv) {
         len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"name\":", e ? "," : "");
         len = tp__json_escape(json, sizeof(json), len, cfg->name, strlen(cfg->name));
         len += (size_t)snprintf(json + len, sizeof(json) - len, ",\"type\":\"%s\",\"listen\":[",
-                                cfg->type == TP_ONRAMP_TCP ? "tcp" : "http_proxy");
+                                cfg->type == TP_ONRAMP_TCP    ? "tcp"
+                                : cfg->type == TP_ONRAMP_HTTP ? "http"
+                                                              : "http_proxy");
         /* Worker 0's listeners carry the bound ports (port 0 resolved). */
         bool first = true;
         for (size_t i = 0; i < srv->workers[0].nlisteners && len < sizeof(json) - 100; i++) {
@@ -216,6 +225,7 @@ static void worker_free(tp_worker_t *w, size_t nep) {
     uv_loop_close(&w->loop);
     free(w->endpoints);
     free(w->listeners);
+    free(w->groups);
 }
 
 /* Undoes a start-up that failed part way: workers [0, ninit) have loops, handles and sockets. */
@@ -263,10 +273,21 @@ int tp__worker_run_all(tp_server_t *srv) {
         tp__bufpool_init(&w->bufs, (uint32_t)srv->cfg.runtime.buffer_size, 256);
         w->endpoints = calloc(nep ? nep : 1, sizeof(*w->endpoints));
         w->listeners = calloc(nl ? nl : 1, sizeof(*w->listeners));
-        if (!w->endpoints || !w->listeners) {
+        size_t nup = srv->cfg.upstreams.n;
+        w->groups = calloc(nup ? nup : 1, sizeof(struct tp_group *));
+        if (!w->endpoints || !w->listeners || !w->groups) {
             status = 1;
             continue;
         }
+        for (size_t u = 0; u < nup && status == 0; u++) {
+            const tp_upstream_cfg_t *ucfg = TP_LIST_AT(tp_upstream_cfg_t, srv->cfg.upstreams, u);
+            if (tp__group_new(&w->loop, ucfg, &w->groups[u]) != 0) {
+                fprintf(stderr, "turnpike: upstream '%s': cannot set it up\n", ucfg->name);
+                status = 1;
+            }
+        }
+        if (status != 0)
+            continue;
         size_t li = 0;
         for (size_t e = 0; e < nep; e++) {
             tp_endpoint_t *ep = &w->endpoints[e];

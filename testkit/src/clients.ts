@@ -84,10 +84,30 @@ export interface HttpResponse {
 
 /** Sends one request through an HTTP proxy endpoint, in absolute form, and reads the whole response. */
 export function proxyRequest(proxy: Target, options: ProxyRequestOptions): Promise<HttpResponse> {
-    const { host, port } = resolveTarget(proxy);
     const url = new URL(options.url);
+    return send(proxy, url.href, { host: url.host, ...options.headers }, options);
+}
+
+export interface HttpRequestOptions extends Omit<ProxyRequestOptions, 'url'> {
+    /** The origin-form target, e.g. "/api/x?y=1" (default "/"). */
+    path?: string;
+    /** The Host header (default: the server's host:port); `null` sends none. */
+    host?: string | null;
+}
+
+/** Sends one request to an HTTP server endpoint (a reverse proxy), in origin form, and reads the whole response. */
+export function httpRequest(server: Target, options: HttpRequestOptions = {}): Promise<HttpResponse> {
+    const { host, port } = resolveTarget(server);
+    const headers: http.OutgoingHttpHeaders = { ...options.headers };
+    if (options.host !== null && !Object.keys(headers).some((k) => k.toLowerCase() === 'host'))
+        headers.host = options.host ?? `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    return send(server, options.path ?? '/', headers, options);
+}
+
+function send(target: Target, path: string, headers: http.OutgoingHttpHeaders, options: Omit<ProxyRequestOptions, 'url'>): Promise<HttpResponse> {
+    const { host, port } = resolveTarget(target);
+    const url = { href: path };
     const method = (options.method ?? 'GET').toUpperCase();
-    const headers: http.OutgoingHttpHeaders = { host: url.host, ...options.headers };
     const body = options.body;
     const isBytes = typeof body === 'string' || body instanceof Uint8Array;
     const hasHeader = (name: string) => Object.keys(headers).some((k) => k.toLowerCase() === name);

@@ -5,11 +5,13 @@
 export { cleanup, openResources, track } from './cleanup.js';
 export {
     connectTunnel,
+    httpRequest,
     proxyRequest,
     rawHttp,
     rawTcp,
     RawConnection,
     type ConnectTunnelOptions,
+    type HttpRequestOptions,
     type HttpResponse,
     type Pattern,
     type ProxyRequestOptions,

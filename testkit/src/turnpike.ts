@@ -29,7 +29,7 @@ export type LogMatcher = ((line: LogLine) => boolean) | Partial<LogLine>;
 /** A listening endpoint, from the `ready` log line. */
 export interface Endpoint {
     name: string;
-    /** 'http_proxy' | 'tcp' */
+    /** 'http_proxy' | 'http' | 'tcp' */
     type: string;
     /** Host of the first listen address ('127.0.0.1', '::1'). */
     host: string;

@@ -1,0 +1,189 @@
+/**
+ * The http on-ramp as a reverse proxy: routes to upstream groups, round robin, Host kept, Via and
+ * X-Forwarded-*, bad requests, and upstream faults (refused, reset before headers, reset mid-body,
+ * an idempotent retry on another server, a POST not retried).
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { afterEach, describe, it } from 'node:test';
+
+import {
+    cleanup,
+    closedPort,
+    httpRequest,
+    parseProxyStatus,
+    rawHttp,
+    startHttpOrigin,
+    startTcpServer,
+    withTurnpike,
+    type HttpOrigin,
+} from '../src/index.js';
+
+function config(upstreams: { name: string; servers: string[]; retries?: number }[], routes: object[], extra: object = {}) {
+    return {
+        runtime: { workers: 1, trace_hooks: true },
+        endpoints: [{ name: 'web', type: 'http', listen: ['127.0.0.1:0'], routes, ...extra }],
+        upstreams,
+    };
+}
+
+const at = (o: { port: number }) => `127.0.0.1:${o.port}`;
+const seenBy = (o: HttpOrigin) => o.requests.length;
+
+describe('reverse proxy (http endpoint)', () => {
+    afterEach(cleanup);
+
+    it('routes by path prefix, host and method; round robin over a group; no route is 404', { timeout: 30_000 }, async () => {
+        const [a1, a2, b] = [await startHttpOrigin(), await startHttpOrigin(), await startHttpOrigin()];
+        const cfg = config(
+            [
+                { name: 'api', servers: [at(a1), at(a2)] },
+                { name: 'static', servers: [at(b)] },
+            ],
+            [
+                { path_prefix: '/api/', upstream: 'api' },
+                { host: '*.static.test', upstream: 'static' },
+                { methods: ['DELETE'], upstream: 'static' },
+            ],
+        );
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            for (let i = 0; i < 4; i++) {
+                const res = await httpRequest(web, { path: `/api/item/${i}?q=${i}` });
+                assert.equal(res.status, 200, res.text());
+                assert.equal(res.json<{ url: string }>().url, `/api/item/${i}?q=${i}`);
+            }
+            assert.equal(seenBy(a1), 2, 'round robin: half to each');
+            assert.equal(seenBy(a2), 2);
+            assert.equal((await httpRequest(web, { path: '/x', host: 'img.static.test' })).status, 200);
+            assert.equal((await httpRequest(web, { path: '/x', method: 'DELETE' })).status, 200);
+            assert.equal(seenBy(b), 2);
+            const none = await httpRequest(web, { path: '/nothing' });
+            assert.equal(none.status, 404);
+            assert.equal(parseProxyStatus(none.headers['proxy-status'])[0]?.params.error, 'destination_not_found');
+            const apex = await httpRequest(web, { path: '/x', host: 'static.test' });
+            assert.equal(apex.status, 404, '*.static.test does not match static.test itself');
+        });
+    });
+
+    it('keeps Host, adds Via both ways and X-Forwarded-* (append by default, replace on request)', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin();
+        const routes = [{ upstream: 'o' }];
+        await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], routes) }, async (tp) => {
+            const res = await httpRequest(tp.endpoint('web'), {
+                path: '/h',
+                host: 'app.example:8443',
+                headers: { 'x-forwarded-for': '203.0.113.7', connection: 'keep-alive, x-drop', 'x-drop': 'hop' },
+            });
+            assert.equal(res.status, 200);
+            assert.equal(res.headers.via, '1.1 turnpike');
+            const seen = o.requests[0]!;
+            assert.equal(seen.headers.host, 'app.example:8443', 'the client Host goes to the origin');
+            assert.equal(seen.headers.via, '1.1 turnpike');
+            assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+            assert.equal(seen.headers['x-forwarded-proto'], 'http');
+            assert.equal(seen.headers['x-forwarded-host'], 'app.example:8443');
+            assert.equal(seen.headers['x-drop'], undefined, 'a header named in Connection is hop-by-hop');
+        });
+        const forwarding = { x_forwarded: 'replace', forwarded: true, via_name: 'edge-1' };
+        await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], routes, { forwarding }) }, async (tp) => {
+            await httpRequest(tp.endpoint('web'), { path: '/r', host: 'app.example', headers: { 'x-forwarded-for': '203.0.113.7' } });
+            const seen = o.requests.at(-1)!;
+            assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'replace trusts nothing that came');
+            assert.equal(seen.headers.forwarded, 'for=127.0.0.1;proto=http;host=app.example');
+            assert.equal(seen.headers.via, '1.1 edge-1');
+        });
+    });
+
+    it('serves several requests on one client connection (keep-alive both ways)', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin();
+        await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
+            const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+            const ports = new Set<number>();
+            for (let i = 0; i < 5; i++) {
+                const res = await httpRequest(tp.endpoint('web'), { path: `/k${i}`, agent, method: i % 2 ? 'POST' : 'GET', body: i % 2 ? 'x'.repeat(1000) : undefined });
+                assert.equal(res.status, 200);
+                ports.add(res.localPort);
+            }
+            agent.destroy();
+            assert.equal(ports.size, 1, 'one client connection');
+            assert.equal(new Set(o.connectionPorts).size, 1, 'one upstream connection');
+        });
+    });
+
+    it('bad requests: no Host, two Hosts, CONNECT', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin();
+        await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
+            const web = tp.endpoint('web');
+            const noHost = await rawHttp(web, 'GET / HTTP/1.1\r\n\r\n');
+            assert.equal(noHost.response?.status, 400);
+            const twoHosts = await rawHttp(web, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+            assert.equal(twoHosts.response?.status, 400);
+            const connect = await rawHttp(web, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+            assert.equal(connect.response?.status, 405);
+            assert.equal(o.requests.length, 0);
+        });
+    });
+
+    it('upstream faults: refused, reset before headers, reset mid-body; a GET is retried elsewhere, a POST is not', { timeout: 30_000 }, async () => {
+        const good = await startHttpOrigin();
+        const refused = await closedPort();
+        const resetter = await startTcpServer((s) => s.on('data', () => s.resetAndDestroy()));
+        const midBody = await startTcpServer((s) =>
+            s.once('data', () => {
+                s.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n' + 'x'.repeat(1000));
+                setTimeout(() => s.resetAndDestroy(), 50);
+            }),
+        );
+        const cfg = config(
+            [
+                { name: 'refusing', servers: [`127.0.0.1:${refused}`], retries: 0 },
+                { name: 'resetting', servers: [at(resetter)], retries: 0 },
+                { name: 'cut', servers: [at(midBody)], retries: 0 },
+                { name: 'mixed', servers: [`127.0.0.1:${refused}`, at(good)], retries: 1 },
+            ],
+            [
+                { path_prefix: '/refused', upstream: 'refusing' },
+                { path_prefix: '/reset', upstream: 'resetting' },
+                { path_prefix: '/cut', upstream: 'cut' },
+                { path_prefix: '/mixed', upstream: 'mixed' },
+            ],
+        );
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            const r1 = await httpRequest(web, { path: '/refused' });
+            assert.equal(r1.status, 502);
+            assert.equal(parseProxyStatus(r1.headers['proxy-status'])[0]?.params.error, 'connection_refused');
+            const r2 = await httpRequest(web, { path: '/reset' });
+            assert.equal(r2.status, 502, r2.text());
+            assert.ok(r2.headers['proxy-status'], 'Proxy-Status on a reset before headers');
+            await assert.rejects(httpRequest(web, { path: '/cut' }), 'a cut body is an aborted transfer, never a complete one');
+            // Round robin starts with the refusing server: the GET goes on to the good one.
+            const before = good.requests.length;
+            const g = await httpRequest(web, { path: '/mixed/get' });
+            assert.equal(g.status, 200, 'the idempotent GET was retried on the other server');
+            assert.equal(good.requests.length, before + 1);
+            await tp.waitForLog({ msg: 'retrying on another server' });
+            // The next pick is the good server; the one after, the refusing one: a POST is not retried.
+            assert.equal((await httpRequest(web, { path: '/mixed/get2' })).status, 200);
+            const p = await httpRequest(web, { path: '/mixed/post', method: 'POST', body: 'data' });
+            assert.equal(p.status, 502, 'a POST is not retried');
+        });
+    });
+
+    it('records the hook order of a proxied request', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin();
+        await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
+            const res = await httpRequest(tp.endpoint('web'), { path: '/order' });
+            assert.equal(res.status, 200);
+            assert.deepEqual(await tp.hooksFor(res.localPort), [
+                'ingress.handle_connection',
+                'http.handle_request',
+                'egress.handle_connection',
+                'egress.handle_connection_established',
+                'http.handle_response',
+                'ingress.handle_connection_close',
+            ]);
+        });
+    });
+});
