@@ -10,7 +10,7 @@
 #include "runtime/log.h"
 
 /* Virtual nodes per server on the hash ring: with 160 each, a server's share of the keys is
- * within about 10% of the fair share for a handful of servers. */
+ * within about 15% of the fair share for a handful of servers. */
 #define RING_VNODES 160
 
 #define NONE SIZE_MAX
@@ -152,7 +152,7 @@ static const char *outcome_text(tp_group_outcome_t o) {
 
 /* The server behind a pointer the caller got from this group; NULL for NULL or a stranger. */
 static tp_group_srv_t *srv_of(tp_group_t *g, const tp_group_server_t *p) {
-    if (!p || p->index >= g->n || &g->srv[p->index].pub != p)
+    if (!p || !g->srv || p->index >= g->n || &g->srv[p->index].pub != p)
         return NULL;
     return &g->srv[p->index];
 }
@@ -297,14 +297,15 @@ tp_group_server_t *tp__group_server(tp_group_t *g, size_t i) {
 
 /* ---- picking ---- */
 
-static bool eligible(const tp_group_srv_t *s, const tp_group_srv_t *avoid) {
-    return s->pub.healthy && s != avoid;
+/* `avoid` below is a server index, NONE for none. */
+static bool eligible(const tp_group_t *g, size_t i, size_t avoid) {
+    return g->srv[i].pub.healthy && i != avoid;
 }
 
-static size_t pick_round_robin(tp_group_t *g, const tp_group_srv_t *avoid) {
+static size_t pick_round_robin(tp_group_t *g, size_t avoid) {
     for (size_t k = 0; k < g->n; k++) {
         size_t i = (g->rr + k) % g->n;
-        if (eligible(&g->srv[i], avoid))
+        if (eligible(g, i, avoid))
             return i;
     }
     return NONE;
@@ -312,11 +313,11 @@ static size_t pick_round_robin(tp_group_t *g, const tp_group_srv_t *avoid) {
 
 /* Fewest in flight; among equals the first in round-robin order, so that servers that are all
  * idle (the usual case at low load) still take turns. */
-static size_t pick_least_conn(tp_group_t *g, const tp_group_srv_t *avoid) {
+static size_t pick_least_conn(tp_group_t *g, size_t avoid) {
     size_t best = NONE;
     for (size_t k = 0; k < g->n; k++) {
         size_t i = (g->rr + k) % g->n;
-        if (eligible(&g->srv[i], avoid) &&
+        if (eligible(g, i, avoid) &&
             (best == NONE || g->srv[i].pub.inflight < g->srv[best].pub.inflight))
             best = i;
     }
@@ -326,7 +327,7 @@ static size_t pick_least_conn(tp_group_t *g, const tp_group_srv_t *avoid) {
 /* The first point at or after the key's hash (clockwise, wrapping) whose server may be picked.
  * A server that is out is skipped point by point, so only its own keys go elsewhere, each to
  * the next server on the ring, which spreads them over the others. */
-static size_t pick_hash(tp_group_t *g, tp_str_t key, const tp_group_srv_t *avoid) {
+static size_t pick_hash(tp_group_t *g, tp_str_t key, size_t avoid) {
     uint64_t h = mix64(fnv1a(key.ptr, key.len));
     size_t lo = 0, hi = g->nring;
     while (lo < hi) {
@@ -338,7 +339,7 @@ static size_t pick_hash(tp_group_t *g, tp_str_t key, const tp_group_srv_t *avoid
     }
     for (size_t k = 0; k < g->nring; k++) {
         size_t i = g->ring[(lo + k) % g->nring].srv;
-        if (eligible(&g->srv[i], avoid))
+        if (eligible(g, i, avoid))
             return i;
     }
     return NONE;
@@ -346,11 +347,11 @@ static size_t pick_hash(tp_group_t *g, tp_str_t key, const tp_group_srv_t *avoid
 
 /* None is healthy: the one out the longest has had the most time to recover. `avoid` only when
  * it is the group's one server. */
-static size_t longest_out(tp_group_t *g, const tp_group_srv_t *avoid) {
+static size_t longest_out(tp_group_t *g, size_t avoid) {
     size_t best = NONE;
     for (size_t k = 0; k < g->n; k++) {
         size_t i = (g->rr + k) % g->n;
-        if (&g->srv[i] == avoid && g->n > 1)
+        if (i == avoid && g->n > 1)
             continue;
         if (best == NONE || g->srv[i].down_since < g->srv[best].down_since)
             best = i;
@@ -360,18 +361,18 @@ static size_t longest_out(tp_group_t *g, const tp_group_srv_t *avoid) {
 
 tp_group_server_t *tp__group_pick(tp_group_t *g, tp_str_t key, const tp_group_server_t *avoid,
                                   bool any_if_none) {
-    tp_group_srv_t *av = srv_of(g, avoid);
-    size_t i;
+    tp_group_srv_t *as = srv_of(g, avoid);
+    size_t av = as ? avoid->index : NONE, i;
     switch (g->cfg->balance) {
     case TP_BALANCE_LEAST_CONN: i = pick_least_conn(g, av); break;
     case TP_BALANCE_HASH: i = pick_hash(g, key, av); break;
     default: i = pick_round_robin(g, av); break;
     }
-    if (i == NONE && av && av->pub.healthy)
-        i = (size_t)(av - g->srv); /* the only healthy one: a retry there beats none */
+    if (i == NONE && av != NONE && g->srv[av].pub.healthy)
+        i = av; /* the only healthy one: a retry there beats none */
     if (i == NONE && any_if_none)
         i = longest_out(g, av);
-    if (i == NONE)
+    if (i >= g->n)
         return NULL;
     if (g->cfg->balance != TP_BALANCE_HASH)
         g->rr = (i + 1) % g->n;

@@ -19,11 +19,11 @@ typedef struct tp_group_srv {
     bool passive_out; /* max_fails reached: out until out_until */
     bool check_down;  /* `fall` checks failed (or passive took it out): needs `rise` good ones */
     uint64_t out_until;
-    uint64_t down_since;    /* loop time it went out, for any_if_none's "out the longest" */
-    uint64_t window_start;  /* passive: when the current fail_timeout window began */
-    int64_t window_fails;   /* ... and the failures counted in it */
-    int64_t oks_in_row;     /* active: consecutive good checks */
-    int64_t fails_in_row;   /* ... and failed ones */
+    uint64_t down_since;   /* loop time it went out, for any_if_none's "out the longest" */
+    uint64_t window_start; /* passive: when the current fail_timeout window began */
+    int64_t window_fails;  /* ... and the failures counted in it */
+    int64_t oks_in_row;    /* active: consecutive good checks */
+    int64_t fails_in_row;  /* ... and failed ones */
 
     /* Active checks (health.c). One check at a time: `busy` from its start until every resource
      * it used has been given back (address lookup answered, socket closed). */
@@ -56,10 +56,10 @@ struct tp_group {
     size_t n;
     tp_ring_point_t *ring; /* sorted by hash; only for balance hash */
     size_t nring;
-    size_t rr;                 /* round-robin position: the next server to look at */
-    uv_timer_t passive_timer;  /* the earliest out_until of passively failed servers */
-    uint64_t rng;              /* xorshift state for the checks' jitter */
-    size_t open;               /* handles and requests whose callbacks are still to come */
+    size_t rr;                /* round-robin position: the next server to look at */
+    uv_timer_t passive_timer; /* the earliest out_until of passively failed servers */
+    uint64_t rng;             /* xorshift state for the checks' jitter */
+    size_t open;              /* handles and requests whose callbacks are still to come */
     bool closing;
 };
 

@@ -216,10 +216,10 @@ static void test_hash_spread(void **state) {
             /* The same key, the same server, every time. */
             assert_ptr_equal(tp__group_pick(g, k, NULL, false), s);
         }
-        /* Each server's share is within 25% of the fair one. */
+        /* Each server's share is within 20% of the fair one (13.5% at worst today). */
         for (size_t i = 0; i < n; i++) {
             double share = (double)count[i] * (double)n / NKEYS;
-            if (share < 0.75 || share > 1.25)
+            if (share < 0.8 || share > 1.2)
                 fail_msg("%zu servers: server %zu got %zu of %d keys", n, i, count[i], NKEYS);
         }
         /* An empty key hashes like any other. */
@@ -332,8 +332,8 @@ static void test_none_healthy(void **state) {
 static void test_bad_config(void **state) {
     cfgbox_t b;
     tp_group_t *g = (tp_group_t *)&b; /* must be reset to NULL */
-    static const char *const bad[] = {"10.0.0.1", "10.0.0.1:0", "[::1:80", "a b:80", ":80",
-                                      "10.0.0.1:65536"};
+    static const char *const bad[] = {"10.0.0.1", "10.0.0.1:0", "[::1:80",
+                                      "a b:80",   ":80",        "10.0.0.1:65536"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cfg_init(&b, TP_BALANCE_ROUND_ROBIN, 2);
         snprintf(b.text[1], sizeof(b.text[1]), "%s", bad[i]);
@@ -499,7 +499,8 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) 
     if (!strstr(c->buf, "\r\n\r\n") || c->l->reply == REPLY_SILENT)
         return;
     snprintf(c->l->last_request, sizeof(c->l->last_request), "%s", c->buf);
-    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+    static const char ok[] =
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
     static const char down[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
     static const char garbage[] = "SSH-2.0-OpenSSH_9.2\r\n";
     const char *r = c->l->reply == REPLY_200 ? ok : c->l->reply == REPLY_503 ? down : garbage;
@@ -714,14 +715,20 @@ static void test_active_http(void **state) {
     listener_stop(&garbage);
     listener_stop(&silent);
     char *log = capture_end(&cap);
-    snprintf(want, sizeof(want), "\"server\":\"127.0.0.1:%u\",\"healthy\":false,\"reason\":\"2 "
-             "checks failed, the last: answered 503\"}", down.port);
+    snprintf(want, sizeof(want),
+             "\"server\":\"127.0.0.1:%u\",\"healthy\":false,\"reason\":\"2 "
+             "checks failed, the last: answered 503\"}",
+             down.port);
     assert_non_null(strstr(log, want));
-    snprintf(want, sizeof(want), "\"server\":\"127.0.0.1:%u\",\"healthy\":false,\"reason\":\"2 "
-             "checks failed, the last: not an HTTP/1 status line\"}", garbage.port);
+    snprintf(want, sizeof(want),
+             "\"server\":\"127.0.0.1:%u\",\"healthy\":false,\"reason\":\"2 "
+             "checks failed, the last: not an HTTP/1 status line\"}",
+             garbage.port);
     assert_non_null(strstr(log, want));
-    snprintf(want, sizeof(want), "\"server\":\"127.0.0.1:%u\",\"healthy\":false,\"reason\":\"2 "
-             "checks failed, the last: timed out\"}", silent.port);
+    snprintf(want, sizeof(want),
+             "\"server\":\"127.0.0.1:%u\",\"healthy\":false,\"reason\":\"2 "
+             "checks failed, the last: timed out\"}",
+             silent.port);
     assert_non_null(strstr(log, want));
 }
 
