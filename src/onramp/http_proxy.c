@@ -684,13 +684,15 @@ static void on_head(tp_conn_t *conn) {
 static void parse_failed(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     conn->stats.reason = TP_CLOSE_PROTOCOL_ERROR;
-    if (h->state == H1_FORWARDING) {
-        /* A broken body after the head went upstream: nothing sane can follow; abort both. */
+    if (h->state == H1_FORWARDING && h->resp_head_sent) {
+        /* A broken body once a response is on its way: nothing sane can follow; abort both. */
         tp__log_msg(TP_LOG_INFO, "bad request body", "conn %llu: %s", (unsigned long long)conn->id,
                     h->rq.err_detail);
         tp__conn_close(conn, TP_CLOSE_PROTOCOL_ERROR);
         return;
     }
+    /* Also after the head went upstream: respond_error drops that connection mid-body, so the
+     * origin never sees a complete request, and the client learns why. */
     int status = h->rq.err_status ? h->rq.err_status : 400;
     respond_error(conn, (uint16_t)status, "http_request_error", h->rq.err_detail, false);
 }
