@@ -492,7 +492,7 @@ static int on_resp_headers_done(llhttp_t *p) {
     append(&out, &len, &cap, st.ptr, st.len);
     APPEND_LIT(&out, &len, &cap, "\r\n");
     append_fields(&out, &len, &cap, rh, false);
-    if (has_cl && !chunked) {
+    if (has_cl && !chunked && status != 204 && !informational) { /* RFC 9110 8.6 */
         APPEND_LIT(&out, &len, &cap, "Content-Length: ");
         append(&out, &len, &cap, line, tp__fmt_u64(line, p->content_length));
         APPEND_LIT(&out, &len, &cap, "\r\n");
@@ -512,8 +512,8 @@ static int on_resp_headers_done(llhttp_t *p) {
     if (!informational)
         h->resp_head_sent = true;
     tp__h1_head_reset(rh);
-    if (head_req)
-        return 1; /* no body follows, whatever the headers say */
+    if (h->resp_no_body) /* HEAD, 1xx, 204, 304: no body follows, whatever the headers say; */
+        return 1;        /* bytes after the head are then not this response's (RFC 9112 6.3) */
     return 0;
 }
 

@@ -44,6 +44,13 @@ export {
     type TcpSink,
     type TcpSource,
 } from './origins.js';
+export {
+    startRecordingOrigin,
+    type RecordedConnection,
+    type RecordedRequest,
+    type RecordingOrigin,
+    type RecordingOriginOptions,
+} from './recording-origin.js';
 export { startDnsmasq, type Dnsmasq } from './dnsmasq.js';
 export { canMakeNetns, createNetns, type Netns } from './netns.js';
 export { appBinary, buildDir, REPO_ROOT } from './paths.js';
