@@ -14,12 +14,10 @@ import { corpusFor, runSmugglingCase, type CorpusTarget } from './smuggling-corp
 describe('request smuggling and framing: forward proxy', () => {
     let origin: RecordingOrigin;
     let tp: Turnpike;
-    let target: CorpusTarget;
 
     before(async () => {
         origin = await startRecordingOrigin();
         tp = await startTurnpike({ config: proxyConfig({ allow_destinations: LOOPBACK }) });
-        target = { target: (p) => origin.url(p), host: origin.address };
     });
 
     after(async () => {
@@ -40,7 +38,10 @@ describe('request smuggling and framing: forward proxy', () => {
     });
     for (const [i, row] of rows.entries()) {
         it(row.name, { timeout: 30_000 }, async () => {
-            await runSmugglingCase(tp.endpoint('proxy'), origin, corpusFor(target)[i]!, target);
+            // Each case's requests carry a path prefix of their own (see runSmugglingCase).
+            const prefix = `/case-${i}`;
+            const t: CorpusTarget = { target: (p) => origin.url(prefix + p), host: origin.address };
+            await runSmugglingCase(tp.endpoint('proxy'), origin, corpusFor(t)[i]!, t, prefix);
         });
     }
 });
