@@ -321,6 +321,8 @@ static const strict_case_t strict_cases[] = {
          0, "hello"),
     CASE("ok-chunked-space-after",
          POST "Transfer-Encoding: chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n", 0, "hello"),
+    CASE("ok-te-empty-element", POST "Transfer-Encoding: , chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+         0, "hello"),
     CASE("ok-chunk-leading-zeros", CHUNKED "0005\r\nhello\r\n000\r\n\r\n", 0, "hello"),
     CASE("ok-chunk-ext", CHUNKED "5;a=b\r\nhello\r\n0\r\n\r\n", 0, "hello"),
     CASE("ok-chunk-ext-quoted", CHUNKED "5;a=\"b; c\";d\r\nhello\r\n0\r\n\r\n", 0, "hello"),
