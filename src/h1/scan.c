@@ -10,7 +10,9 @@ enum {
     S_METHOD,         /* method = token */
     S_TARGET_FIRST,   /* the byte after the single SP that ends the method */
     S_TARGET,         /* request-target: visible ASCII only */
-    S_VERSION,        /* "HTTP/" DIGIT "." DIGIT, then CR */
+    S_VERSION,        /* "HTTP/" DIGIT "." DIGIT, then CR (a response: SP) */
+    S_STATUS,         /* a response's 3DIGIT status code, then SP or CR */
+    S_REASON,         /* reason-phrase: HTAB, SP, VCHAR, obs-text */
     S_LINE_LF,        /* CR seen at the end of a start or field line; LF must follow */
     S_FIELD_START,    /* a field line, or the empty line that ends the section */
     S_NAME,           /* field-name = token, then ':' at once */
@@ -70,6 +72,12 @@ static const char *ctl_reason(unsigned char c, const char *where_nul, const char
 
 void tp__h1_scan_reset(tp_h1_scan_t *s) { memset(s, 0, sizeof(*s)); }
 
+void tp__h1_scan_reset_response(tp_h1_scan_t *s) {
+    memset(s, 0, sizeof(*s));
+    s->response = true;
+    s->state = S_VERSION;
+}
+
 void tp__h1_scan_body(tp_h1_scan_t *s, tp_h1_framing_t framing, uint64_t length) {
     if (s->state != S_HEAD_DONE)
         return;
@@ -84,7 +92,8 @@ void tp__h1_scan_body(tp_h1_scan_t *s, tp_h1_framing_t framing, uint64_t length)
         s->state = S_CHUNK_FIRST;
         s->line_len = 0;
         break;
-    case TP_H1_FRAMING_TUNNEL: s->state = S_TUNNEL; break;
+    case TP_H1_FRAMING_TUNNEL:
+    case TP_H1_FRAMING_CLOSE: s->state = S_TUNNEL; break;
     default: s->state = S_MESSAGE_DONE; break;
     }
 }
@@ -218,17 +227,46 @@ size_t tp__h1_scan_run(tp_h1_scan_t *s, const char *data, size_t len) {
                 if (c != '.')
                     return fail(s, i, 400, "malformed HTTP version");
             } else {
-                if (c != '\r')
+                if (c != (s->response ? ' ' : '\r'))
                     return fail(s, i, 400,
                                 c == '\n' ? "bare LF (LF without CR) in the message framing"
                                           : "malformed HTTP version");
                 if (s->line_len != 10 && s->line_len != 11)
                     return fail(s, i, 505, "unsupported HTTP version (1.0 and 1.1 only)");
-                s->state = S_LINE_LF;
-                s->sub = 1; /* the next field line is the first */
+                s->state = s->response ? S_STATUS : S_LINE_LF;
+                s->sub = s->response ? 0 : 1; /* the next field line is the first */
                 break;
             }
             s->sub++;
+            break;
+        case S_STATUS:
+            if (s->sub < 3) {
+                if (c < '0' || c > '9')
+                    return fail(s, i, 400, "malformed status code");
+                s->sub++;
+                break;
+            }
+            /* The SP before an empty reason is often left out; the line is unambiguous without. */
+            if (c == ' ') {
+                s->state = S_REASON;
+            } else if (c == '\r') {
+                s->state = S_LINE_LF;
+                s->sub = 1;
+            } else {
+                return fail(s, i, 400,
+                            c == '\n' ? "bare LF (LF without CR) in the message framing"
+                                      : "malformed status code");
+            }
+            break;
+        case S_REASON:
+            if (c == '\r') {
+                s->state = S_LINE_LF;
+                s->sub = 1;
+            } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                return fail(s, i, 400,
+                            ctl_reason(c, "NUL byte in the reason phrase",
+                                       "control character in the reason phrase"));
+            }
             break;
         case S_LINE_LF:
             if (c != '\n')

@@ -22,10 +22,12 @@ typedef enum tp_h1_framing {
     TP_H1_FRAMING_LENGTH,   /* Content-Length bytes */
     TP_H1_FRAMING_CHUNKED,  /* the chunked coding, then a trailer section */
     TP_H1_FRAMING_TUNNEL,   /* CONNECT: what follows the head is not HTTP */
+    TP_H1_FRAMING_CLOSE,    /* a response body that ends when the connection does */
 } tp_h1_framing_t;
 
 typedef struct tp_h1_scan {
     uint8_t state;
+    bool response;       /* reading responses: a status line instead of a request line */
     uint8_t sub;         /* position inside a literal ("HTTP/1.1") */
     bool trailers;       /* the field lines being read are the trailer section */
     bool chunk_digits;   /* a significant (non-zero) hex digit was seen in this chunk size */
@@ -41,6 +43,12 @@ typedef struct tp_h1_scan {
 
 /* Prepares for a new message (a request line, after optional empty lines). */
 void tp__h1_scan_reset(tp_h1_scan_t *s);
+/*
+ * Prepares for a new response: "HTTP/1.x" SP 3DIGIT [SP reason-phrase] CRLF, then fields as in a
+ * request. The caller decides the body's framing from the request and the status (RFC 9112 6.3:
+ * none for HEAD, 1xx, 204, 304; TP_H1_FRAMING_CLOSE without a length) and answers errors with 502.
+ */
+void tp__h1_scan_reset_response(tp_h1_scan_t *s);
 
 /*
  * Scans up to len bytes and returns how many are valid. Fewer than len means the scanner stopped:
