@@ -40,8 +40,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (used > n)
             __builtin_trap();
         off += used;
-        if (ev == TP_H1_REQ_ERROR)
+        if (ev == TP_H1_REQ_ERROR) {
+            /* Every refusal names its reason and one of the statuses the proxy answers with. */
+            if (!r.err_detail ||
+                (r.err_status != 400 && r.err_status != 414 && r.err_status != 431 &&
+                 r.err_status != 501 && r.err_status != 505))
+                __builtin_trap();
             break;
+        }
         if (ev == TP_H1_REQ_HEAD) {
             tp_h1_target_t t;
             const char *detail = NULL;
@@ -58,6 +64,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             (void)tp__h1_head_get(&r.head, "host");
         } else if (ev == TP_H1_REQ_MESSAGE) {
+            /* Both parsers agreed on where the message ends (request.c checks it): no bytes
+             * either one passed over are left between messages (a CONNECT's are tunnel bytes). */
+            if (r.scan_ahead != 0 && r.framing != TP_H1_FRAMING_TUNNEL)
+                __builtin_trap();
             messages++;
             tp__h1_req_next(&r);
         }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "h1/head.h"
+#include "h1/scan.h"
 
 /* What one run of the parser stopped at. */
 typedef enum tp_h1_req_event {
@@ -22,9 +23,13 @@ typedef struct tp_h1_req {
     llhttp_t p;
     tp_h1_head_t head;
     int event;
-    int err_status;         /* 400, 414 or 431 after TP_H1_REQ_ERROR */
+    int err_status;         /* 400, 414, 431, 501 or 505 after TP_H1_REQ_ERROR */
     const char *err_detail; /* a static reason after TP_H1_REQ_ERROR */
     bool kick;              /* after a head, run once more even with no bytes */
+    tp_h1_scan_t scan;      /* the strict scanner llhttp runs behind (see scan.h) */
+    size_t scan_ahead;      /* bytes at the start of the next call the scanner already passed */
+    uint64_t body_seen;     /* body bytes llhttp gave for this message, to compare */
+    tp_h1_framing_t framing;
     void *ctx;
     void (*on_begin)(void *ctx);
     /* Body bytes as they are parsed (de-chunked); negative stops the parser with an error,
@@ -40,7 +45,13 @@ void tp__h1_req_next(tp_h1_req_t *r);
 
 /*
  * Parses up to len bytes; *used says how many were consumed. Call again with the rest after
- * HEAD or MESSAGE (with len 0 if nothing is left but kick is set). After ERROR the parser is dead.
+ * HEAD or MESSAGE (with len 0 if nothing is left but kick is set): the unconsumed bytes must come
+ * first, as the scanner may have vetted them already. After ERROR the parser is dead.
+ *
+ * Strict RFC 9112 framing (see docs/http1-strictness.md): anything ambiguous is an ERROR (400, or
+ * 501 for transfer codings other than chunked, 505 for versions other than 1.0 and 1.1). A body
+ * error found in bytes that came with the head is reported instead of the HEAD, so such a
+ * request never reaches an origin.
  */
 tp_h1_req_event_t tp__h1_req_execute(tp_h1_req_t *r, const char *data, size_t len, size_t *used);
 

@@ -840,7 +840,7 @@ static int on_resp_headers_done(llhttp_t *p) {
     append_fields(&out, &len, &cap, rh, &h->fwd_resp.edits, NULL);
     append_added(&out, &len, &cap, &h->fwd_resp.edits);
     append_via(&out, &len, &cap, conn);
-    if (has_cl && !chunked) {
+    if (has_cl && !chunked && status != 204 && !informational) { /* RFC 9110 8.6 */
         APPEND_LIT(&out, &len, &cap, "Content-Length: ");
         append(&out, &len, &cap, line, tp__fmt_u64(line, p->content_length));
         APPEND_LIT(&out, &len, &cap, "\r\n");
@@ -867,8 +867,8 @@ static int on_resp_headers_done(llhttp_t *p) {
             h->resp_head_sent = true;
     }
     tp__h1_head_reset(rh);
-    if (head_req)
-        return 1; /* no body follows, whatever the headers say */
+    if (h->resp_no_body) /* HEAD, 1xx, 204, 304: no body follows, whatever the headers say; */
+        return 1;        /* bytes after the head are then not this response's (RFC 9112 6.3) */
     return 0;
 }
 
@@ -1377,13 +1377,15 @@ static void on_head(tp_conn_t *conn) {
 static void parse_failed(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
     conn->stats.reason = TP_CLOSE_PROTOCOL_ERROR;
-    if (h->state == H1_FORWARDING) {
-        /* A broken body after the head went upstream: nothing sane can follow; abort both. */
+    if (h->state == H1_FORWARDING && h->resp_head_sent) {
+        /* A broken body once a response is on its way: nothing sane can follow; abort both. */
         tp__log_msg(TP_LOG_INFO, "bad request body", "conn %llu: %s", (unsigned long long)conn->id,
                     h->rq.err_detail);
         tp__conn_close(conn, TP_CLOSE_PROTOCOL_ERROR);
         return;
     }
+    /* Also after the head went upstream: respond_error drops that connection mid-body, so the
+     * origin never sees a complete request, and the client learns why. */
     int status = h->rq.err_status ? h->rq.err_status : 400;
     respond_error(conn, (uint16_t)status, "http_request_error", h->rq.err_detail, false);
 }

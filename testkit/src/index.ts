@@ -46,6 +46,13 @@ export {
     type TcpSink,
     type TcpSource,
 } from './origins.js';
+export {
+    startRecordingOrigin,
+    type RecordedConnection,
+    type RecordedRequest,
+    type RecordingOrigin,
+    type RecordingOriginOptions,
+} from './recording-origin.js';
 export { startDnsmasq, type Dnsmasq } from './dnsmasq.js';
 export { startScriptedDns, type ScriptedDns, type ScriptedName } from './dns-server.js';
 export { canMakeNetns, createNetns, type Netns } from './netns.js';
