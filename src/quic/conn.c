@@ -117,6 +117,19 @@ static void notify_close(tp_quic_conn_t *c, tp_quic_close_info_t *info, int kind
     }
     handshake_over(c);
     count_close(c->ep, info, kind);
+    /* ngtcp2 does not close the streams of a closed connection: end them for the app here, so
+     * it can free what it attached, before on_close. */
+    for (size_t i = 0; c->streams.slots && i <= c->streams.mask; i++) {
+        tp_quic_stream_t *st = c->streams.slots[i];
+        if (st && c->ep->app.on_stream_close) {
+            c->busy++;
+            c->ep->app.on_stream_close(c, st->id, st->app_data);
+            c->busy--;
+        }
+        if (st) {
+            st->app_data = NULL;
+        }
+    }
     if (c->ep->app.on_close) {
         c->busy++;
         c->ep->app.on_close(c, info);
@@ -653,7 +666,8 @@ static void close_timer_cb(uv_timer_t *t) {
 /* ---- creation ---- */
 
 static int conn_tls(tp_quic_conn_t *c, const char *server_name) {
-    int rc = tp__quic_tls_session_new(&c->ep->tls, &c->tls, &c->conn_ref, server_name);
+    int rc =
+        tp__quic_tls_session_new(&c->ep->tls, &c->tls, &c->conn_ref, server_name, c->verify_ip);
     if (rc == 0) {
         ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
     }

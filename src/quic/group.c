@@ -29,6 +29,7 @@ struct tp_quic_group {
     unsigned max, count;
     tp_quic_endpoint_t **members; /* NULL once a member started closing */
     tp_addr_t bound;
+    tp_quic_stats_t retired; /* counters of members that closed */
 };
 
 int tp_quic_group_new(tp_quic_group_t **out, unsigned max_workers) {
@@ -129,7 +130,24 @@ void tp__quic_handoff_stop(tp_quic_endpoint_t *ep) {
     uv_close((uv_handle_t *)&ep->handoff->async, handoff_closed);
 }
 
-void tp__quic_group_member_closed(tp_quic_endpoint_t *ep) { (void)ep; }
+static void add_stats(tp_quic_stats_t *dst, const tp_quic_stats_t *src) {
+    /* every member of tp_quic_stats_t is a uint64_t counter */
+    uint64_t d[sizeof(*dst) / sizeof(uint64_t)];
+    uint64_t s[sizeof(*src) / sizeof(uint64_t)];
+    memcpy(d, dst, sizeof(d));
+    memcpy(s, src, sizeof(s));
+    for (size_t k = 0; k < sizeof(d) / sizeof(d[0]); k++) {
+        d[k] += s[k];
+    }
+    memcpy(dst, d, sizeof(d));
+}
+
+void tp__quic_group_member_closed(tp_quic_endpoint_t *ep) {
+    tp_quic_group_t *g = ep->group;
+    uv_mutex_lock(&g->lock);
+    add_stats(&g->retired, &ep->stats);
+    uv_mutex_unlock(&g->lock);
+}
 
 bool tp__quic_group_handoff(tp_quic_group_t *g, unsigned worker, const tp_quic_rx_t *rx) {
     bool queued = false;
@@ -203,18 +221,12 @@ int tp_quic_group_add(tp_quic_group_t *g, tp_quic_endpoint_t **out, uv_loop_t *l
 }
 
 void tp_quic_group_stats(tp_quic_group_t *g, tp_quic_stats_t *out) {
-    memset(out, 0, sizeof(*out));
     uv_mutex_lock(&g->lock);
+    *out = g->retired;
     for (unsigned i = 0; i < g->count; i++) {
-        const tp_quic_endpoint_t *ep = g->members[i];
-        if (!ep) {
-            continue;
-        }
         /* Read while the worker runs: each counter is a snapshot, the set is not atomic. */
-        const uint64_t *src = (const uint64_t *)&ep->stats;
-        uint64_t *dst = (uint64_t *)out;
-        for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++) {
-            dst[k] += src[k];
+        if (g->members[i]) {
+            add_stats(out, &g->members[i]->stats);
         }
     }
     uv_mutex_unlock(&g->lock);

@@ -168,11 +168,12 @@ typedef struct tp_quic_tls {
 int tp__quic_tls_init(tp_quic_tls_t *t, bool server, const tp_quic_settings_t *s);
 void tp__quic_tls_free(tp_quic_tls_t *t);
 /* Makes a session for a connection; `conn_ref` is stored in it for ngtcp2_crypto. The client
- * side sets SNI and certificate verification for `server_name` (NULL: verification against
- * nothing is impossible, so the caller passes the IP text). Returns 0, TP_ERR_NOMEM or
- * TP_ERR_IO. */
+ * side sets SNI and certificate verification for `server_name` (a DNS name, or an IP literal
+ * checked against the certificate's IP addresses, whose bytes are kept in `ip_store`, memory that
+ * must live as long as the session). Returns 0, TP_ERR_NOMEM or TP_ERR_IO. */
 int tp__quic_tls_session_new(tp_quic_tls_t *t, gnutls_session_t *out,
-                             ngtcp2_crypto_conn_ref *conn_ref, const char *server_name);
+                             ngtcp2_crypto_conn_ref *conn_ref, const char *server_name,
+                             uint8_t ip_store[16]);
 
 /* ---- stream.c: per-stream send buffers ---- */
 
@@ -287,6 +288,7 @@ struct tp_quic_conn {
     size_t close_pkt_len;
     uint32_t close_rx_count; /* packets seen while closing: answer on powers of two */
     FILE *qlog;
+    uint8_t verify_ip[16]; /* client: the server IP the certificate must name */
 };
 
 /* Server: makes a connection for an accepted Initial. `odcid` is the client's first DCID (the

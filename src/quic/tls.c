@@ -100,13 +100,17 @@ static int keylog_cb(gnutls_session_t session, const char *label, const gnutls_d
     return 0;
 }
 
-static bool is_ip_literal(const char *name) {
-    uint8_t buf[16];
-    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+/* Parses an IP literal into raw bytes (4 or 16); returns the length, or 0 for a DNS name. */
+static size_t ip_literal(const char *name, uint8_t out[16]) {
+    if (inet_pton(AF_INET, name, out) == 1) {
+        return 4;
+    }
+    return inet_pton(AF_INET6, name, out) == 1 ? 16 : 0;
 }
 
 int tp__quic_tls_session_new(tp_quic_tls_t *t, gnutls_session_t *out,
-                             ngtcp2_crypto_conn_ref *conn_ref, const char *server_name) {
+                             ngtcp2_crypto_conn_ref *conn_ref, const char *server_name,
+                             uint8_t ip_store[16]) {
     gnutls_session_t s;
     /* No GNUTLS_ENABLE_EARLY_DATA: 0-RTT is off. QUIC has no EndOfEarlyData message. */
     unsigned flags = (t->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_END_OF_EARLY_DATA;
@@ -127,14 +131,21 @@ int tp__quic_tls_session_new(tp_quic_tls_t *t, gnutls_session_t *out,
         return TP_ERR_IO;
     }
     if (!t->server && server_name) {
-        if (!is_ip_literal(server_name) &&
+        uint8_t ip[16];
+        size_t iplen = ip_literal(server_name, ip);
+        /* SNI carries DNS names only (RFC 6066 3); an IP is checked against the IP SANs. */
+        if (!iplen &&
             gnutls_server_name_set(s, GNUTLS_NAME_DNS, server_name, strlen(server_name)) != 0) {
             gnutls_deinit(s);
             return TP_ERR_IO;
         }
-        if (t->verify) {
-            /* GnuTLS checks an IP literal against the certificate's IP addresses. */
+        if (t->verify && !iplen) {
             gnutls_session_set_verify_cert(s, server_name, 0);
+        } else if (t->verify) {
+            gnutls_typed_vdata_st vd = {
+                .type = GNUTLS_DT_IP_ADDRESS, .data = ip_store, .size = (unsigned)iplen};
+            memcpy(ip_store, ip, iplen);
+            gnutls_session_set_verify_cert2(s, &vd, 1, 0);
         }
     }
     if (t->keylog) {
