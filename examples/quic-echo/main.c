@@ -597,6 +597,8 @@ static int run_client(int argc, char **argv) {
     cl.streams = calloc(cl.nstreams, sizeof(*cl.streams));
     cl.dgram_seen = calloc(cl.ndgrams + 1, 1);
     if (!cl.streams || !cl.dgram_seen) {
+        free(cl.streams);
+        free(cl.dgram_seen);
         return 1;
     }
     for (unsigned i = 0; i < cl.nstreams; i++) {
@@ -610,6 +612,8 @@ static int run_client(int argc, char **argv) {
     int rc = tp_quic_endpoint_new(&cl.ep, &cl.loop, &bind, false, &s, &client_app, &cl);
     if (rc != 0) {
         printf("{\"ok\":false,\"error\":\"client endpoint: %s\"}\n", tp_strerror(rc));
+        free(cl.streams);
+        free(cl.dgram_seen);
         return 1;
     }
     uv_timer_init(&cl.loop, &cl.deadline);
@@ -620,6 +624,8 @@ static int run_client(int argc, char **argv) {
     rc = tp_quic_connect(cl.ep, &remote, sni, &cl, &cl.conn);
     if (rc != 0) {
         printf("{\"ok\":false,\"error\":\"connect: %s\"}\n", tp_strerror(rc));
+        free(cl.streams);
+        free(cl.dgram_seen);
         return 1;
     }
     uv_run(&cl.loop, UV_RUN_DEFAULT);

@@ -939,17 +939,24 @@ static ngtcp2_ssize write_one(tp_quic_conn_t *c, ngtcp2_path *path, ngtcp2_pkt_i
                 pend_add(c, s); /* to the tail: round robin */
             }
         }
+        if (!s && n < 0 && n != NGTCP2_ERR_WRITE_MORE) {
+            return n; /* without a stream only fatal errors remain */
+        }
         switch (n) {
         case NGTCP2_ERR_WRITE_MORE: continue;
         case NGTCP2_ERR_STREAM_DATA_BLOCKED:
             /* Flow control: skip it for the rest of this pass; MAX_DATA/MAX_STREAM_DATA will
              * schedule a new pass. */
-            s->blocked_pass = c->write_pass;
+            if (s) {
+                s->blocked_pass = c->write_pass;
+            }
             continue;
         case NGTCP2_ERR_STREAM_SHUT_WR:
         case NGTCP2_ERR_STREAM_NOT_FOUND:
-            s->shut_wr = true;
-            pend_remove(c, s);
+            if (s) {
+                s->shut_wr = true;
+                pend_remove(c, s);
+            }
             continue;
         default: return n;
         }

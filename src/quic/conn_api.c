@@ -207,7 +207,7 @@ int tp_quic_datagram_send(tp_quic_conn_t *conn, const void *data, size_t len) {
         return TP_ERR_TOO_LARGE;
     }
     if (!conn->dgrams) {
-        conn->dgrams = calloc(conn->dg_cap, sizeof(*conn->dgrams));
+        conn->dgrams = calloc(conn->dg_cap, sizeof(tp_quic_dgram_t *));
         if (!conn->dgrams) {
             return TP_ERR_NOMEM;
         }

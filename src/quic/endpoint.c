@@ -20,8 +20,8 @@ void tp_quic_settings_default(tp_quic_settings_t *s) {
     s->initial_max_stream_data = 1000000;
     s->initial_max_streams_bidi = 100;
     s->initial_max_streams_uni = 100;
-    s->max_window = 24 * 1024 * 1024;
-    s->max_stream_window = 16 * 1024 * 1024;
+    s->max_window = (uint64_t)24 << 20;
+    s->max_stream_window = (uint64_t)16 << 20;
     s->idle_timeout_ms = 56000;
     s->handshake_timeout_ms = 10000;
     s->active_connection_id_limit = 4;
@@ -32,7 +32,7 @@ void tp_quic_settings_default(tp_quic_settings_t *s) {
     s->retry = TP_QUIC_RETRY_ALWAYS;
     s->retry_threshold = 256;
     s->cc = TP_QUIC_CC_CUBIC;
-    s->stream_send_buffer = 1024 * 1024;
+    s->stream_send_buffer = (size_t)1 << 20;
     s->max_udp_payload = 1452;
     s->stateless_resets_per_sec = 100;
     s->max_connections = 10000;

@@ -40,7 +40,7 @@ int tp_quic_group_new(tp_quic_group_t **out, unsigned max_workers) {
     if (!g) {
         return TP_ERR_NOMEM;
     }
-    g->members = calloc(max_workers, sizeof(*g->members));
+    g->members = calloc(max_workers, sizeof(tp_quic_endpoint_t *));
     if (!g->members || uv_mutex_init(&g->lock) != 0) {
         free(g->members);
         free(g);

@@ -61,7 +61,7 @@ void tp__quic_router_purge(tp_quic_router_t *r, const void *value);
 /* ---- token.c: Retry and NEW_TOKEN tokens, authenticated with the secret ---- */
 
 #define TP_QUIC_RETRY_TOKEN_TTL_MS   10000
-#define TP_QUIC_REGULAR_TOKEN_TTL_MS (3600 * 1000)
+#define TP_QUIC_REGULAR_TOKEN_TTL_MS ((uint64_t)3600 * 1000)
 #define TP_QUIC_TOKEN_MAX            NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2
 
 /* Mints a Retry token binding the client address, our Retry SCID and the client's original

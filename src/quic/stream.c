@@ -122,7 +122,7 @@ static size_t sid_hash(int64_t id, size_t mask) {
 int tp__quic_smap_put(tp_quic_smap_t *m, tp_quic_stream_t *s) {
     if ((m->count + 1) * 2 > (m->slots ? m->mask + 1 : 0)) {
         size_t cap = m->slots ? (m->mask + 1) * 2 : 16;
-        tp_quic_stream_t **n = calloc(cap, sizeof(*n));
+        tp_quic_stream_t **n = calloc(cap, sizeof(tp_quic_stream_t *));
         if (!n) {
             return TP_ERR_NOMEM;
         }
@@ -138,6 +138,9 @@ int tp__quic_smap_put(tp_quic_smap_t *m, tp_quic_stream_t *s) {
         free(m->slots);
         m->slots = n;
         m->mask = cap - 1;
+    }
+    if (!m->slots) {
+        return TP_ERR_NOMEM; /* unreachable: the table was just made */
     }
     size_t i = sid_hash(s->id, m->mask);
     while (m->slots[i]) {
