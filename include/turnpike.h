@@ -7,5 +7,6 @@
 #include "turnpike/proxy_protocol.h"
 #include "turnpike/hooks.h"
 #include "turnpike/app.h"
+#include "turnpike/quic.h"
 
 #endif

@@ -1,0 +1,199 @@
+/* stream.c: a stream's send buffer: chunks that hold what the app wrote until the peer
+ * acknowledged it (ngtcp2 retransmits from these bytes, it keeps no copy). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "quic/quic_int.h"
+
+/* Chunk size: big enough that a 1 MiB window is a handful of mallocs, small enough that an idle
+ * stream with a few bytes does not pin much. */
+#define CHUNK_MAX 16384
+
+tp_quic_stream_t *tp__quic_stream_new(int64_t id) {
+    tp_quic_stream_t *s = calloc(1, sizeof(*s));
+    if (s) {
+        s->id = id;
+    }
+    return s;
+}
+
+void tp__quic_stream_del(tp_quic_stream_t *s) {
+    if (!s) {
+        return;
+    }
+    tp_quic_chunk_t *c = s->head;
+    while (c) {
+        tp_quic_chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(s);
+}
+
+/* Capacity of a chunk is not stored: every chunk is allocated with CHUNK_MAX bytes. */
+ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t len, size_t room) {
+    size_t n = len < room ? len : room;
+    size_t done = 0;
+    while (done < n) {
+        tp_quic_chunk_t *t = s->tail;
+        if (!t || t->len == CHUNK_MAX) {
+            t = malloc(sizeof(*t) + CHUNK_MAX);
+            if (!t) {
+                break;
+            }
+            t->next = NULL;
+            t->len = 0;
+            if (s->tail) {
+                s->tail->next = t;
+            } else {
+                s->head = t;
+                s->head_off = s->written;
+            }
+            s->tail = t;
+        }
+        size_t k = CHUNK_MAX - t->len;
+        if (k > n - done) {
+            k = n - done;
+        }
+        memcpy(t->data + t->len, data + done, k);
+        t->len += k;
+        done += k;
+        s->written += k;
+    }
+    if (done == 0 && n > 0) {
+        return TP_ERR_NOMEM;
+    }
+    return (ssize_t)done;
+}
+
+size_t tp__quic_stream_unsent(const tp_quic_stream_t *s, ngtcp2_vec *vec, size_t max,
+                              size_t *total) {
+    size_t cnt = 0;
+    size_t sum = 0;
+    uint64_t off = s->head_off;
+    for (const tp_quic_chunk_t *c = s->head; c && cnt < max; c = c->next) {
+        uint64_t end = off + c->len;
+        if (end > s->sent) {
+            size_t skip = s->sent > off ? (size_t)(s->sent - off) : 0;
+            vec[cnt].base = (uint8_t *)c->data + skip;
+            vec[cnt].len = c->len - skip;
+            sum += vec[cnt].len;
+            cnt++;
+        }
+        off = end;
+    }
+    *total = sum;
+    return cnt;
+}
+
+void tp__quic_stream_acked(tp_quic_stream_t *s, uint64_t upto) {
+    if (upto > s->acked) {
+        s->acked = upto;
+    }
+    /* A chunk goes once every byte in it is acknowledged. The tail stays while the app may still
+     * append to it unless it is full: freeing it would lose the append position. */
+    while (s->head && s->head_off + s->head->len <= s->acked) {
+        tp_quic_chunk_t *c = s->head;
+        if (c == s->tail && c->len < CHUNK_MAX) {
+            break;
+        }
+        s->head = c->next;
+        s->head_off += c->len;
+        if (!s->head) {
+            s->tail = NULL;
+        }
+        free(c);
+    }
+}
+
+void tp__quic_stream_drop_unsent(tp_quic_stream_t *s) {
+    s->shut_wr = true;
+    /* The bytes stay allocated until the stream closes; nothing more is handed to ngtcp2. */
+    s->written = s->sent;
+}
+
+/* ---- the connection's streams by id: open addressing, backward-shift deletion ---- */
+
+static size_t sid_hash(int64_t id, size_t mask) {
+    /* Stream ids of one kind step by 4; drop those bits before mixing. */
+    return (size_t)(((uint64_t)id >> 2 ^ (uint64_t)id << 62) * 0x9e3779b97f4a7c15ULL >> 20) & mask;
+}
+
+int tp__quic_smap_put(tp_quic_smap_t *m, tp_quic_stream_t *s) {
+    if ((m->count + 1) * 2 > (m->slots ? m->mask + 1 : 0)) {
+        size_t cap = m->slots ? (m->mask + 1) * 2 : 16;
+        tp_quic_stream_t **n = calloc(cap, sizeof(tp_quic_stream_t *));
+        if (!n) {
+            return TP_ERR_NOMEM;
+        }
+        for (size_t i = 0; m->slots && i <= m->mask; i++) {
+            if (m->slots[i]) {
+                size_t j = sid_hash(m->slots[i]->id, cap - 1);
+                while (n[j]) {
+                    j = (j + 1) & (cap - 1);
+                }
+                n[j] = m->slots[i];
+            }
+        }
+        free(m->slots);
+        m->slots = n;
+        m->mask = cap - 1;
+    }
+    if (!m->slots) {
+        return TP_ERR_NOMEM; /* unreachable: the table was just made */
+    }
+    size_t i = sid_hash(s->id, m->mask);
+    while (m->slots[i]) {
+        i = (i + 1) & m->mask;
+    }
+    m->slots[i] = s;
+    m->count++;
+    return 0;
+}
+
+tp_quic_stream_t *tp__quic_smap_get(const tp_quic_smap_t *m, int64_t id) {
+    if (!m->slots || id < 0) {
+        return NULL;
+    }
+    size_t i = sid_hash(id, m->mask);
+    while (m->slots[i]) {
+        if (m->slots[i]->id == id) {
+            return m->slots[i];
+        }
+        i = (i + 1) & m->mask;
+    }
+    return NULL;
+}
+
+void tp__quic_smap_del(tp_quic_smap_t *m, int64_t id) {
+    if (!m->slots) {
+        return;
+    }
+    size_t i = sid_hash(id, m->mask);
+    while (m->slots[i] && m->slots[i]->id != id) {
+        i = (i + 1) & m->mask;
+    }
+    if (!m->slots[i]) {
+        return;
+    }
+    size_t hole = i;
+    for (size_t j = (i + 1) & m->mask; m->slots[j]; j = (j + 1) & m->mask) {
+        size_t home = sid_hash(m->slots[j]->id, m->mask);
+        bool between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!between) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole] = NULL;
+    m->count--;
+}
+
+void tp__quic_smap_free(tp_quic_smap_t *m) {
+    for (size_t i = 0; m->slots && i <= m->mask; i++) {
+        tp__quic_stream_del(m->slots[i]);
+    }
+    free(m->slots);
+    m->slots = NULL;
+    m->count = 0;
+}
