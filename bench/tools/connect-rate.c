@@ -4,7 +4,8 @@
  *
  * C clients run side by side on one libuv loop. Each loops: open a TCP connection to the proxy,
  * send `CONNECT host:port HTTP/1.1`, wait for the response head, and when it says 200 send one
- * `GET path` through the tunnel, read the origin's whole reply, close, and start again. The host
+ * `GET path` (Connection: close) through the tunnel, read the origin's whole reply, wait for the
+ * proxy to close the tunnel after the origin closed, close, and start again. The host
  * names come from a template (`--host-template 'n%u.bench.test'`): with `--names K` the clients
  * cycle through K names (K = 1: one name, the proxy's DNS cache stays warm); with `--names 0` a
  * counter makes every tunnel ask for a name never asked before (the cache is always cold).
@@ -66,6 +67,7 @@ typedef enum {
     PHASE_CONNECTING, /* TCP connect to the proxy in progress */
     PHASE_CONNECT,    /* CONNECT sent, waiting for the response head */
     PHASE_REPLY,      /* GET sent through the tunnel, reading the origin's reply */
+    PHASE_DRAIN,      /* the reply is complete; waiting for the proxy to close the tunnel */
     PHASE_CLOSING
 } phase_t;
 
@@ -327,10 +329,18 @@ static void client_progress(client_t *c, bool eof) {
     }
     if (c->reply_len >= 0) {
         uint64_t have = c->in_len - c->reply_head;
-        if (have >= (uint64_t)c->reply_len)
+        if (have >= (uint64_t)c->reply_len && eof) {
             client_finish(c, true, FAIL_KINDS);
-        else if (eof)
+        } else if (have >= (uint64_t)c->reply_len) {
+            /* The origin closes after its reply (Connection: close) and the proxy then closes the
+             * tunnel: wait for that, so that the TIME_WAIT state stays with the servers' fixed
+             * ports instead of filling this machine's ephemeral ports (a client that closed first
+             * would leave one TIME_WAIT socket per tunnel there, for a minute). */
+            c->phase = PHASE_DRAIN;
+            c->in_len = 0;
+        } else if (eof) {
             client_finish(c, false, FAIL_IO);
+        }
         return;
     }
     /* No Content-Length: the reply ends with the connection. The body itself is not kept. */
@@ -354,6 +364,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     client_t *c = s->data;
     (void)buf;
+    if (c->phase == PHASE_DRAIN) {
+        if (nread == UV_EOF)
+            client_finish(c, true, FAIL_KINDS);
+        else if (nread < 0) /* a reset instead of a close */
+            client_finish(c, false, FAIL_IO);
+        c->in_len = 0; /* bytes past the announced length: not part of the reply, dropped */
+        return;
+    }
     if (c->phase != PHASE_CONNECT && c->phase != PHASE_REPLY)
         return;
     if (nread == UV_EOF) {
