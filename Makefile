@@ -46,7 +46,7 @@ fuzz: build-fuzz
 
 bench:
 	@scripts/install-deps build bench
-	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTP_TESTS=OFF >/dev/null
+	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTP_TESTS=OFF -DTP_BENCH_TOOLS=ON >/dev/null
 	@cmake --build build/release -j $(JOBS)
 	@bench/run
 

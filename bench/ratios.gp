@@ -1,10 +1,11 @@
 # ratios.gp: bar chart of Turnpike/peer ratios for docs/benchmarks.png (called by bench/run).
-# Variables (gnuplot -e): term (png or pngcairo), datafile, outfile, subtitle.
+# Variables (gnuplot -e): term (png or pngcairo), datafile, outfile, subtitle, nbars (rows in datafile).
 # datafile rows: "label" ratio goal "bar label" label-height; ? marks a missing ratio or no goal.
+if (!exists("nbars")) nbars = 5
 if (term eq 'pngcairo') {
-    set terminal pngcairo size 1000,480 font "sans,10"
+    set terminal pngcairo size 1300,480 font "sans,10"
 } else {
-    set terminal png size 1000,480
+    set terminal png size 1300,480
 }
 set output outfile
 set datafile missing "?"
@@ -12,7 +13,7 @@ set title "Turnpike / peer (higher is better)\n{/*0.8 ".subtitle."}"
 if (term ne 'pngcairo') { set title "Turnpike / peer (higher is better), ".subtitle }
 set ylabel "ratio"
 set yrange [0:*]
-set xrange [-0.6:4.6]
+set xrange [-0.6:nbars - 0.4]
 set offsets 0, 0, 0.4, 0
 set style fill solid 0.75 border -1
 set boxwidth 0.55
