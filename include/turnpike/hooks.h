@@ -319,6 +319,9 @@ typedef enum tp_close_reason {
     TP_CLOSE_CLIENT_IDLE,     /* a tunnel's client sent nothing for timeouts.tunnel_idle_client */
     TP_CLOSE_UPSTREAM_IDLE, /* a tunnel's upstream sent nothing for timeouts.tunnel_idle_upstream */
     TP_CLOSE_LIFETIME,      /* the connection reached timeouts.max_lifetime */
+    TP_CLOSE_RESPONSE_TIMEOUT, /* the upstream's response head did not come within timeouts.response
+                                */
+    TP_CLOSE_BODY_TIMEOUT,     /* the client's request body stalled for timeouts.body_read */
 } tp_close_reason_t;
 
 /* "done", "client_closed", ... for logs and metrics. */

@@ -49,6 +49,8 @@ typedef struct tp_timeouts_cfg {
     uint64_t connect;            /* upstream connect, ms */
     uint64_t idle;               /* nothing moved either way, ms */
     uint64_t header_read;        /* a request head must arrive within, ms */
+    uint64_t body_read;          /* a request body must make progress within, ms */
+    uint64_t response;           /* an upstream's response head must arrive within, ms */
     uint64_t decision;           /* default timeout of a pending hook decision, ms */
     uint64_t tunnel_idle_client; /* a tunnel's client sent nothing for this long, ms (0 = off) */
     uint64_t

@@ -43,6 +43,11 @@ static const tp_setting_t timeouts_settings[] = {
         "close a connection or tunnel when nothing moved either way for this long (0 = never)"),
     TP_SETTING_DURATION(tp_timeouts_cfg_t, header_read, "10s", TP_MS(1), TP_SECONDS(600),
                         "a request head must arrive completely within this time (slowloris guard)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, body_read, "30s", TP_MS(1), TP_SECONDS(3600),
+                        "a request body that brings no byte for this long gets 408 (slowloris)"),
+    TP_SETTING_DURATION(tp_timeouts_cfg_t, response, "60s", TP_MS(1), TP_SECONDS(3600),
+                        "an upstream's response head must come within this after the request (504, "
+                        "Proxy-Status http_response_timeout)"),
     TP_SETTING_DURATION(tp_timeouts_cfg_t, decision, "5s", TP_MS(1), TP_SECONDS(600),
                         "a hook decision left pending longer than this is refused (503)"),
     TP_SETTING_DURATION(

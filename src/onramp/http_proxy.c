@@ -100,6 +100,8 @@ struct tp_h1 {
     tp_group_server_t *avoid; /* a retry goes to another server than this one */
     body_dir_t body[2];       /* [TP_TO_UPSTREAM]: the request body; [TP_TO_CLIENT]: response */
     bool resp_final;          /* the final (not 1xx) response head was parsed */
+    uint64_t resp_deadline;   /* the response head must come by then (0: not waiting) */
+    uint64_t body_at;         /* when the request body last made progress */
     tp_buf_t *resp_rest;      /* a response read whose parse a watermark stopped ... */
     size_t resp_rest_off, resp_rest_len; /* ... and where it resumes */
     const char *rcode;                   /* a DNS rcode for the next error answer's Proxy-Status */
@@ -258,6 +260,8 @@ static void exchange_reset(tp_conn_t *conn) {
     h->resp_bytes = 0;
     h->discard_body = false;
     h->resp_final = false;
+    h->resp_deadline = 0;
+    conn->header_deadline = 0; /* the next request's starts with its first byte */
     body_dir_free(&h->body[0]);
     body_dir_free(&h->body[1]);
     if (h->resp_rest) {
@@ -302,6 +306,7 @@ static int send_chunk(tp_conn_t *conn, int dir, tp_buf_t *hold, const char *at, 
 static int on_req_body(void *ctx, const char *at, size_t len) {
     tp_conn_t *conn = ctx;
     tp_h1_t *h = conn->h1;
+    h->body_at = uv_now(&conn->worker->loop); /* the deadline follows lazily (timer_cb) */
     if (h->discard_body)
         return 0;
     if (h->body[TP_TO_UPSTREAM].active) {
@@ -433,6 +438,20 @@ static void linger_start(tp_conn_t *conn) {
     tp__conn_client_read(conn, true);
 }
 
+/* While forwarding, the protocol's deadline is the earlier of the response head's and the request
+ * body's next byte; tp__http_proxy_timeout() tells which passed. */
+static void forward_deadline(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    uint64_t next = h->resp_deadline;
+    if (h->state == H1_FORWARDING && !h->req_done && h->req_has_body && !h->discard_body) {
+        uint64_t b = h->body_at + conn->ep->cfg->timeouts.body_read;
+        if (!next || b < next)
+            next = b;
+    }
+    conn->header_deadline = next;
+    tp__conn_rearm(conn);
+}
+
 void tp__http_proxy_timeout(tp_conn_t *conn, int which) {
     tp_h1_t *h = conn->h1;
     if (!h || conn->proto != &tp__http_proxy_proto) {
@@ -448,6 +467,33 @@ void tp__http_proxy_timeout(tp_conn_t *conn, int which) {
     if (h->state == H1_HEAD && h->req_started) {
         conn->stats.reason = TP_CLOSE_HEADER_TIMEOUT;
         respond_error(conn, 408, "http_request_error", "request head not received in time", false);
+        return;
+    }
+    if (h->state == H1_FORWARDING) {
+        uint64_t now = uv_now(&conn->worker->loop);
+        if (h->resp_deadline && now >= h->resp_deadline) {
+            tp__log_msg(TP_LOG_INFO, "upstream response timeout", "conn %llu",
+                        (unsigned long long)conn->id);
+            server_release(conn, TP_GROUP_TIMEOUT);
+            conn->stats.reason = TP_CLOSE_RESPONSE_TIMEOUT;
+            if (h->resp_head_sent)
+                tp__conn_close(conn, TP_CLOSE_RESPONSE_TIMEOUT);
+            else
+                respond_error(conn, 504, "http_response_timeout",
+                              "no response head within timeouts.response", false);
+            return;
+        }
+        if (!h->req_done && h->req_has_body &&
+            now >= h->body_at + conn->ep->cfg->timeouts.body_read) {
+            conn->stats.reason = TP_CLOSE_BODY_TIMEOUT;
+            if (h->resp_head_sent)
+                tp__conn_close(conn, TP_CLOSE_BODY_TIMEOUT);
+            else
+                respond_error(conn, 408, "http_request_error",
+                              "request body stalled for timeouts.body_read", false);
+            return;
+        }
+        forward_deadline(conn); /* not yet: the next one */
         return;
     }
     tp__conn_close(conn, TP_CLOSE_HEADER_TIMEOUT);
@@ -854,8 +900,12 @@ static int on_resp_headers_done(llhttp_t *p) {
         tp__conn_close(conn, TP_CLOSE_INTERNAL);
         return HPE_USER;
     }
-    if (!informational)
+    if (!informational) {
         h->resp_final = true;
+        h->resp_deadline = 0;
+        conn->header_deadline = 0;
+        forward_deadline(conn);
+    }
     if (bd->active) { /* the head goes with the first chunk the body hook lets go */
         bd->head = out;
         bd->head_len = len;
@@ -1129,10 +1179,17 @@ static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
     llhttp_init(&h->sp, HTTP_RESPONSE, &resp_settings);
     h->sp.data = conn;
     h->state = H1_FORWARDING;
+    /* The response's wait starts once the whole request went (set again at its end). */
+    uint64_t now = uv_now(&conn->worker->loop);
+    h->resp_deadline = now + conn->ep->cfg->timeouts.response;
+    h->body_at = now;
     send_request_head(conn);
+    if (h->req_has_body)
+        h->resp_deadline = 0;
     if (conn->closing)
         return;
     tp__conn_upstream_read(conn, true);
+    forward_deadline(conn);
     client_parse(conn); /* the body, from what is already read */
 }
 
@@ -1435,6 +1492,10 @@ static void client_parse_run(tp_conn_t *conn) {
             if (h->req_body_chunked)
                 tp__conn_write_copy(conn, TP_TO_UPSTREAM, "0\r\n\r\n", 5);
             h->req_done = true;
+            if (!h->resp_final && !h->discard_body && h->state == H1_FORWARDING) {
+                h->resp_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.response;
+                forward_deadline(conn);
+            }
             exchange_maybe_done(conn);
             return;
         }

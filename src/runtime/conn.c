@@ -863,6 +863,8 @@ const char *tp_close_reason_name(tp_close_reason_t reason) {
         "client_idle_timeout",
         "upstream_idle_timeout",
         "lifetime_exceeded",
+        "response_timeout",
+        "body_timeout",
     };
     if ((unsigned)reason >= sizeof(names) / sizeof(names[0]))
         return "unknown";

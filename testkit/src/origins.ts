@@ -91,7 +91,7 @@ export const echoBody: OriginHandler = (req, res) => {
 };
 
 /** Starts an HTTP/1.1 origin on 127.0.0.1 with a free port. Default handler: echoJson. */
-export async function startHttpOrigin(handler: OriginHandler = echoJson, options: { host?: string } = {}): Promise<HttpOrigin> {
+export async function startHttpOrigin(handler: OriginHandler = echoJson, options: { host?: string; port?: number } = {}): Promise<HttpOrigin> {
     const host = options.host ?? '127.0.0.1';
     const requests: OriginRequest[] = [];
     const connectionPorts: number[] = [];
@@ -120,7 +120,7 @@ export async function startHttpOrigin(handler: OriginHandler = echoJson, options
         });
     });
     server.on('connection', (s: net.Socket) => connectionPorts.push(s.remotePort ?? 0));
-    const base = await listen(server, host, 'http origin', () => server.closeAllConnections());
+    const base = await listen(server, host, 'http origin', () => server.closeAllConnections(), options.port ?? 0);
     return extend(base, {
         url: (p = '/') => `http://${base.address}${p.startsWith('/') ? p : '/' + p}`,
         requests,
@@ -261,12 +261,13 @@ async function listen(
     host: string,
     label: string,
     dropConnections: () => void,
+    port0 = 0,
 ): Promise<ServerBase> {
     let connections = 0;
     server.on('connection', () => connections++);
     await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(0, host, () => {
+        server.listen(port0, host, () => {
             server.off('error', reject);
             resolve();
         });

@@ -187,3 +187,54 @@ describe('reverse proxy (http endpoint)', () => {
         });
     });
 });
+
+describe('reverse proxy: timeouts and health', () => {
+    afterEach(cleanup);
+
+    it('a slow origin gets 504 http_response_timeout; a stalled request body 408', { timeout: 30_000 }, async () => {
+        const silent = await startTcpServer(() => undefined); // accepts, reads, never answers
+        const o = await startHttpOrigin();
+        const cfg = config(
+            [
+                { name: 'slow', servers: [at(silent)], retries: 0 },
+                { name: 'o', servers: [at(o)] },
+            ],
+            [{ path_prefix: '/slow', upstream: 'slow' }, { upstream: 'o' }],
+            { timeouts: { response: '500ms', body_read: '500ms' } },
+        );
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            const t0 = Date.now();
+            const r = await httpRequest(web, { path: '/slow' });
+            assert.equal(r.status, 504);
+            assert.equal(parseProxyStatus(r.headers['proxy-status'])[0]?.params.error, 'http_response_timeout');
+            assert.ok(Date.now() - t0 >= 450, 'after timeouts.response');
+            const stalled = await rawHttp(web, 'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789', { timeoutMs: 5000 });
+            assert.equal(stalled.response?.status, 408, stalled.text);
+            assert.match(stalled.text, /body_read/);
+            await tp.waitForLog({ msg: 'close', reason: 'body_timeout' });
+        });
+    });
+
+    it('health checks take a dead server out and bring it back; passive failures count too', { timeout: 60_000 }, async () => {
+        const a = await startHttpOrigin();
+        let b: HttpOrigin = await startHttpOrigin();
+        const bPort = b.port;
+        const cfg = config(
+            [{ name: 'g', servers: [at(a), `127.0.0.1:${bPort}`], retries: 0, health: { check: 'http', path: '/health', interval: '200ms', timeout: '200ms', rise: 2, fall: 2 } } as never],
+            [{ upstream: 'g' }],
+        );
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            await b.close();
+            await tp.waitForLog({ msg: 'upstream health', server: `127.0.0.1:${bPort}`, healthy: false }, 10_000);
+            const before = a.requests.filter((r) => r.url.startsWith('/req')).length;
+            for (let i = 0; i < 6; i++) assert.equal((await httpRequest(web, { path: `/req${i}` })).status, 200, 'no request goes to the dead server');
+            assert.equal(a.requests.filter((r) => r.url.startsWith('/req')).length, before + 6);
+            b = await startHttpOrigin(undefined, { port: bPort });
+            await tp.waitForLog({ msg: 'upstream health', server: `127.0.0.1:${bPort}`, healthy: true }, 10_000);
+            for (let i = 0; i < 4; i++) await httpRequest(web, { path: `/back${i}` });
+            assert.ok(b.requests.some((r) => r.url.startsWith('/back')), 'it is back in rotation');
+        });
+    });
+});
