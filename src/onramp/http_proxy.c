@@ -100,6 +100,8 @@ struct tp_h1 {
     tp_group_server_t *avoid; /* a retry goes to another server than this one */
     body_dir_t body[2];       /* [TP_TO_UPSTREAM]: the request body; [TP_TO_CLIENT]: response */
     bool resp_final;          /* the final (not 1xx) response head was parsed */
+    bool upgrade;             /* the request asks for a protocol upgrade (WebSocket, ...) */
+    bool upgraded;            /* the upstream agreed (101): the connection becomes a tunnel */
     uint64_t resp_deadline;   /* the response head must come by then (0: not waiting) */
     uint64_t body_at;         /* when the request body last made progress */
     tp_buf_t *resp_rest;      /* a response read whose parse a watermark stopped ... */
@@ -829,9 +831,10 @@ static int on_resp_headers_done(llhttp_t *p) {
     tp_h1_head_t *rh = &h->resp_head;
     unsigned status = p->status_code;
     bool head_req = h->rq.p.method == HTTP_HEAD;
-    bool informational = status >= 100 && status < 200;
-    if (status == 101) /* Upgrade is hop-by-hop and never forwarded, so 101 is a broken origin */
-        return HPE_USER;
+    bool switching = status == 101;
+    bool informational = status >= 100 && status < 200 && !switching;
+    if (switching && (!h->upgrade || !tp__h1_head_get(rh, "upgrade").ptr))
+        return HPE_USER; /* a 101 nobody asked for, or that names no protocol: a broken origin */
     h->upstream_keep_alive = llhttp_should_keep_alive(p);
     tp_response_t *resp = &h->fwd_resp;
     tp__edits_free(&resp->edits);
@@ -851,7 +854,7 @@ static int on_resp_headers_done(llhttp_t *p) {
         }
     }
     bool chunked = (p->flags & F_CHUNKED) != 0;
-    h->resp_no_body = head_req || informational || status == 204 || status == 304;
+    h->resp_no_body = head_req || informational || switching || status == 204 || status == 304;
     body_dir_t *bd = &h->body[TP_TO_CLIENT];
     bd->active = !h->resp_no_body && conn->worker->server->hooks.http_request.handle_response_body;
     bd->will_change = bd->active && resp->will_change;
@@ -870,6 +873,8 @@ static int on_resp_headers_done(llhttp_t *p) {
     bd->chunked_out = h->resp_chunked_out;
     if (h->resp_close_delimited || h->drain || !h->client_keep_alive)
         h->close_after = !informational;
+    if (h->upgrade && !switching && !informational)
+        h->close_after = true; /* a declined upgrade: the parser stays out of step; start anew */
 
     size_t cap = rh->len + resp->edits.added_len + 256, len = 0;
     char *out = malloc(cap);
@@ -893,8 +898,14 @@ static int on_resp_headers_done(llhttp_t *p) {
     }
     if (h->resp_chunked_out)
         APPEND_LIT(&out, &len, &cap, "Transfer-Encoding: chunked\r\n");
-    if (h->close_after && !informational)
+    if (switching) {
+        tp_str_t up = tp__h1_head_get(rh, "upgrade");
+        APPEND_LIT(&out, &len, &cap, "Connection: upgrade\r\nUpgrade: ");
+        append(&out, &len, &cap, up.ptr, up.len);
+        APPEND_LIT(&out, &len, &cap, "\r\n");
+    } else if (h->close_after && !informational) {
         APPEND_LIT(&out, &len, &cap, "Connection: close\r\n");
+    }
     APPEND_LIT(&out, &len, &cap, "\r\n");
     if (!out) {
         tp__conn_close(conn, TP_CLOSE_INTERNAL);
@@ -917,6 +928,10 @@ static int on_resp_headers_done(llhttp_t *p) {
             h->resp_head_sent = true;
     }
     tp__h1_head_reset(rh);
+    if (switching) { /* what follows the head is the new protocol: upstream_parse() hands over */
+        h->upgraded = true;
+        return HPE_PAUSED;
+    }
     if (h->resp_no_body) /* HEAD, 1xx, 204, 304: no body follows, whatever the headers say; */
         return 1;        /* bytes after the head are then not this response's (RFC 9112 6.3) */
     return 0;
@@ -1092,6 +1107,12 @@ static void send_request_head(tp_conn_t *conn) {
     append_fields(&out, &len, &cap, hd, &req->edits, skip);
     append_added(&out, &len, &cap, &req->edits);
     append_forwarding(&out, &len, &cap, conn);
+    if (h->upgrade) {
+        tp_str_t up = tp__h1_head_get(hd, "upgrade");
+        APPEND_LIT(&out, &len, &cap, "Connection: upgrade\r\nUpgrade: ");
+        append(&out, &len, &cap, up.ptr, up.len);
+        APPEND_LIT(&out, &len, &cap, "\r\n");
+    }
     h->req_has_body =
         (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     body_dir_t *bd = &h->body[TP_TO_UPSTREAM];
@@ -1413,6 +1434,12 @@ static void on_head(tp_conn_t *conn) {
         tp__conn_decide(conn, d, connect_decided);
         return;
     }
+    { /* RFC 9110 7.8: Upgrade is hop-by-hop, but passed on when the client asks for it */
+        const tp_h1_head_t *hd = &h->rq.head;
+        tp_str_t cn = tp__h1_head_get(hd, "connection");
+        h->upgrade = tp__h1_head_get(hd, "upgrade").ptr && cn.ptr && tp__h1_list_has(cn, "upgrade");
+        h->upgraded = false;
+    }
     if (cfg->type == TP_ONRAMP_HTTP) {
         int r = tp__route_match(&cfg->routes, tp_request_method(req), req->target.host,
                                 req->target.path);
@@ -1614,6 +1641,31 @@ static void on_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     tp__conn_uncork(conn, TP_TO_CLIENT);
 }
 
+/* The upstream answered 101: its bytes after the head go to the client, the client's bytes held
+ * since the request go upstream, and the connection is a tunnel from now on (b's reference is
+ * taken over). */
+static void upgrade_to_tunnel(tp_conn_t *conn, tp_buf_t *b, const char *rest, size_t n) {
+    tp_h1_t *h = conn->h1;
+    server_release(conn, TP_GROUP_OK);
+    conn->header_deadline = 0;
+    h->resp_deadline = 0;
+    tp__log_msg(TP_LOG_DEBUG, "upgraded", "conn %llu", (unsigned long long)conn->id);
+    if (n) {
+        uv_buf_t ub = uv_buf_init((char *)rest, (unsigned)n);
+        if (tp__conn_write(conn, TP_TO_CLIENT, &ub, 1, b, NULL) != 0) {
+            tp__buf_unref(b);
+            return;
+        }
+    }
+    tp__buf_unref(b);
+    tp_buf_t *early = h->in;
+    size_t off = h->in_off, len = h->in_len;
+    h->in = NULL;
+    tp__tunnel_start(conn, early, early ? early->data + off : NULL, len);
+    if (early)
+        tp__buf_unref(early);
+}
+
 static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     tp_h1_t *h = conn->h1;
     if (h->state != H1_FORWARDING) {
@@ -1633,6 +1685,11 @@ static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
         h->cur = b;
         e = llhttp_execute(&h->sp, at, (size_t)nread);
         h->cur = NULL;
+        if (e == HPE_PAUSED && h->upgraded && !conn->closing) {
+            upgrade_to_tunnel(conn, b, llhttp_get_error_pos(&h->sp),
+                              (size_t)(at + nread - llhttp_get_error_pos(&h->sp)));
+            return;
+        }
         if (e == HPE_PAUSED && h->body[TP_TO_CLIENT].watermark && !conn->closing) {
             const char *pos = llhttp_get_error_pos(&h->sp);
             size_t left = (size_t)(at + nread - pos);

@@ -13,6 +13,8 @@ import {
     httpRequest,
     parseProxyStatus,
     rawHttp,
+    rawTcp,
+    track,
     startHttpOrigin,
     startTcpServer,
     withTurnpike,
@@ -235,6 +237,72 @@ describe('reverse proxy: timeouts and health', () => {
             await tp.waitForLog({ msg: 'upstream health', server: `127.0.0.1:${bPort}`, healthy: true }, 10_000);
             for (let i = 0; i < 4; i++) await httpRequest(web, { path: `/back${i}` });
             assert.ok(b.requests.some((r) => r.url.startsWith('/back')), 'it is back in rotation');
+        });
+    });
+});
+
+describe('protocol upgrades (WebSocket)', () => {
+    afterEach(cleanup);
+
+    /** An origin that accepts `Upgrade: echo-proto` with a 101 and then echoes bytes, upper-cased. */
+    async function upgradeOrigin() {
+        const server = http.createServer((_req, res) => {
+            res.writeHead(426, { 'content-length': '0' });
+            res.end();
+        });
+        server.on('upgrade', (_req, socket, head) => {
+            socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo-proto\r\nConnection: Upgrade\r\n\r\nhello-from-origin|');
+            if (head.length) socket.write(head.toString().toUpperCase());
+            socket.on('data', (d: Buffer) => socket.write(d.toString().toUpperCase()));
+            socket.on('end', () => socket.end()); // the client's half-close comes through: finish too
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+        track('upgrade origin', () => {
+            server.closeAllConnections();
+            server.close();
+        });
+        return (server.address() as { port: number }).port;
+    }
+
+    it('a 101 turns the exchange into a tunnel, on the reverse proxy and the forward proxy', { timeout: 30_000 }, async () => {
+        const port = await upgradeOrigin();
+        const cfg = {
+            runtime: { workers: 1 },
+            endpoints: [
+                { name: 'web', type: 'http', listen: ['127.0.0.1:0'], routes: [{ upstream: 'o' }] },
+                { name: 'proxy', type: 'http_proxy', listen: ['127.0.0.1:0'], allow_destinations: ['127.0.0.0/8'] },
+            ],
+            upstreams: [{ name: 'o', servers: [`127.0.0.1:${port}`] }],
+        };
+        await withTurnpike({ config: cfg }, async (tp) => {
+            for (const [ep, target] of [['web', '/ws'], ['proxy', `http://127.0.0.1:${port}/ws`]] as const) {
+                const c = await rawTcp(tp.endpoint(ep));
+                c.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n`);
+                const head = (await c.readUntil('hello-from-origin|')).toString('latin1');
+                assert.match(head, /^HTTP\/1\.1 101 /, head);
+                assert.match(head, /\r\nUpgrade: echo-proto\r\n/i);
+                assert.match(head, /\r\nConnection: upgrade\r\n/i);
+                c.write('ping over the tunnel');
+                await c.readUntil('PING OVER THE TUNNEL');
+                c.destroy();
+            }
+        });
+    });
+
+    it('a declined upgrade is a plain response, and the connection closes after it', { timeout: 30_000 }, async () => {
+        const refuser = await startTcpServer((sock) =>
+            sock.once('data', () => sock.write('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope')),
+        );
+        const cfg = {
+            runtime: { workers: 1 },
+            endpoints: [{ name: 'web', type: 'http', listen: ['127.0.0.1:0'], routes: [{ upstream: 'o' }] }],
+            upstreams: [{ name: 'o', servers: [at(refuser)] }],
+        };
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const r = await rawHttp(tp.endpoint('web'), 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n');
+            assert.equal(r.status, 426);
+            assert.equal(r.response?.body.toString(), 'nope');
+            assert.ok(r.closed, 'closed after a declined upgrade');
         });
     });
 });
