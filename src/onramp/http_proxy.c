@@ -11,6 +11,7 @@
 #include "http/edits.h"
 #include "http/route.h"
 #include "offramp/group.h"
+#include "offramp/pool.h"
 #include "util/fmt.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
@@ -1222,6 +1223,14 @@ static tp_str_t hash_key(tp_conn_t *conn, const tp_upstream_cfg_t *ucfg, char *b
     return (tp_str_t){buf, strlen(buf)};
 }
 
+/* Whether the exchange's upstream connection may serve other clients: on an http endpoint, for a
+ * server of a group, when nothing client-specific went on it (a redirect, a PROXY header). */
+static bool pool_shared(const tp_conn_t *conn) {
+    const tp_h1_t *h = conn->h1;
+    return conn->ep->cfg->type == TP_ONRAMP_HTTP && h->req.server && !h->redirected &&
+           conn->ep->cfg->egress.send_proxy_protocol == TP_PP_NONE;
+}
+
 /* Where the request goes: a redirect, a group's server, or (forward proxy) its target. */
 static void forward_start(tp_conn_t *conn) {
     tp_h1_t *h = conn->h1;
@@ -1244,6 +1253,30 @@ static void forward_start(tp_conn_t *conn) {
         if (!s) {
             conn->stats.reason = TP_CLOSE_UPSTREAM_FAILED;
             respond_error(conn, 503, "destination_unavailable", "no server in the upstream group",
+                          false);
+            return;
+        }
+        const tp_upstream_cfg_t *ucfg = tp__group_cfg(g);
+        size_t hl = strlen(s->host), idle = 0;
+        tp_upstream_t *mine = conn->up;
+        bool have = mine && !mine->eof && h->upstream_keep_alive && mine->port == s->port &&
+                    strlen(mine->host) == hl && strncasecmp(mine->host, s->host, hl) == 0;
+        if (!have && !h->redirected && conn->ep->cfg->egress.send_proxy_protocol == TP_PP_NONE) {
+            tp_upstream_t *up =
+                tp__pool_take(conn->worker->pool, conn->ep->index, s->host, hl, s->port);
+            if (up) {
+                tp__conn_upstream_attach(conn, up);
+                h->upstream_keep_alive = true;
+                have = true;
+            } else {
+                idle = tp__pool_idle(conn->worker->pool, conn->ep->index, s->host, hl, s->port);
+            }
+        }
+        if (!have && ucfg->keepalive.max_total &&
+            s->inflight + idle >= (uint64_t)ucfg->keepalive.max_total) {
+            conn->stats.reason = TP_CLOSE_UPSTREAM_FAILED;
+            respond_error(conn, 503, "connection_limit_reached",
+                          "the server's connections (upstreams[].keepalive.max_total) are all busy",
                           false);
             return;
         }
@@ -1550,6 +1583,14 @@ static void exchange_maybe_done(tp_conn_t *conn) {
     /* Wait until the response is written out before starting on the next request. */
     if (conn->queued[TP_TO_CLIENT] > 0)
         return;
+    if (h->upstream_keep_alive && conn->up && !conn->up->eof && pool_shared(conn)) {
+        /* The worker's pool takes it, for any client's next request to that server. */
+        const tp_upstream_cfg_t *ucfg = tp__group_cfg(conn->worker->groups[h->req.group]);
+        tp_upstream_t *up = tp__conn_upstream_detach(conn);
+        if (up)
+            tp__pool_park(conn->worker->pool, up, conn->ep->index, (size_t)ucfg->keepalive.max_idle,
+                          ucfg->keepalive.idle_timeout);
+    }
     server_release(conn, TP_GROUP_OK);
     if (h->close_after || conn->client_eof) {
         tp__conn_close(conn, conn->client_eof ? TP_CLOSE_CLIENT_CLOSED : TP_CLOSE_DONE);

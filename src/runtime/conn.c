@@ -274,7 +274,25 @@ static void upstream_close_cb(uv_handle_t *h) {
     tp_upstream_t *up = h->data;
     tp_conn_t *conn = up->conn;
     free(up);
-    tp__conn_unref(conn);
+    if (conn) /* NULL once handed to the pool */
+        tp__conn_unref(conn);
+}
+
+tp_upstream_t *tp__conn_upstream_detach(tp_conn_t *conn) {
+    tp_upstream_t *up = conn->up;
+    if (!up || conn->closing || up->eof || conn->queued[TP_TO_UPSTREAM] || up->shut)
+        return NULL;
+    batch_drop(conn, TP_TO_UPSTREAM);
+    conn->up = NULL;
+    up->conn = NULL;
+    tp__conn_unref(conn); /* the upstream's reference: the "alive" one keeps conn */
+    return up;
+}
+
+void tp__conn_upstream_attach(tp_conn_t *conn, tp_upstream_t *up) {
+    up->conn = conn;
+    conn->refs++;
+    tp__conn_upstream_adopt(conn, up);
 }
 
 tp_upstream_t *tp__upstream_new(tp_conn_t *conn, int family) {

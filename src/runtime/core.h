@@ -75,6 +75,7 @@ struct tp_worker {
     tp_bufpool_t bufs;
     struct tp_wreq *free_wreqs;
     struct tp_group **groups; /* this worker's instance of each configured upstream group */
+    struct tp_pool *pool;     /* idle kept-alive upstream connections, shared by the clients */
     tp_conn_t *conns;         /* intrusive list of live connections */
     size_t nconns;
     uint64_t next_id;
@@ -139,6 +140,11 @@ struct tp_upstream {
     tp_addr_t addr;
     char host[256]; /* the host and port it serves, for reuse between keep-alive requests */
     uint16_t port;
+    /* While parked in the worker's pool (conn NULL): see src/offramp/pool.c. */
+    struct tp_pool *pool;
+    size_t pool_endpoint, pool_bucket;
+    uint64_t pool_expires;
+    struct tp_upstream *pool_next, *age_prev, *age_next;
 };
 
 /* What a protocol does with a connection's events (L4 tunnel, HTTP/1.1 proxy). */
@@ -261,6 +267,11 @@ void tp__pp_log_refused(tp_conn_t *conn, const char *reason);
 /* ---- offramp/egress.c ---- */
 /* Resolves host, runs egress.handle_connection, applies the destination policy and connects
  * conn->up; cb runs with NULL on success (after handle_connection_established) or a failure. */
+/* Hands the connection's upstream over (to the pool): NULL unless it is idle and clean (nothing
+ * queued, not shut or at EOF). The caller owns it then; its reads are stopped by the new owner. */
+tp_upstream_t *tp__conn_upstream_detach(tp_conn_t *conn);
+/* Makes a detached upstream the connection's (closing the one it had). */
+void tp__conn_upstream_attach(tp_conn_t *conn, tp_upstream_t *up);
 /* True when the request goes to a server of a configured upstream group (the operator's choice,
  * exempt from the destination policy like an L4 endpoint's upstream). */
 bool tp__request_trusted(const tp_request_t *req);

@@ -9,6 +9,7 @@
 
 #include "dns/resolver.h"
 #include "offramp/group.h"
+#include "offramp/pool.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
 
@@ -87,6 +88,23 @@ static int worker_dns_open(tp_endpoint_t *ep) {
 
 /* Closes what the worker's endpoints use besides connections: resolvers and upstream groups. */
 static void close_resolvers(tp_worker_t *w) {
+    if (w->pool) {
+        tp_pool_stats_t st;
+        tp__pool_stats(w->pool, &st);
+        if (st.parked) { /* what the upstream pool did, for the operator */
+            tp_logline_t l;
+            tp__log_begin(&l, TP_LOG_INFO, "upstream pool");
+            tp__log_u64(&l, "worker", w->index);
+            tp__log_u64(&l, "parked", st.parked);
+            tp__log_u64(&l, "reused", st.reused);
+            tp__log_u64(&l, "closed_idle", st.closed_idle);
+            tp__log_u64(&l, "closed_peer", st.closed_peer);
+            tp__log_u64(&l, "closed_full", st.closed_full);
+            tp__log_end(&l);
+        }
+    }
+    tp__pool_close(w->pool);
+    w->pool = NULL;
     for (size_t u = 0; w->groups && u < w->server->cfg.upstreams.n; u++)
         if (w->groups[u]) {
             tp__group_close(w->groups[u]);
@@ -279,6 +297,8 @@ int tp__worker_run_all(tp_server_t *srv) {
             status = 1;
             continue;
         }
+        if (tp__pool_new(&w->loop, &w->bufs, &w->pool) != 0)
+            status = 1;
         for (size_t u = 0; u < nup && status == 0; u++) {
             const tp_upstream_cfg_t *ucfg = TP_LIST_AT(tp_upstream_cfg_t, srv->cfg.upstreams, u);
             if (tp__group_new(&w->loop, ucfg, &w->groups[u]) != 0) {

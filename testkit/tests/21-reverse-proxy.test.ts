@@ -113,6 +113,36 @@ describe('reverse proxy (http endpoint)', () => {
         });
     });
 
+    it('the worker pool shares upstream connections between client connections; max_total caps them', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin();
+        const slow = await startHttpOrigin((_req, res) => {
+            setTimeout(() => res.end('slow'), 800);
+        });
+        const cfg = config(
+            [
+                { name: 'o', servers: [at(o)] },
+                { name: 's', servers: [at(slow)], keepalive: { max_total: 1 } } as never,
+            ],
+            [{ path_prefix: '/slow', upstream: 's' }, { upstream: 'o' }],
+        );
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            const ports = new Set<number>();
+            for (let i = 0; i < 5; i++) {
+                const res = await httpRequest(web, { path: `/p${i}` }); // a new client connection each time
+                assert.equal(res.status, 200);
+                ports.add(res.localPort);
+            }
+            assert.equal(ports.size, 5, 'five client connections');
+            assert.equal(new Set(o.connectionPorts).size, 1, 'one upstream connection served them all');
+            const [a, b] = await Promise.all([httpRequest(web, { path: '/slow/1' }), httpRequest(web, { path: '/slow/2' })]);
+            const statuses = [a.status, b.status].sort();
+            assert.deepEqual(statuses, [200, 503], 'max_total 1: the second concurrent request is refused');
+            const refused = a.status === 503 ? a : b;
+            assert.equal(parseProxyStatus(refused.headers['proxy-status'])[0]?.params.error, 'connection_limit_reached');
+        });
+    });
+
     it('bad requests: no Host, two Hosts, CONNECT', { timeout: 30_000 }, async () => {
         const o = await startHttpOrigin();
         await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {

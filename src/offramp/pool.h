@@ -1,0 +1,54 @@
+/* pool.h: a worker's idle kept-alive upstream connections, shared by its client connections. */
+#ifndef TP_OFFRAMP_POOL_H
+#define TP_OFFRAMP_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "runtime/buf.h"
+
+struct tp_upstream;
+
+/*
+ * Connections are kept by key: the endpoint (its egress settings made the connection), the host
+ * and the port. A parked connection is read while idle: if the server speaks or closes, it is
+ * dropped. Each is dropped after its own idle timeout, and the pool as a whole holds at most
+ * TP_POOL_MAX_IDLE (the oldest go first). Only the worker's thread touches it.
+ */
+#define TP_POOL_MAX_IDLE 4096
+
+typedef struct tp_pool_stats {
+    uint64_t parked;      /* connections put in */
+    uint64_t reused;      /* ... taken out again for a request */
+    uint64_t closed_idle; /* ... dropped after their idle timeout */
+    uint64_t closed_peer; /* ... dropped because the server spoke or closed while idle */
+    uint64_t closed_full; /* ... not kept: the key's max_idle, or the pool's cap */
+    size_t idle;          /* idle now */
+} tp_pool_stats_t;
+
+typedef struct tp_pool tp_pool_t;
+
+/* Makes the worker's pool on its loop (buffers for idle reads come from `bufs`). */
+int tp__pool_new(uv_loop_t *loop, tp_bufpool_t *bufs, tp_pool_t **out);
+/* Closes every idle connection; the memory goes when their handles have closed. */
+void tp__pool_close(tp_pool_t *p);
+
+/* An idle connection for the key, detached from the pool (not reading), or NULL. */
+struct tp_upstream *tp__pool_take(tp_pool_t *p, size_t endpoint, const char *host, size_t hostlen,
+                                  uint16_t port);
+/* How many idle connections the key has. */
+size_t tp__pool_idle(const tp_pool_t *p, size_t endpoint, const char *host, size_t hostlen,
+                     uint16_t port);
+/*
+ * Parks `up` (already detached from its client connection: up->conn NULL, nothing queued, not at
+ * EOF) under the key, its host and port, for at most idle_ms, unless the key has max_idle idle
+ * already (then it is closed). The pool owns it from then on.
+ */
+void tp__pool_park(tp_pool_t *p, struct tp_upstream *up, size_t endpoint, size_t max_idle,
+                   uint64_t idle_ms);
+
+void tp__pool_stats(const tp_pool_t *p, tp_pool_stats_t *out);
+
+#endif
