@@ -1063,6 +1063,16 @@ static void send_request_head(tp_conn_t *conn) {
     tp_h1_head_t *hd = &h->rq.head;
     llhttp_t *p = &h->rq.p;
     bool server = conn->ep->cfg->type == TP_ONRAMP_HTTP;
+    tp_str_t expect = tp__h1_head_get(hd, "expect");
+    bool continue_here =
+        expect.ptr && conn->worker->server->hooks.http_request.handle_request_body &&
+        ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length));
+    if (continue_here) {
+        /* The head waits for the body hook's first chunk, which waits for the client, which waits
+         * for a 100: Turnpike answers the expectation itself (RFC 9110 10.1.1). */
+        tp__edits_remove(&req->edits, "expect");
+        tp__conn_write_copy(conn, TP_TO_CLIENT, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
     size_t cap = hd->len + req->edits.added_len + 512, len = 0;
     char *out = malloc(cap);
     tp_str_t method = tp__h1_str(hd, hd->first);
@@ -1310,8 +1320,12 @@ static void send_direct(tp_conn_t *conn) {
     tp_response_t *d = &h->req.direct;
     uint16_t status = d->status ? d->status : 500;
     bool no_body = h->rq.p.method == HTTP_HEAD || status == 204 || status == 304;
-    if (h->drain || !h->client_keep_alive || h->req.is_connect)
-        h->close_after = true;
+    bool unread_body =
+        !h->req_done && ((h->rq.p.flags & F_CHUNKED) ||
+                         ((h->rq.p.flags & F_CONTENT_LENGTH) && h->rq.p.content_length));
+    if (h->drain || !h->client_keep_alive || h->req.is_connect ||
+        (unread_body && tp__h1_head_get(&h->rq.head, "expect").ptr))
+        h->close_after = true; /* a client that expects a 100 may never send the body: close */
     size_t cap = d->edits.added_len + 256 + (no_body ? 0 : d->body_len), len = 0;
     char *out = malloc(cap);
     char num[32];
@@ -1340,7 +1354,8 @@ static void send_direct(tp_conn_t *conn) {
     tp__log_u64(&l, "conn", conn->id);
     tp__log_u64(&l, "status", status);
     tp__log_end(&l);
-    if (h->req.is_connect) { /* no tunnel follows: answered, then closed */
+    if (h->req.is_connect || (h->close_after && unread_body)) {
+        /* No tunnel follows, or a body that may never come: answered, then closed. */
         h->state = H1_LINGER;
         if (h->in) {
             tp__buf_unref(h->in);

@@ -3,6 +3,10 @@
  * buffer, watermark, rewrite and block on request and response bodies; the buffer limit (413).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
@@ -127,6 +131,26 @@ describe('body hooks', () => {
             const res = await httpRequest(tp.endpoint('web'), { path: '/echo', method: 'POST', body, chunked: true });
             assert.equal(res.status, 200);
             assert.equal(sha256(res.body), sha256(body));
+        });
+    });
+
+    it('Expect: 100-continue: Turnpike answers the 100 itself while a body hook holds the head (curl, no 1 s wait)', { timeout: 30_000 }, async () => {
+        const origin = await startHttpOrigin();
+        const app = { patterns: ['EVILWORD'] };
+        await withTurnpike({ binary: example('http-firewall'), config: config(origin.port, app) }, async (tp) => {
+            const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tp-expect-'));
+            const file = path.join(dir, 'body');
+            const body = patternBytes(2 << 20);
+            fs.writeFileSync(file, body);
+            // Asynchronously: the origin runs in this process.
+            const { stdout: out } = await promisify(execFile)('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total}', '-H', 'Expect: 100-continue',
+                '--expect100-timeout', '10', '--data-binary', `@${file}`, `http://${tp.endpoint('web').address}/up`]);
+            fs.rmSync(dir, { recursive: true, force: true });
+            const [code, secs] = out.split(' ');
+            assert.equal(code, '200', out);
+            assert.ok(Number(secs) < 5, `curl did not wait out its 10 s expect timeout (${secs} s)`);
+            assert.equal(sha256(origin.requests.at(-1)!.body), sha256(body));
+            assert.equal(origin.requests.at(-1)!.headers.expect, undefined, 'the expectation was met here, not passed on');
         });
     });
 });
