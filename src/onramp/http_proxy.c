@@ -102,6 +102,7 @@ struct tp_h1 {
     body_dir_t body[2];       /* [TP_TO_UPSTREAM]: the request body; [TP_TO_CLIENT]: response */
     bool resp_final;          /* the final (not 1xx) response head was parsed */
     bool upgrade;             /* the request asks for a protocol upgrade (WebSocket, ...) */
+    size_t req_head_fields;   /* the request head's fields; trailers come after them */
     bool upgraded;            /* the upstream agreed (101): the connection becomes a tunnel */
     uint64_t resp_deadline;   /* the response head must come by then (0: not waiting) */
     uint64_t body_at;         /* when the request body last made progress */
@@ -959,6 +960,40 @@ static int on_resp_body(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* The last chunk of a chunked body, with the trailer fields of `hd` from index `from` on (RFC 9112
+ * 7.1.2): hop-by-hop and framing fields are not passed on. */
+static void write_last_chunk(tp_conn_t *conn, int dir, const tp_h1_head_t *hd, size_t from) {
+    static const char *const not_trailers[] = {"content-length", "transfer-encoding", "host",
+                                               "trailer", NULL};
+    if (from >= hd->nfields) {
+        tp__conn_write_copy(conn, dir, "0\r\n\r\n", 5);
+        return;
+    }
+    size_t cap = hd->len + 16, len = 0;
+    char *out = malloc(cap);
+    APPEND_LIT(&out, &len, &cap, "0\r\n");
+    for (size_t i = from; i < hd->nfields; i++) {
+        tp_str_t name = tp__h1_str(hd, hd->fields[i].name);
+        bool skip = tp__h1_is_hop_by_hop(hd, name);
+        for (size_t k = 0; not_trailers[k] && !skip; k++)
+            skip = name_is(name, not_trailers[k]);
+        if (skip)
+            continue;
+        tp_str_t value = tp__h1_str(hd, hd->fields[i].value);
+        append(&out, &len, &cap, name.ptr, name.len);
+        APPEND_LIT(&out, &len, &cap, ": ");
+        append(&out, &len, &cap, value.ptr, value.len);
+        APPEND_LIT(&out, &len, &cap, "\r\n");
+    }
+    APPEND_LIT(&out, &len, &cap, "\r\n");
+    if (!out) {
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    tp__conn_write(conn, dir, &b, 1, NULL, out);
+}
+
 static int on_resp_done(llhttp_t *p) {
     tp_conn_t *conn = p->data;
     tp_h1_t *h = conn->h1;
@@ -968,8 +1003,9 @@ static int on_resp_done(llhttp_t *p) {
     if (bd->active && !bd->ended &&
         (body_run(conn, TP_TO_CLIENT, NULL, NULL, 0, true) < 0 || conn->closing))
         return HPE_USER;
-    if (h->resp_chunked_out)
-        tp__conn_write_copy(conn, TP_TO_CLIENT, "0\r\n\r\n", 5);
+    if (h->resp_chunked_out) /* what the head buffer holds now are the trailers, if any */
+        write_last_chunk(conn, TP_TO_CLIENT, &h->resp_head, 0);
+    tp__h1_head_reset(&h->resp_head);
     h->resp_done = true;
     return HPE_PAUSED;
 }
@@ -1448,6 +1484,7 @@ static void on_head(tp_conn_t *conn) {
     tp__conn_rearm(conn);
     conn->stats.requests++;
     h->state = H1_DECIDING;
+    h->req_head_fields = h->rq.head.nfields; /* fields after these, at the end, are trailers */
     h->client_keep_alive = llhttp_should_keep_alive(&h->rq.p);
     req->is_connect = h->rq.p.method == HTTP_CONNECT;
     h->redirected = false;
@@ -1565,7 +1602,7 @@ static void client_parse_run(tp_conn_t *conn) {
                  h->state == H1_LINGER))
                 return;
             if (h->req_body_chunked)
-                tp__conn_write_copy(conn, TP_TO_UPSTREAM, "0\r\n\r\n", 5);
+                write_last_chunk(conn, TP_TO_UPSTREAM, &h->rq.head, h->req_head_fields);
             h->req_done = true;
             if (!h->resp_final && !h->discard_body && h->state == H1_FORWARDING) {
                 h->resp_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.response;

@@ -143,6 +143,36 @@ describe('reverse proxy (http endpoint)', () => {
         });
     });
 
+    it('passes trailers both ways (chunked request and response)', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin((_req, res) => {
+            res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-digest' });
+            res.write('part one, ');
+            res.addTrailers({ 'x-digest': 'sha-256=abc', 'content-length': '99' });
+            res.end('part two');
+        });
+        await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
+            const web = tp.endpoint('web');
+            const got = await new Promise<{ body: string; trailers: NodeJS.Dict<string> }>((resolve, reject) => {
+                const req = http.request({ host: web.host, port: web.port, method: 'POST', path: '/t', headers: { trailer: 'x-req-sum', 'transfer-encoding': 'chunked' } });
+                req.once('error', reject);
+                req.once('response', (res) => {
+                    let body = '';
+                    res.on('data', (d: Buffer) => (body += d.toString()));
+                    res.once('end', () => resolve({ body, trailers: res.trailers }));
+                });
+                req.write('request body');
+                req.addTrailers({ 'x-req-sum': '42' });
+                req.end();
+            });
+            assert.equal(got.body, 'part one, part two');
+            assert.equal(got.trailers['x-digest'], 'sha-256=abc', 'the response trailer came through');
+            assert.equal(got.trailers['content-length'], undefined, 'a framing field is not a trailer');
+            const seen = o.requests.at(-1)!;
+            assert.equal(seen.body.toString(), 'request body');
+            assert.equal(seen.trailers['x-req-sum'], '42', 'the request trailer came through');
+        });
+    });
+
     it('bad requests: no Host, two Hosts, CONNECT', { timeout: 30_000 }, async () => {
         const o = await startHttpOrigin();
         await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
