@@ -103,6 +103,7 @@ struct tp_h1 {
     bool resp_final;          /* the final (not 1xx) response head was parsed */
     bool upgrade;             /* the request asks for a protocol upgrade (WebSocket, ...) */
     size_t req_head_fields;   /* the request head's fields; trailers come after them */
+    uint64_t body_in;         /* request body bytes read so far (limits.max_body_size) */
     bool upgraded;            /* the upstream agreed (101): the connection becomes a tunnel */
     uint64_t resp_deadline;   /* the response head must come by then (0: not waiting) */
     uint64_t body_at;         /* when the request body last made progress */
@@ -311,6 +312,19 @@ static int on_req_body(void *ctx, const char *at, size_t len) {
     tp_conn_t *conn = ctx;
     tp_h1_t *h = conn->h1;
     h->body_at = uv_now(&conn->worker->loop); /* the deadline follows lazily (timer_cb) */
+    h->body_in += len;
+    uint64_t max_body = conn->ep->cfg->limits.max_body_size;
+    if (max_body && h->body_in > max_body) { /* a chunked body grew past the limit */
+        conn->stats.reason = TP_CLOSE_PROTOCOL_ERROR;
+        if (h->resp_head_sent) {
+            tp__conn_close(conn, TP_CLOSE_PROTOCOL_ERROR);
+        } else {
+            server_release(conn, TP_GROUP_ABANDONED);
+            respond_error(conn, 413, "http_request_error", "request body over limits.max_body_size",
+                          false);
+        }
+        return -1;
+    }
     if (h->discard_body)
         return 0;
     if (h->body[TP_TO_UPSTREAM].active) {
@@ -1507,6 +1521,15 @@ static void on_head(tp_conn_t *conn) {
         respond_error(conn, (uint16_t)status, "http_request_error", detail, req->is_connect);
         return;
     }
+    uint64_t max_body = cfg->limits.max_body_size;
+    if (max_body && !req->is_connect && (h->rq.p.flags & F_CONTENT_LENGTH) &&
+        h->rq.p.content_length > max_body) {
+        conn->stats.reason = TP_CLOSE_PROTOCOL_ERROR;
+        respond_error(conn, 413, "http_request_error", "request body over limits.max_body_size",
+                      false);
+        return;
+    }
+    h->body_in = 0;
     if (req->is_connect) {
         tp__conn_trace(conn, "http.handle_proxy_connect_request");
         tp_decision_t d = tp_allow();

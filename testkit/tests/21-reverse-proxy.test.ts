@@ -173,6 +173,21 @@ describe('reverse proxy (http endpoint)', () => {
         });
     });
 
+    it('limits.max_body_size: 413 for a Content-Length over it at once, and for a chunked body that grows past it', { timeout: 30_000 }, async () => {
+        const o = await startHttpOrigin();
+        const cfg = config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }], { limits: { max_body_size: '1KiB' } });
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            assert.equal((await httpRequest(web, { path: '/ok', method: 'POST', body: 'x'.repeat(1024) })).status, 200);
+            const big = await httpRequest(web, { path: '/big', method: 'POST', body: 'x'.repeat(2000) });
+            assert.equal(big.status, 413);
+            assert.match(String(big.headers['proxy-status']), /max_body_size/);
+            const grown = await httpRequest(web, { path: '/grown', method: 'POST', body: 'y'.repeat(3000), chunked: true });
+            assert.equal(grown.status, 413);
+            assert.ok(!o.requests.some((r) => r.url === '/big' || r.url === '/grown'), 'no oversized body reached the origin complete');
+        });
+    });
+
     it('bad requests: no Host, two Hosts, CONNECT', { timeout: 30_000 }, async () => {
         const o = await startHttpOrigin();
         await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
