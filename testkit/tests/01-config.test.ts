@@ -1,9 +1,10 @@
 /** The CLI and config validation: --version, --print-default-config, --check-config errors. */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
-import { checkConfig, cleanup, runTurnpike, writeConfigFile } from '../src/index.js';
+import { checkConfig, cleanup, REPO_ROOT, runTurnpike, writeConfigFile } from '../src/index.js';
 import { LOOPBACK, proxyConfig } from './common.js';
 
 describe('config and CLI', () => {
@@ -43,6 +44,16 @@ describe('config and CLI', () => {
             endpoints: [{ name: 'l4', type: 'tcp', listen: ['127.0.0.1:0'], upstream: '127.0.0.1:9', allow_destinations: LOOPBACK }],
         });
         assert.equal(tcp.code, 0, tcp.stderr);
+    });
+
+    it('--check-config accepts every sample config in examples/configs', { timeout: 60_000 }, async () => {
+        const dir = path.join(REPO_ROOT, 'examples', 'configs');
+        const files = fs.readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+        assert.ok(files.length >= 5, files.join(' '));
+        for (const f of files) {
+            const r = await runTurnpike(['--check-config', '-c', path.join(dir, f)]);
+            assert.equal(r.code, 0, `${f}: ${r.stderr}`);
+        }
     });
 
     it('a misspelt key exits 2 and the error names file, line, column and key', { timeout: 60_000 }, async () => {
