@@ -2,10 +2,13 @@
 # Variables (gnuplot -e): term (png or pngcairo), datafile, outfile, subtitle, nbars (rows in datafile).
 # datafile rows: "label" ratio goal "bar label" label-height; ? marks a missing ratio or no goal.
 if (!exists("nbars")) nbars = 5
+# About 170 px per bar, so that the labels under them do not run into each other.
+width = nbars * 170 + 200
+if (width < 1300) width = 1300
 if (term eq 'pngcairo') {
-    set terminal pngcairo size 1300,480 font "sans,10"
+    set terminal pngcairo size width,480 font "sans,10"
 } else {
-    set terminal png size 1300,480
+    set terminal png size width,480
 }
 set output outfile
 set datafile missing "?"
