@@ -103,11 +103,16 @@ struct tp_h1 {
     bool resp_final;          /* the final (not 1xx) response head was parsed */
     bool upgrade;             /* the request asks for a protocol upgrade (WebSocket, ...) */
     size_t req_head_fields;   /* the request head's fields; trailers come after them */
-    uint64_t body_in;         /* request body bytes read so far (limits.max_body_size) */
-    bool upgraded;            /* the upstream agreed (101): the connection becomes a tunnel */
-    uint64_t resp_deadline;   /* the response head must come by then (0: not waiting) */
-    uint64_t body_at;         /* when the request body last made progress */
-    tp_buf_t *resp_rest;      /* a response read whose parse a watermark stopped ... */
+    tp_h1_scan_t rscan;       /* the strict scanner in front of the response parser */
+    size_t rscan_ahead;       /* response bytes it vetted that llhttp has not consumed yet */
+    tp_h1_framing_t rframing; /* the response body's framing, for the scanner */
+    uint64_t rlength;
+    uint64_t body_in;       /* request body bytes read so far (limits.max_body_size) */
+    const char *resp_error; /* why the response's framing was refused, for the 502 */
+    bool upgraded;          /* the upstream agreed (101): the connection becomes a tunnel */
+    uint64_t resp_deadline; /* the response head must come by then (0: not waiting) */
+    uint64_t body_at;       /* when the request body last made progress */
+    tp_buf_t *resp_rest;    /* a response read whose parse a watermark stopped ... */
     size_t resp_rest_off, resp_rest_len; /* ... and where it resumes */
     const char *rcode;                   /* a DNS rcode for the next error answer's Proxy-Status */
     uint64_t resp_bytes;
@@ -266,6 +271,7 @@ static void exchange_reset(tp_conn_t *conn) {
     h->discard_body = false;
     h->resp_final = false;
     h->resp_deadline = 0;
+    h->resp_error = NULL;
     conn->header_deadline = 0; /* the next request's starts with its first byte */
     body_dir_free(&h->body[0]);
     body_dir_free(&h->body[1]);
@@ -887,6 +893,12 @@ static int on_resp_headers_done(llhttp_t *p) {
             h->resp_close_delimited = true;
     }
     bd->chunked_out = h->resp_chunked_out;
+    h->rframing = switching                       ? TP_H1_FRAMING_TUNNEL
+                  : h->resp_no_body               ? TP_H1_FRAMING_NONE
+                  : chunked                       ? TP_H1_FRAMING_CHUNKED
+                  : (p->flags & F_CONTENT_LENGTH) ? TP_H1_FRAMING_LENGTH
+                                                  : TP_H1_FRAMING_CLOSE;
+    h->rlength = p->content_length;
     if (h->resp_close_delimited || h->drain || !h->client_keep_alive)
         h->close_after = !informational;
     if (h->upgrade && !switching && !informational)
@@ -1260,6 +1272,8 @@ static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
     }
     llhttp_init(&h->sp, HTTP_RESPONSE, &resp_settings);
     h->sp.data = conn;
+    tp__h1_scan_reset_response(&h->rscan);
+    h->rscan_ahead = 0;
     h->state = H1_FORWARDING;
     /* The response's wait starts once the whole request went (set again at its end). */
     uint64_t now = uv_now(&conn->worker->loop);
@@ -1757,6 +1771,46 @@ static void on_upstream_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     tp__conn_uncork(conn, TP_TO_CLIENT);
 }
 
+/*
+ * llhttp over a response read, behind the strict scanner (src/h1/scan.c): llhttp only sees bytes
+ * the scanner passed, and the scanner stops at the end of each head (until the head's framing is
+ * known) and of each message, so the two agree on every boundary. Returns what llhttp_execute()
+ * would for the whole read; HPE_USER with *why set when the scanner refused the bytes.
+ */
+static llhttp_errno_t resp_execute(tp_conn_t *conn, const char *at, size_t n, const char **why) {
+    tp_h1_t *h = conn->h1;
+    size_t done = 0;
+    while (done < n) {
+        size_t ahead = h->rscan_ahead < n - done ? h->rscan_ahead : n - done;
+        h->rscan_ahead = 0;
+        size_t ok = ahead + tp__h1_scan_run(&h->rscan, at + done + ahead, n - done - ahead);
+        if (tp__h1_scan_failed(&h->rscan) && ok == 0) {
+            *why = h->rscan.err ? h->rscan.err : "invalid response framing";
+            return HPE_USER;
+        }
+        if (ok == 0) { /* at a boundary, nothing to pass: move the scanner on */
+            if (tp__h1_scan_head_done(&h->rscan)) {
+                tp__h1_scan_body(&h->rscan, h->rframing, h->rlength);
+            } else if (tp__h1_scan_message_done(&h->rscan)) {
+                tp__h1_scan_reset_response(&h->rscan);
+            } else {
+                *why = "response framing out of step";
+                return HPE_USER;
+            }
+            continue;
+        }
+        llhttp_errno_t e = llhttp_execute(&h->sp, at + done, ok);
+        if (e != HPE_OK) {
+            const char *pos = llhttp_get_error_pos(&h->sp);
+            if (pos >= at + done && pos <= at + done + ok)
+                h->rscan_ahead = (size_t)(at + done + ok - pos);
+            return e;
+        }
+        done += ok;
+    }
+    return HPE_OK;
+}
+
 /* The upstream answered 101: its bytes after the head go to the client, the client's bytes held
  * since the request go upstream, and the connection is a tunnel from now on (b's reference is
  * taken over). */
@@ -1799,7 +1853,10 @@ static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
             h->resp_rest = NULL;
         }
         h->cur = b;
-        e = llhttp_execute(&h->sp, at, (size_t)nread);
+        const char *why = NULL;
+        e = resp_execute(conn, at, (size_t)nread, &why);
+        if (why)
+            h->resp_error = why;
         h->cur = NULL;
         if (e == HPE_PAUSED && h->upgraded && !conn->closing) {
             upgrade_to_tunnel(conn, b, llhttp_get_error_pos(&h->sp),
@@ -1862,6 +1919,7 @@ static void upstream_parse(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
         if (!h->resp_head_sent) {
             const char *details = nread == UV_EOF ? "origin closed before a complete response head"
                                   : nread < 0     ? uv_strerror((int)nread)
+                                  : h->resp_error ? h->resp_error
                                                   : llhttp_get_error_reason(&h->sp);
             conn->stats.reason = TP_CLOSE_UPSTREAM_CLOSED;
             respond_error(conn, 502, nread > 0 ? "http_protocol_error" : "http_response_incomplete",
