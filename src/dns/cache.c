@@ -4,13 +4,10 @@
 
 #include "dns/cache.h"
 
-/* FNV-1a: names are short and already lower case. */
-static uint64_t hash_name(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+#include "util/hash.h"
+
+/* Names are short and already lower case. */
+static uint64_t hash_name(const char *s) { return tp__fnv1a_str(TP_FNV1A_INIT, s); }
 
 tp_dns_entry_t *tp__dns_entry_new(const char *name, const tp_addr_t *addrs, size_t naddrs) {
     size_t nlen = strlen(name) + 1;

@@ -14,6 +14,7 @@
 #include "dns/hosts.h"
 #include "dns/resolver.h"
 #include "runtime/log.h"
+#include "util/hash.h"
 
 enum { QTYPE_A = 1, QTYPE_AAAA = 28, QCLASS_IN = 1 };
 enum { RCODE_SERVFAIL = 2, RCODE_NOTIMP = 4, RCODE_REFUSED = 5 };
@@ -122,12 +123,7 @@ void tp__dns_settings_default(tp_dns_settings_t *s) {
 
 /* ---- names ---- */
 
-static uint64_t hash_name(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t hash_name(const char *s) { return tp__fnv1a_str(TP_FNV1A_INIT, s); }
 
 /* An IP literal ("1.2.3.4", "::1", "[::1]", "fe80::1%lo") without a port. */
 static bool parse_literal(const char *host, tp_addr_t *out) {

@@ -8,6 +8,7 @@
 #include "group_state.h"
 #include "h1/request.h"
 #include "runtime/log.h"
+#include "util/hash.h"
 
 /* Virtual nodes per server on the hash ring: with 160 each, a server's share of the keys is
  * within about 15% of the fair share for a handful of servers. */
@@ -16,27 +17,6 @@
 #define NONE SIZE_MAX
 
 /* ---- hashing ---- */
-
-static uint64_t fnv1a(const void *p, size_t n) {
-    const unsigned char *b = p;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-/* MurmurHash3's 64-bit finalizer: FNV-1a alone leaves short keys (IP addresses) clustered on the
- * ring; this bijective mix spreads every input bit over the whole word. */
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
 
 static int point_cmp(const void *a, const void *b) {
     const tp_ring_point_t *x = a, *y = b;
@@ -53,10 +33,10 @@ static int ring_build(tp_group_t *g) {
     if (!g->ring)
         return TP_ERR_NOMEM;
     for (size_t i = 0; i < g->n; i++) {
-        uint64_t base = fnv1a(g->srv[i].name, strlen(g->srv[i].name));
+        uint64_t base = tp__fnv1a(TP_FNV1A_INIT, g->srv[i].name, strlen(g->srv[i].name));
         for (size_t v = 0; v < RING_VNODES; v++)
             g->ring[i * RING_VNODES + v] = (tp_ring_point_t){
-                .hash = mix64(base + (v + 1) * 0x9e3779b97f4a7c15ULL), .srv = (uint32_t)i};
+                .hash = tp__mix64(base + (v + 1) * 0x9e3779b97f4a7c15ULL), .srv = (uint32_t)i};
     }
     qsort(g->ring, g->nring, sizeof(*g->ring), point_cmp);
     return 0;
@@ -259,7 +239,7 @@ int tp__group_new(uv_loop_t *loop, const tp_upstream_cfg_t *cfg, tp_group_t **ou
         group_free(g);
         return rc;
     }
-    g->rng = mix64(uv_hrtime() ^ (uint64_t)(uintptr_t)g) | 1;
+    g->rng = tp__mix64(uv_hrtime() ^ (uint64_t)(uintptr_t)g) | 1;
     uv_timer_init(loop, &g->passive_timer);
     g->passive_timer.data = g;
     g->open++;
@@ -328,7 +308,7 @@ static size_t pick_least_conn(tp_group_t *g, size_t avoid) {
  * A server that is out is skipped point by point, so only its own keys go elsewhere, each to
  * the next server on the ring, which spreads them over the others. */
 static size_t pick_hash(tp_group_t *g, tp_str_t key, size_t avoid) {
-    uint64_t h = mix64(fnv1a(key.ptr, key.len));
+    uint64_t h = tp__mix64(tp__fnv1a(TP_FNV1A_INIT, key.ptr, key.len));
     size_t lo = 0, hi = g->nring;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "runtime/core.h"
+#include "util/hash.h"
 
 #define BUCKETS 1024
 
@@ -21,12 +22,7 @@ struct tp_pool {
 };
 
 static uint64_t key_hash(size_t endpoint, const char *host, size_t len, uint16_t port) {
-    uint64_t h = 1469598103934665603ULL ^ endpoint ^ ((uint64_t)port << 32);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)host[i];
-        h = (h ^ (c >= 'A' && c <= 'Z' ? c + 32 : c)) * 1099511628211ULL;
-    }
-    return h;
+    return tp__fnv1a_lower(TP_FNV1A_INIT ^ endpoint ^ ((uint64_t)port << 32), host, len);
 }
 
 static bool key_is(const tp_upstream_t *up, size_t endpoint, const char *host, size_t len,
