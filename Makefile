@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 20
 all: build
 
 deps:
-	@scripts/install-deps build test
+	@scripts/install-deps build test interop
 
 build: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTP_TESTS=OFF >/dev/null
