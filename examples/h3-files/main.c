@@ -1,7 +1,8 @@
 /* h3-files: a tiny HTTP/3 server over the H3 driver (turnpike/h3.h) that serves generated
  * content: GET /bytes/N answers N bytes of the testkit's pattern (byte i is i % 251) with a
- * content-length; POST /echo answers the request body back; anything else is 404. Interop
- * clients (ngtcp2's gtlsclient, turnpike-h3) download from it. */
+ * content-length; POST /echo answers the request body back; CONNECT host:port (an IP literal)
+ * opens a TCP tunnel; anything else is 404. Interop clients (ngtcp2's gtlsclient, turnpike-h3)
+ * download from it. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,12 +20,33 @@
 
 static uint8_t pattern[SLICE + PERIOD];
 
+/* A CONNECT tunnel: the TCP side outlives the stream until its handle closed. */
+typedef struct tunnel {
+    tp_h3_stream_t *s; /* NULL once the stream closed */
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_shutdown_t shutdown;
+    uint8_t *rbuf; /* bytes read from TCP not yet taken by the stream */
+    size_t rlen, roff;
+    bool connected, reading, closing;
+} tunnel_t;
+
 typedef struct req {
     uint64_t left;   /* body bytes still to queue */
     uint64_t offset; /* stream offset of the next one */
     bool echo;       /* POST /echo: the body is the request's */
-    bool echo_fin;
+    tunnel_t *tunnel;
 } req_t;
+
+/* One write to the tunnel's TCP side; the bytes are credited to the peer once written. */
+typedef struct twrite {
+    uv_write_t req;
+    tunnel_t *tn;
+    size_t len;
+    uint8_t data[];
+} twrite_t;
+
+#define TUNNEL_READ 65536
 
 typedef struct server {
     uv_loop_t loop;
@@ -87,6 +109,127 @@ static void answer(tp_h3_stream_t *s, const char *status, const char *body) {
     }
 }
 
+static void tunnel_closed(uv_handle_t *h) {
+    tunnel_t *tn = h->data;
+    free(tn->rbuf);
+    free(tn);
+}
+
+static void tunnel_close(tunnel_t *tn) {
+    if (!tn->closing) {
+        tn->closing = true;
+        uv_close((uv_handle_t *)&tn->tcp, tunnel_closed);
+    }
+}
+
+static void tunnel_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void tunnel_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    tunnel_t *tn = h->data;
+    buf->base = (char *)tn->rbuf;
+    buf->len = TUNNEL_READ;
+}
+
+/* Moves what TCP gave into the stream; reading resumes only when all of it was taken. */
+static void tunnel_pump(tunnel_t *tn) {
+    if (!tn->s || tn->closing) {
+        return;
+    }
+    if (tn->roff < tn->rlen) {
+        ssize_t w = tp_h3_stream_send(tn->s, tn->rbuf + tn->roff, tn->rlen - tn->roff, false);
+        if (w < 0) {
+            tp_h3_stream_reset(tn->s, TP_H3_CONNECT_ERROR);
+            return;
+        }
+        tn->roff += (size_t)w;
+        if (tn->roff < tn->rlen) {
+            return; /* on_writable */
+        }
+    }
+    if (!tn->reading) {
+        tn->reading = true;
+        uv_read_start((uv_stream_t *)&tn->tcp, tunnel_alloc, tunnel_read);
+    }
+}
+
+static void tunnel_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+    tunnel_t *tn = st->data;
+    if (n == 0) {
+        return;
+    }
+    uv_read_stop(st);
+    tn->reading = false;
+    if (!tn->s) {
+        tunnel_close(tn);
+        return;
+    }
+    if (n == UV_EOF) {
+        tp_h3_stream_send(tn->s, NULL, 0, true); /* the target finished: so does the stream */
+        return;
+    }
+    if (n < 0) {
+        tp_h3_stream_reset(tn->s, TP_H3_CONNECT_ERROR);
+        return;
+    }
+    tn->rlen = (size_t)n;
+    tn->roff = 0;
+    tunnel_pump(tn);
+}
+
+static void tunnel_connected(uv_connect_t *req, int status) {
+    tunnel_t *tn = req->data;
+    if (!tn->s) {
+        tunnel_close(tn);
+        return;
+    }
+    if (status != 0) {
+        answer(tn->s, "502", "cannot reach the target\n");
+        return;
+    }
+    tn->connected = true;
+    tp_h3_field_t f[] = {{":status", 7, "200", 3}};
+    if (tp_h3_respond(tn->s, f, 1, false) == 0) {
+        tunnel_pump(tn);
+    }
+}
+
+static void tunnel_written(uv_write_t *req, int status) {
+    twrite_t *w = req->data;
+    if (w->tn->s) {
+        if (status == 0) {
+            tp_h3_stream_consume(w->tn->s, w->len);
+        } else {
+            tp_h3_stream_reset(w->tn->s, TP_H3_CONNECT_ERROR);
+        }
+    }
+    free(w);
+}
+
+static void tunnel_start(server_t *srv, tp_h3_stream_t *s, req_t *r, const char *authority) {
+    tp_addr_t target;
+    if (tp_addr_parse(&target, authority, false) != 0) {
+        answer(s, "400", "CONNECT needs an IP literal and a port\n");
+        return;
+    }
+    tunnel_t *tn = calloc(1, sizeof(*tn));
+    if (!tn || !(tn->rbuf = malloc(TUNNEL_READ))) {
+        free(tn);
+        tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+        return;
+    }
+    tn->s = s;
+    r->tunnel = tn;
+    uv_tcp_init(&srv->loop, &tn->tcp);
+    tn->tcp.data = tn;
+    tn->connect.data = tn;
+    if (uv_tcp_connect(&tn->connect, &tn->tcp, &target.u.sa, tunnel_connected) != 0) {
+        tn->s = NULL;
+        r->tunnel = NULL;
+        tunnel_close(tn);
+        answer(s, "502", "cannot reach the target\n");
+    }
+}
+
 static bool field_is(const tp_h3_field_t *f, const char *name) {
     return f->name_len == strlen(name) && memcmp(f->name, name, f->name_len) == 0;
 }
@@ -96,12 +239,30 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
     srv->requests++;
     const tp_h3_field_t *method = NULL;
     const tp_h3_field_t *path = NULL;
+    const tp_h3_field_t *authority = NULL;
     for (size_t i = 0; i < n; i++) {
         if (field_is(&fields[i], ":method")) {
             method = &fields[i];
         } else if (field_is(&fields[i], ":path")) {
             path = &fields[i];
+        } else if (field_is(&fields[i], ":authority")) {
+            authority = &fields[i];
         }
+    }
+    if (method && authority && !path && method->value_len == 7 &&
+        !memcmp(method->value, "CONNECT", 7)) {
+        char a[300];
+        size_t alen = authority->value_len < sizeof(a) - 1 ? authority->value_len : sizeof(a) - 1;
+        memcpy(a, authority->value, alen);
+        a[alen] = '\0';
+        req_t *r = calloc(1, sizeof(*r));
+        if (!r) {
+            tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+            return;
+        }
+        tp_h3_stream_set_data(s, r);
+        tunnel_start(srv, s, r, a);
+        return;
     }
     if (!method || !path) {
         answer(s, "400", "bad request\n");
@@ -157,6 +318,37 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
 
 static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin) {
     req_t *r = tp_h3_stream_data(s);
+    if (r && r->tunnel) {
+        tunnel_t *tn = r->tunnel;
+        if (len > 0) {
+            /* Credited to the client only once TCP took it (manual_consume): a slow target
+             * slows the client instead of growing this queue. */
+            twrite_t *w = malloc(sizeof(*w) + len);
+            if (!w) {
+                tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+                return;
+            }
+            memcpy(w->data, data, len);
+            w->len = len;
+            w->tn = tn;
+            w->req.data = w;
+            uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+            if (!tn->connected ||
+                uv_write(&w->req, (uv_stream_t *)&tn->tcp, &b, 1, tunnel_written) != 0) {
+                free(w);
+                tp_h3_stream_reset(s, TP_H3_CONNECT_ERROR);
+                return;
+            }
+        }
+        if (fin && tn->connected && !tn->closing) {
+            tn->shutdown.data = tn;
+            uv_shutdown(&tn->shutdown, (uv_stream_t *)&tn->tcp, NULL);
+        }
+        return;
+    }
+    if (len > 0) {
+        tp_h3_stream_consume(s, len);
+    }
     if (!r || !r->echo) {
         return;
     }
@@ -174,7 +366,9 @@ static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin
 
 static void on_writable(tp_h3_stream_t *s) {
     req_t *r = tp_h3_stream_data(s);
-    if (r && !r->echo) {
+    if (r && r->tunnel) {
+        tunnel_pump(r->tunnel);
+    } else if (r && !r->echo) {
         pump(s, r);
     }
 }
@@ -183,6 +377,10 @@ static void on_stream_close(tp_h3_stream_t *s) {
     req_t *r = tp_h3_stream_data(s);
     if (r && r->left == 0) {
         server_of(s)->responses_done++;
+    }
+    if (r && r->tunnel) {
+        r->tunnel->s = NULL;
+        tunnel_close(r->tunnel);
     }
     free(r);
 }
@@ -252,6 +450,7 @@ int main(int argc, char **argv) {
     uv_loop_init(&srv.loop);
     tp_h3_settings_t hs;
     tp_h3_settings_default(&hs);
+    hs.manual_consume = true; /* tunnels credit what TCP took; everything else at once */
     int rc = tp_h3_new(&srv.h3, true, &hs, &callbacks, &srv);
     if (rc == 0) {
         rc = tp_h3_endpoint_new(&srv.ep, &srv.loop, &bind, srv.h3, &qs);

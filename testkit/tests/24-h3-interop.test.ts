@@ -5,6 +5,7 @@
  * (examples/h3-files), with certtool certificates. Every download is checked byte for byte.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -20,6 +21,7 @@ import {
     patternBytes,
     runProcess,
     sleep,
+    startTcpEcho,
     startProcess,
     toolBinary,
     track,
@@ -201,6 +203,28 @@ describe('HTTP/3 interop (ngtcp2 gtlsclient/gtlsserver, turnpike-h3, h3-files)',
         const r = await tool(['get', `https://127.0.0.1:${port}/bytes/10`, '--ca', other.caFile, '--timeout-ms', '20000'], 30_000);
         assert.equal(r.code, 1);
         assert.match(r.summary.error, /TLS alert|closed/);
+        await stopH3Files(srv);
+    });
+
+    it('turnpike-h3 connect tunnels stdin/stdout through CONNECT to a TCP echo server via h3-files', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startH3Files(certs);
+        const echo = await startTcpEcho();
+        const payload = patternBytes(3 * MiB);
+        const child = spawn(TOOL, ['connect', `127.0.0.1:${port}`, `127.0.0.1:${echo.port}`, '--ca', certs.caFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+        track(`turnpike-h3 connect pid ${child.pid}`, () => child.kill('SIGKILL'), () => child.kill('SIGKILL'));
+        const out: Buffer[] = [];
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => out.push(d));
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+        child.stdin.end(payload);
+        const code = await Promise.race([exited, sleep(100_000).then(() => 'timeout' as const)]);
+        assert.equal(code, 0, `turnpike-h3 connect: ${code}\n${stderr}`);
+        assert.doesNotMatch(stderr, /AddressSanitizer|runtime error/);
+        const got = Buffer.concat(out);
+        assert.equal(got.length, payload.length);
+        assert.ok(got.equals(payload), 'the echoed bytes differ');
         await stopH3Files(srv);
     });
 
