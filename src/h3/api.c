@@ -18,7 +18,7 @@ void tp_h3_settings_default(tp_h3_settings_t *s) {
     s->qpack_blocked_streams = 16;
     s->enable_connect_protocol = true;
     s->h3_datagram = true;
-    s->body_buffer = 256 * 1024;
+    s->body_buffer = (size_t)256 * 1024;
     s->manual_consume = false;
 }
 
@@ -30,11 +30,11 @@ int tp_h3_new(tp_h3_t **out, bool server, const tp_h3_settings_t *settings,
     /* Bounds: a section must hold at least a request line's worth; QPACK tables and blocked
      * streams are memory the peer can make us hold. */
     if (settings->max_field_section_size < 1024 ||
-        settings->max_field_section_size > 16 * 1024 * 1024 ||
-        settings->qpack_max_dtable_capacity > 1024 * 1024 ||
-        settings->qpack_encoder_max_dtable_capacity > 1024 * 1024 ||
+        settings->max_field_section_size > (uint64_t)16 * 1024 * 1024 ||
+        settings->qpack_max_dtable_capacity > (size_t)1024 * 1024 ||
+        settings->qpack_encoder_max_dtable_capacity > (size_t)1024 * 1024 ||
         settings->qpack_blocked_streams > 1000 || settings->body_buffer < 1024 ||
-        settings->body_buffer > 64 * 1024 * 1024) {
+        settings->body_buffer > (size_t)64 * 1024 * 1024) {
         return TP_ERR_INVAL;
     }
     tp_h3_t *h3 = calloc(1, sizeof(*h3));

@@ -41,6 +41,15 @@ static void fields_release(tp_h3_stream_t *s) {
     s->too_large = false;
 }
 
+/* Frees what a stream holds (it is already out of the lists). */
+static void stream_release(tp_h3_stream_t *s) {
+    fields_release(s);
+    free(s->fields);
+    free(s->rcbufs);
+    tp__h3_bodyq_free(&s->body);
+    free(s);
+}
+
 void tp__h3_stream_free(tp_h3_conn_t *c, tp_h3_stream_t *s) {
     if (s->prev) {
         s->prev->next = s->next;
@@ -58,11 +67,7 @@ void tp__h3_stream_free(tp_h3_conn_t *c, tp_h3_stream_t *s) {
             }
         }
     }
-    fields_release(s);
-    free(s->fields);
-    free(s->rcbufs);
-    tp__h3_bodyq_free(&s->body);
-    free(s);
+    stream_release(s);
 }
 
 void tp__h3_to_nv(nghttp3_nv *nv, const tp_h3_field_t *f, size_t n) {
@@ -196,7 +201,7 @@ static int ng_recv_field(nghttp3_conn *ng, int64_t id, int32_t token, nghttp3_rc
             return NGHTTP3_ERR_CALLBACK_FAILURE;
         }
         s->fields = f;
-        nghttp3_rcbuf **r = realloc(s->rcbufs, cap * 2 * sizeof(*r));
+        nghttp3_rcbuf **r = realloc(s->rcbufs, cap * 2 * sizeof(nghttp3_rcbuf *));
         if (!r) {
             return NGHTTP3_ERR_CALLBACK_FAILURE;
         }
@@ -390,9 +395,14 @@ tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_conn_t *q, void *data) {
 }
 
 static void conn_del(tp_h3_conn_t *c) {
-    while (c->streams) {
-        tp__h3_stream_free(c, c->streams);
+    tp_h3_stream_t *s = c->streams;
+    while (s) {
+        tp_h3_stream_t *next = s->next;
+        stream_release(s);
+        s = next;
     }
+    c->streams = NULL;
+    c->wr_head = NULL;
     nghttp3_conn_del(c->ng);
     free(c);
 }

@@ -361,7 +361,7 @@ static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin
         uint8_t d[32];
         gnutls_hash_output(x->hash, d);
         for (int i = 0; i < 32; i++) {
-            snprintf(x->sha256 + 2 * i, 3, "%02x", d[i]);
+            snprintf(x->sha256 + (size_t)i * 2, 3, "%02x", d[i]);
         }
         t->done++;
         if (t->done == t->nstreams) {
