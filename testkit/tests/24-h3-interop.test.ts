@@ -196,6 +196,24 @@ describe('HTTP/3 interop (ngtcp2 gtlsclient/gtlsserver, turnpike-h3, h3-files)',
         await stopH3Files(srv);
     });
 
+    it('a request header section over max_field_section_size (64 KiB) gets 431; one under it is served', { timeout: 60_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startH3Files(certs);
+        const over = await tool(['get', `https://127.0.0.1:${port}/bytes/10`, '--ca', certs.caFile, '-H', `x-big: ${'a'.repeat(70_000)}`]);
+        assert.equal(over.code, 1);
+        assert.equal(over.summary.per_stream[0].status, 431);
+        assert.equal(over.summary.per_stream[0].complete, true);
+        const under = await tool(['get', `https://127.0.0.1:${port}/bytes/10`, '--ca', certs.caFile, '-H', `x-big: ${'a'.repeat(60_000)}`]);
+        assert.equal(under.code, 0, JSON.stringify(under.summary));
+        assert.equal(under.summary.per_stream[0].status, 200);
+        // A field the client may not send is refused before anything leaves.
+        const bad = await tool(['get', `https://127.0.0.1:${port}/bytes/10`, '--ca', certs.caFile, '-H', 'connection: close']);
+        assert.equal(bad.code, 1);
+        assert.match(bad.summary.error, /request: invalid/);
+        const st = await stopH3Files(srv);
+        assert.equal(st.requests, 1, 'only the request under the limit reaches the app');
+    });
+
     it('turnpike-h3 refuses a server whose certificate it does not trust', { timeout: 60_000 }, async () => {
         const certs = makeTestCerts();
         const other = makeTestCerts();

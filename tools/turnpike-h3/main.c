@@ -19,11 +19,13 @@
 #define MAX_STREAMS 10000
 #define MAX_CONNS   1000
 #define STDIN_CHUNK 65536
+#define MAX_EXTRA   32 /* -H headers */
 
 static void usage(void) {
     fprintf(
         stderr,
         "usage: turnpike-h3 get https://HOST:PORT/PATH [-n STREAMS] [-o FILE] [--verify-pattern]\n"
+        "                   [-H NAME:VALUE]...\n"
         "                   [--rate SECONDS [-c CONNS] [-s STREAMS]]\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
         "                   [--qlog-dir DIR] [--keylog FILE]\n"
@@ -73,6 +75,8 @@ typedef struct tool {
     char error[512];
     uint64_t t0, t_ready;
     /* get */
+    tp_h3_field_t extra[MAX_EXTRA]; /* -H NAME:VALUE, pointing into argv */
+    size_t nextra;
     unsigned nstreams;
     xfer_t *xfers;
     unsigned started, done;
@@ -128,14 +132,15 @@ static void finish(tool_t *t, int code, const char *error) {
 /* ---- requests ---- */
 
 static int send_get(tool_t *t, tp_h3_conn_t *c, void *data, tp_h3_stream_t **out) {
-    tp_h3_field_t f[] = {
+    tp_h3_field_t f[5 + MAX_EXTRA] = {
         {":method", 7, "GET", 3},
         {":scheme", 7, "https", 5},
         {":authority", 10, t->authority, strlen(t->authority)},
         {":path", 5, t->path, strlen(t->path)},
         {"user-agent", 10, "turnpike-h3", 11},
     };
-    return tp_h3_request(c, f, 5, true, data, out);
+    memcpy(f + 5, t->extra, t->nextra * sizeof(tp_h3_field_t));
+    return tp_h3_request(c, f, 5 + t->nextra, true, data, out);
 }
 
 static void start_gets(tool_t *t, tp_h3_conn_t *c) {
@@ -678,7 +683,18 @@ int main(int argc, char **argv) {
             return 2;
         }
         i++;
-        if (!strcmp(a, "-n")) {
+        if (!strcmp(a, "-H")) {
+            const char *colon = strchr(v, ':');
+            if (!colon || colon == v || t.nextra == MAX_EXTRA) {
+                usage();
+                return 2;
+            }
+            const char *val = colon + 1;
+            while (*val == ' ') {
+                val++;
+            }
+            t.extra[t.nextra++] = (tp_h3_field_t){v, (size_t)(colon - v), val, strlen(val)};
+        } else if (!strcmp(a, "-n")) {
             t.nstreams = (unsigned)parse_num(v, a);
         } else if (!strcmp(a, "-o")) {
             t.out_file = v;
