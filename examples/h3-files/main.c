@@ -1,8 +1,8 @@
 /* h3-files: a tiny HTTP/3 server over the H3 driver (turnpike/h3.h) that serves generated
  * content: GET /bytes/N answers N bytes of the testkit's pattern (byte i is i % 251) with a
  * content-length; POST /echo answers the request body back; CONNECT host:port (an IP literal)
- * opens a TCP tunnel; anything else is 404. Interop clients (ngtcp2's gtlsclient, turnpike-h3)
- * download from it. */
+ * opens a TCP tunnel; HTTP datagrams on an open stream are echoed; anything else is 404. Interop
+ * clients (ngtcp2's gtlsclient, turnpike-h3) download from it. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -389,7 +389,16 @@ static void on_conn_close(tp_h3_conn_t *c, const tp_quic_close_info_t *info) {
     print_stats(tp_h3_data(tp_h3_conn_driver(c)), "connection closed");
 }
 
+/* HTTP datagrams (RFC 9297) on an open request stream are echoed on the same stream. */
+static void on_datagram(tp_h3_conn_t *c, uint64_t quarter_id, tp_h3_stream_t *s,
+                        const uint8_t *data, size_t len) {
+    if (s) {
+        (void)tp_h3_stream_send_datagram(s, data, len); /* a full queue drops it, like the net */
+    }
+}
+
 static const tp_h3_callbacks_t callbacks = {
+    .on_datagram = on_datagram,
     .on_request = on_request,
     .on_body = on_body,
     .on_writable = on_writable,

@@ -224,12 +224,14 @@ describe('HTTP/3 interop (ngtcp2 gtlsclient/gtlsserver, turnpike-h3, h3-files)',
         await stopH3Files(srv);
     });
 
-    it('turnpike-h3 connect tunnels stdin/stdout through CONNECT to a TCP echo server via h3-files', { timeout: 120_000 }, async () => {
+    it('turnpike-h3 connect tunnels stdin/stdout through CONNECT to a TCP echo via h3-files, with HTTP datagrams echoed', { timeout: 120_000 }, async () => {
         const certs = makeTestCerts();
         const { srv, port } = await startH3Files(certs);
         const echo = await startTcpEcho();
         const payload = patternBytes(3 * MiB);
-        const child = spawn(TOOL, ['connect', `127.0.0.1:${port}`, `127.0.0.1:${echo.port}`, '--ca', certs.caFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn(TOOL, ['connect', `127.0.0.1:${port}`, `127.0.0.1:${echo.port}`, '--ca', certs.caFile, '--datagrams', '20'], {
+            stdio: ['pipe', 'pipe', 'pipe'],
+        });
         track(`turnpike-h3 connect pid ${child.pid}`, () => child.kill('SIGKILL'), () => child.kill('SIGKILL'));
         const out: Buffer[] = [];
         let stderr = '';
@@ -243,6 +245,11 @@ describe('HTTP/3 interop (ngtcp2 gtlsclient/gtlsserver, turnpike-h3, h3-files)',
         const got = Buffer.concat(out);
         assert.equal(got.length, payload.length);
         assert.ok(got.equals(payload), 'the echoed bytes differ');
+        // HTTP datagrams on the tunnel's stream (Quarter Stream ID) came back from h3-files.
+        const dg = JSON.parse(stderr.split('\n').find((l) => l.startsWith('{"datagrams_sent"')) ?? '{}');
+        assert.equal(dg.datagrams_sent, 20, stderr);
+        assert.ok(dg.datagrams_echoed > 0, `no datagram came back: ${stderr}`);
+        assert.equal(dg.datagrams_bad, 0);
         await stopH3Files(srv);
     });
 

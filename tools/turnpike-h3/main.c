@@ -29,7 +29,7 @@ static void usage(void) {
         "                   [--rate SECONDS [-c CONNS] [-s STREAMS]]\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
         "                   [--qlog-dir DIR] [--keylog FILE]\n"
-        "       turnpike-h3 connect HOST:PORT TARGET_HOST:TARGET_PORT\n"
+        "       turnpike-h3 connect HOST:PORT TARGET_HOST:TARGET_PORT [--datagrams K]\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n");
 }
 
@@ -101,7 +101,19 @@ typedef struct tool {
     uint8_t *in_buf;
     size_t in_len, in_off;
     bool tunnel_up, tunnel_fin;
+    unsigned ndgrams, dgrams_sent, dgrams_echoed, dgrams_bad; /* --datagrams K */
 } tool_t;
+
+#define DGRAM_SIZE 100
+
+/* Datagram i: its index in 2 bytes, then a pattern that depends on it. */
+static void dgram_fill(uint8_t *b, unsigned i) {
+    b[0] = (uint8_t)(i >> 8);
+    b[1] = (uint8_t)i;
+    for (unsigned k = 2; k < DGRAM_SIZE; k++) {
+        b[k] = (uint8_t)((i * 7 + k) % 253);
+    }
+}
 
 static uint8_t pattern_byte(uint64_t off) { return (uint8_t)(off % PERIOD); }
 
@@ -310,6 +322,13 @@ static void on_response(tp_h3_stream_t *s, int status, const tp_h3_field_t *f, s
         }
         t->tunnel_up = true;
         fprintf(stderr, "turnpike-h3: tunnel to %s open\n", t->target);
+        for (unsigned i = 0; i < t->ndgrams; i++) {
+            uint8_t b[DGRAM_SIZE];
+            dgram_fill(b, i);
+            if (tp_h3_stream_send_datagram(s, b, sizeof(b)) == 0) {
+                t->dgrams_sent++;
+            }
+        }
         tunnel_push(t);
     }
 }
@@ -443,7 +462,25 @@ static void on_conn_close(tp_h3_conn_t *c, const tp_quic_close_info_t *info) {
     tp_quic_endpoint_close(t->ep, NULL, NULL);
 }
 
+static void on_datagram(tp_h3_conn_t *c, uint64_t quarter_id, tp_h3_stream_t *s,
+                        const uint8_t *data, size_t len) {
+    tool_t *t = tp_h3_data(tp_h3_conn_driver(c));
+    uint8_t want[DGRAM_SIZE];
+    unsigned i = len >= 2 ? (unsigned)(data[0] << 8 | data[1]) : 0;
+    if (!s || s != t->tunnel || len != DGRAM_SIZE || i >= t->ndgrams) {
+        t->dgrams_bad++;
+        return;
+    }
+    dgram_fill(want, i);
+    if (memcmp(want, data, len) != 0) {
+        t->dgrams_bad++;
+        return;
+    }
+    t->dgrams_echoed++;
+}
+
 static const tp_h3_callbacks_t callbacks = {
+    .on_datagram = on_datagram,
     .on_conn_ready = on_conn_ready,
     .on_response = on_response,
     .on_body = on_body,
@@ -694,6 +731,8 @@ int main(int argc, char **argv) {
                 val++;
             }
             t.extra[t.nextra++] = (tp_h3_field_t){v, (size_t)(colon - v), val, strlen(val)};
+        } else if (!strcmp(a, "--datagrams")) {
+            t.ndgrams = (unsigned)parse_num(v, a);
         } else if (!strcmp(a, "-n")) {
             t.nstreams = (unsigned)parse_num(v, a);
         } else if (!strcmp(a, "-o")) {
@@ -721,7 +760,7 @@ int main(int argc, char **argv) {
         }
     }
     if (t.nstreams == 0 || t.nstreams > MAX_STREAMS || t.nconns == 0 || t.nconns > MAX_CONNS ||
-        t.per_conn == 0 || t.per_conn > MAX_STREAMS ||
+        t.per_conn == 0 || t.per_conn > MAX_STREAMS || t.ndgrams > 60000 ||
         (t.mode == MODE_RATE && !(t.seconds > 0 && t.seconds < 86400))) {
         usage();
         return 2;
@@ -819,8 +858,15 @@ int main(int argc, char **argv) {
     } else if (t.mode == MODE_RATE) {
         print_rate(&t);
         free(t.rconns);
-    } else if (t.exit_code != 0) {
-        fprintf(stderr, "turnpike-h3: %s\n", t.error);
+    } else {
+        if (t.ndgrams > 0) {
+            fprintf(stderr,
+                    "{\"datagrams_sent\":%u,\"datagrams_echoed\":%u,\"datagrams_bad\":%u}\n",
+                    t.dgrams_sent, t.dgrams_echoed, t.dgrams_bad);
+        }
+        if (t.exit_code != 0) {
+            fprintf(stderr, "turnpike-h3: %s\n", t.error);
+        }
     }
     if (t.out && fclose(t.out) != 0) {
         t.exit_code = 1;
