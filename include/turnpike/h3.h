@@ -160,7 +160,8 @@ int tp_h3_endpoint_new(tp_quic_endpoint_t **out, uv_loop_t *loop, const tp_addr_
 /*
  * Client: connects to `remote` (see tp_quic_connect() for `server_name`). `conn_data` is
  * returned by tp_h3_conn_data(); on_conn_ready or on_conn_close follows. Returns 0 and sets *out
- * (may be NULL), TP_ERR_STATE (a server driver), TP_ERR_NOMEM, or what tp_quic_connect()
+ * (may be NULL), TP_ERR_STATE (a server driver), TP_ERR_NOMEM, TP_ERR_IO (the connection ended
+ * while its first flight was sent; on_conn_close does not run then), or what tp_quic_connect()
  * returns.
  */
 int tp_h3_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,

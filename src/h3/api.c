@@ -80,7 +80,12 @@ int tp_h3_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *s
         return TP_ERR_NOMEM;
     }
     tp_quic_conn_t *q = NULL;
+    c->connecting = true;
     int rc = tp_quic_connect(ep, remote, server_name, c, &q);
+    c->connecting = false;
+    if (rc == 0 && c->closed_early) {
+        rc = TP_ERR_IO; /* the connection ended before tp_quic_connect() returned */
+    }
     if (rc != 0) {
         nghttp3_conn_del(c->ng);
         free(c);

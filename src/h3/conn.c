@@ -484,8 +484,8 @@ static int flush(tp_h3_conn_t *c) {
             tp__h3_conn_fail(c, (int)n, "writev_stream");
             return -1;
         }
-        if (sid < 0) {
-            return 0;
+        if (sid < 0 || (n == 0 && !fin)) {
+            return 0; /* nothing to send (an empty, unfinished write would spin) */
         }
         size_t written = 0;
         bool blocked = false;
@@ -751,6 +751,12 @@ static void q_close(tp_quic_conn_t *q, const tp_quic_close_info_t *info) {
         return; /* a server connection that never got as far as HTTP/3 */
     }
     c->closing = true;
+    if (c->connecting) {
+        /* The first flight failed inside tp_quic_connect(): tp_h3_connect() reports it. */
+        c->closed_early = true;
+        tp_quic_conn_set_data(q, NULL);
+        return;
+    }
     if (c->h3->cb.on_conn_close) {
         c->h3->cb.on_conn_close(c, info);
     }

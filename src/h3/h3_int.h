@@ -124,7 +124,9 @@ struct tp_h3_conn {
     int in_ng; /* depth of nghttp3 calls that may call back */
     bool flushing;
     bool again;
-    bool has_pending;         /* some stream has reset_pending / reject_pending */
+    bool has_pending; /* some stream has reset_pending / reject_pending */
+    bool connecting;  /* inside tp_quic_connect(): a close then is reported by it */
+    bool closed_early;
     uint64_t max_client_bidi; /* cumulative count announced to nghttp3 (server) */
 };
 
