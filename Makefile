@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 20
 all: build
 
 deps:
-	@scripts/install-deps build test
+	@scripts/install-deps build test interop
 
 build: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTP_TESTS=OFF >/dev/null
@@ -55,7 +55,7 @@ lint: build-asan
 
 lint-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
-	@clang-tidy -p build/asan --quiet $$(git ls-files 'src/*.c' 'apps/*.c' 'examples/*.c' 'tests/apps/*.c') 2>&1 | { grep -E 'error|warning: [^0-9]' || true; } | tee build/tidy.log
+	@clang-tidy -p build/asan --quiet $$(git ls-files 'src/*.c' 'apps/*.c' 'examples/*.c' 'tools/*.c' 'tests/apps/*.c') 2>&1 | { grep -E 'error|warning: [^0-9]' || true; } | tee build/tidy.log
 	@[ ! -s build/tidy.log ] || { echo "clang-tidy found problems (above)"; exit 1; }
 	@echo "lint: clang-format and clang-tidy clean"
 

@@ -256,6 +256,10 @@ void tp_quic_conn_peer_addr(const tp_quic_conn_t *conn, tp_addr_t *out);
 /* True for connections accepted by a server endpoint. */
 bool tp_quic_conn_is_server(const tp_quic_conn_t *conn);
 
+/* The number of bidirectional streams the peer could open at first (the initial_max_streams_bidi
+ * we announced); the runtime allows one more each time one of them closes. */
+uint64_t tp_quic_conn_initial_peer_streams_bidi(const tp_quic_conn_t *conn);
+
 /*
  * Closes the connection with an application error code (0 is usually "no error") and a reason
  * (NULL or text; cut at 1024 bytes). The CONNECTION_CLOSE leaves after the current callback;

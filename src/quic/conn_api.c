@@ -27,6 +27,10 @@ tp_quic_endpoint_t *tp_quic_conn_endpoint(const tp_quic_conn_t *conn) { return c
 
 bool tp_quic_conn_is_server(const tp_quic_conn_t *conn) { return conn->server; }
 
+uint64_t tp_quic_conn_initial_peer_streams_bidi(const tp_quic_conn_t *conn) {
+    return ngtcp2_conn_get_local_transport_params(conn->q)->initial_max_streams_bidi;
+}
+
 void tp_quic_conn_peer_addr(const tp_quic_conn_t *conn, tp_addr_t *out) {
     tp__quic_addr_from_sa(out, (const struct sockaddr *)ngtcp2_conn_get_path(conn->q)->remote.addr);
 }

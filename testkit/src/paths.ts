@@ -20,6 +20,11 @@ export function appBinary(app = 'turnpike'): string {
     return app === 'turnpike' ? path.join(buildDir(), 'turnpike') : path.join(buildDir(), 'examples', app);
 }
 
+/** A command-line tool built from tools/NAME/main.c: $TURNPIKE_BUILD/tools/NAME. */
+export function toolBinary(name: string): string {
+    return path.join(buildDir(), 'tools', name);
+}
+
 /** Throws a helpful error when `binary` is missing or not executable. */
 export function assertExecutable(binary: string): void {
     try {
