@@ -1217,6 +1217,7 @@ static void send_request_head(tp_conn_t *conn) {
 }
 
 static void forward_start(tp_conn_t *conn);
+static bool pool_shared(const tp_conn_t *conn);
 
 static bool idempotent(const tp_h1_t *h) {
     switch (h->rq.p.method) {
@@ -1274,6 +1275,10 @@ static void forward_established(tp_conn_t *conn, const tp_failure_t *f) {
     h->sp.data = conn;
     tp__h1_scan_reset_response(&h->rscan);
     h->rscan_ahead = 0;
+    if (conn->up) {
+        conn->up->pool_ok = pool_shared(conn);
+        conn->up->pool_group = h->req.group;
+    }
     h->state = H1_FORWARDING;
     /* The response's wait starts once the whole request went (set again at its end). */
     uint64_t now = uv_now(&conn->worker->loop);
@@ -1303,6 +1308,24 @@ static bool pool_shared(const tp_conn_t *conn) {
     const tp_h1_t *h = conn->h1;
     return conn->ep->cfg->type == TP_ONRAMP_HTTP && h->req.server && !h->redirected &&
            conn->ep->cfg->egress.send_proxy_protocol == TP_PP_NONE;
+}
+
+/*
+ * Hands the connection's idle kept-alive upstream to the worker's pool, when other clients may use
+ * it: when the client connection ends, or its next request goes to another server. (Between two
+ * requests to the same server it stays with the client connection: no pool traffic per request.)
+ */
+static void park_upstream(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    tp_upstream_t *up = conn->up;
+    if (!up || !up->pool_ok || !h->upstream_keep_alive || up->eof ||
+        (h->state == H1_FORWARDING && !h->resp_done) || up->pool_group < 0)
+        return;
+    const tp_upstream_cfg_t *ucfg = tp__group_cfg(conn->worker->groups[up->pool_group]);
+    tp_upstream_t *d = tp__conn_upstream_detach(conn);
+    if (d)
+        tp__pool_park(conn->worker->pool, d, conn->ep->index, (size_t)ucfg->keepalive.max_idle,
+                      ucfg->keepalive.idle_timeout);
 }
 
 /* Where the request goes: a redirect, a group's server, or (forward proxy) its target. */
@@ -1336,6 +1359,7 @@ static void forward_start(tp_conn_t *conn) {
         bool have = mine && !mine->eof && h->upstream_keep_alive && mine->port == s->port &&
                     strlen(mine->host) == hl && strncasecmp(mine->host, s->host, hl) == 0;
         if (!have && !h->redirected && conn->ep->cfg->egress.send_proxy_protocol == TP_PP_NONE) {
+            park_upstream(conn); /* the one it has goes elsewhere: others may use it */
             tp_upstream_t *up =
                 tp__pool_take(conn->worker->pool, conn->ep->index, s->host, hl, s->port);
             if (up) {
@@ -1672,16 +1696,9 @@ static void exchange_maybe_done(tp_conn_t *conn) {
     /* Wait until the response is written out before starting on the next request. */
     if (conn->queued[TP_TO_CLIENT] > 0)
         return;
-    if (h->upstream_keep_alive && conn->up && !conn->up->eof && pool_shared(conn)) {
-        /* The worker's pool takes it, for any client's next request to that server. */
-        const tp_upstream_cfg_t *ucfg = tp__group_cfg(conn->worker->groups[h->req.group]);
-        tp_upstream_t *up = tp__conn_upstream_detach(conn);
-        if (up)
-            tp__pool_park(conn->worker->pool, up, conn->ep->index, (size_t)ucfg->keepalive.max_idle,
-                          ucfg->keepalive.idle_timeout);
-    }
     server_release(conn, TP_GROUP_OK);
     if (h->close_after || conn->client_eof) {
+        park_upstream(conn);
         tp__conn_close(conn, conn->client_eof ? TP_CLOSE_CLIENT_CLOSED : TP_CLOSE_DONE);
         return;
     }
@@ -1740,10 +1757,11 @@ static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {
     /* EOF from the client. */
     switch (h->state) {
     case H1_HEAD:
-        if (h->req_started) {
+        if (h->req_started)
             tp__log_msg(TP_LOG_INFO, "client closed mid-request", "conn %llu",
                         (unsigned long long)conn->id);
-        }
+        else
+            park_upstream(conn); /* between requests: the upstream can serve other clients */
         tp__conn_close(conn, TP_CLOSE_CLIENT_CLOSED);
         break;
     case H1_LINGER:

@@ -140,6 +140,8 @@ struct tp_upstream {
     tp_addr_t addr;
     char host[256]; /* the host and port it serves, for reuse between keep-alive requests */
     uint16_t port;
+    bool pool_ok;   /* an http endpoint's connection to a group server: other clients may use it */
+    int pool_group; /* ... of this upstream group (its keepalive settings) */
     /* While parked in the worker's pool (conn NULL): see src/offramp/pool.c. */
     struct tp_pool *pool;
     size_t pool_endpoint, pool_bucket;
