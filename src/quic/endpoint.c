@@ -353,8 +353,13 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
         return;
     }
     if (status < 0) {
-        /* libuv reports socket errors this way; the error queue says which peer. */
+        /* libuv reports socket errors this way (POLLERR), and has stopped the handle by then;
+         * the error queue says which peer. Poll again, or nothing more is received. */
         tp__quic_udp_read_errors(&ep->udp, ep);
+        if (ep->closing) {
+            return; /* an on_close above closed the endpoint */
+        }
+        uv_poll_start(&ep->udp.poll, ep->udp.poll_events, poll_cb);
         events = UV_READABLE;
     }
     if (events & UV_WRITABLE) {
