@@ -21,9 +21,10 @@ extern "C" {
  * here must be called on that loop's thread, with one exception: tp_quic_group_*() hands packets
  * between the loops of a group itself.
  *
- * Reentrancy: every tp_quic_conn_* and tp_quic_stream_* call may be made from inside the
- * application's callbacks (tp_quic_app_t). Bytes written and closes requested there take effect
- * when the callback has returned; nothing is sent from inside a callback.
+ * Reentrancy: every tp_quic_conn_* and tp_quic_stream_* call, tp_quic_connect() and
+ * tp_quic_endpoint_close() may be made from inside the application's callbacks (tp_quic_app_t).
+ * Bytes written and closes requested there take effect when the callback has returned; nothing
+ * is sent from inside a callback.
  */
 
 typedef struct tp_quic_endpoint tp_quic_endpoint_t;
@@ -221,9 +222,12 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *stats, char *buf, size_t size);
 
 /*
  * Closes the endpoint: every connection is closed with NO_ERROR (its CONNECTION_CLOSE is sent
- * once; on_close runs for each, with TP_ERR_CLOSED), the socket stops, and once every libuv
- * handle has closed `cb` runs and the endpoint is freed. Not from inside a tp_quic_app_t
- * callback (call it from a timer, signal or other handle's callback). Calling it twice is a bug.
+ * once; on_close runs for each, with TP_ERR_CLOSED, before this returns), the socket stops, the
+ * connections' memory is freed on the loop's next step, and once every libuv handle has closed
+ * `cb` runs and the endpoint is freed. May be called from inside a tp_quic_app_t callback,
+ * on_close included. From the moment it is called tp_quic_connect() on the endpoint fails with
+ * TP_ERR_STATE (so an on_close that reconnects cannot keep it open), and a second call does
+ * nothing (the first call's `cb` stays).
  */
 void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void *arg);
 
@@ -231,8 +235,10 @@ void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void 
  * Client: starts a connection to `remote` from a client endpoint. `server_name` is sent as SNI
  * (unless it is an IP literal) and the certificate is verified against it (an IP literal is
  * checked against the certificate's IP addresses); NULL uses the remote IP. `conn_data` is
- * returned by tp_quic_conn_data(). The handshake runs on the loop; on_established or on_close
- * follows (a refused port fails fast through ICMP, a silent one after handshake_timeout_ms).
+ * returned by tp_quic_conn_data(). The first packet leaves on the loop's next step and the
+ * handshake runs there; on_established or on_close follows, never before this returns (a refused
+ * port fails fast through ICMP, a silent one after handshake_timeout_ms). May be called from a
+ * callback, on_close included (another connection on the same endpoint).
  *
  * Returns 0 and sets *out (may be NULL), or TP_ERR_STATE (a server endpoint, or closing),
  * TP_ERR_INVAL (remote's family differs from the endpoint's and cannot be mapped),

@@ -573,6 +573,12 @@ static void free_cb(uv_handle_t *h) { free(h->data); }
 
 /* Frees the connection: its routes, streams, TLS and ngtcp2 state, then the timer handle. */
 static void conn_free(tp_quic_conn_t *c) {
+    /* The memory lives until the timer handle's close callback: a second call in the same
+     * iteration (an inner entry freed it) must be harmless. */
+    if (c->freed) {
+        return;
+    }
+    c->freed = true;
     tp_quic_endpoint_t *ep = c->ep;
     if (!c->app_closed_notified) {
         tp_quic_close_info_t info = {.err = TP_ERR_CLOSED, .reason = "connection freed"};
@@ -833,8 +839,9 @@ int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char 
     if (out) {
         *out = c;
     }
-    /* The first Initial leaves now; errors surface through on_close. */
-    finish(c);
+    /* The first Initial leaves on the next loop step, not from here: sending may read a pending
+     * ICMP error that ends the connection, and on_close must never run before we return. */
+    tp__quic_endpoint_schedule(ep, c);
     return 0;
 }
 
@@ -1015,6 +1022,9 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         tp_quic_tx_t *t = tp__quic_udp_tx_slot(&ep->udp);
         if (!t) {
             tp__quic_endpoint_flush_tx(ep, true);
+            if (c->state != TP_QUIC_HANDSHAKE && c->state != TP_QUIC_ESTABLISHED) {
+                break; /* the send reported an ICMP error that ended this connection */
+            }
             t = tp__quic_udp_tx_slot(&ep->udp);
         }
         if (!t) {
@@ -1087,8 +1097,10 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         ngtcp2_conn_update_pkt_tx_time(c->q, ts);
     }
     arm_timer(c);
-    c->busy--;
+    /* Still busy while sending: an ICMP error read during the send may abort this connection,
+     * and only the caller's finish may free it. */
     tp__quic_endpoint_flush_tx(ep, false);
+    c->busy--;
 }
 
 void tp__quic_conn_flush(tp_quic_conn_t *c) {
@@ -1126,8 +1138,25 @@ void tp__quic_conn_abort(tp_quic_conn_t *c, int err, bool send, const char *reas
     tp_quic_close_info_t info = {.err = err, .reason = reason};
     notify_close(c, &info, -1);
     c->state = TP_QUIC_DEAD;
+    uv_timer_stop(&c->timer);
     c->busy--;
-    finish(c);
+    /* Never freed here: the caller may be inside this connection (a write whose send read the
+     * ICMP error) or iterating over the endpoint's connections. An entry in progress frees it
+     * at its end; otherwise the flush list does, on the next loop step. */
+    if (c->busy == 0) {
+        tp__quic_endpoint_schedule(c->ep, c);
+    }
+}
+
+bool tp__quic_conn_reap(tp_quic_conn_t *c) {
+    if (c->busy > 0) {
+        return false;
+    }
+    if (c->state != TP_QUIC_DEAD) {
+        tp__quic_conn_abort(c, TP_ERR_CLOSED, false, "endpoint closed");
+    }
+    conn_free(c);
+    return true;
 }
 
 bool tp__quic_conn_awaiting_first_packet(const tp_quic_conn_t *c) {

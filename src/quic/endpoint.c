@@ -298,6 +298,9 @@ void tp__quic_endpoint_run_flush_list(tp_quic_endpoint_t *ep) {
 static void idle_cb(uv_idle_t *h) {
     tp_quic_endpoint_t *ep = h->data;
     tp__quic_endpoint_run_flush_list(ep);
+    if (ep->closing) {
+        return; /* tp_quic_endpoint_close() (from a callback above) took the idle handle over */
+    }
     if (!ep->flush_head) {
         ep->idle_active = false;
         uv_idle_stop(&ep->idle);
@@ -620,27 +623,48 @@ void tp__quic_endpoint_handle_closed(uv_handle_t *h) {
     }
 }
 
+/* The second half of tp_quic_endpoint_close(), on the loop's next step: no runtime entry is
+ * running then, so every connection can be freed. */
+static void close_step_cb(uv_idle_t *h) {
+    tp_quic_endpoint_t *ep = h->data;
+    tp_quic_conn_t *next;
+    for (tp_quic_conn_t *c = ep->conns; c; c = next) {
+        next = c->next;
+        (void)tp__quic_conn_reap(c);
+    }
+    if (ep->conns) {
+        return; /* one is still inside a call (a nested loop run): try on the next step */
+    }
+    uv_idle_stop(&ep->idle);
+    ep->idle_active = false;
+    uv_close((uv_handle_t *)&ep->idle, tp__quic_endpoint_handle_closed);
+}
+
 void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void *arg) {
+    if (ep->closing) {
+        return; /* closed already (e.g. again from an on_close the first call ran) */
+    }
+    /* Before any on_close runs: tp_quic_connect() from one fails with TP_ERR_STATE instead of
+     * adding connections to the list being closed. */
+    ep->closing = true;
     ep->close_cb = cb;
     ep->close_arg = arg;
-    /* Say goodbye to every peer while the socket still works. */
-    while (ep->conns) {
-        tp_quic_conn_t *c = ep->conns;
+    /* Say goodbye to every peer while the socket still works. Aborting frees nothing, so the
+     * list stays intact while the app's on_close callbacks run. */
+    tp_quic_conn_t *next;
+    for (tp_quic_conn_t *c = ep->conns; c; c = next) {
+        next = c->next;
         tp__quic_conn_abort(c, TP_ERR_CLOSED, true, "endpoint closed");
-        if (ep->conns == c) {
-            tp__quic_endpoint_forget(ep, c); /* cannot happen (abort frees); never loop forever */
-        }
     }
     tp__quic_endpoint_flush_tx(ep, true);
-    ep->closing = true;
-    if (ep->idle_active) {
-        uv_idle_stop(&ep->idle);
-        ep->idle_active = false;
-    }
     if (ep->handoff) {
         tp__quic_handoff_stop(ep);
     }
     uv_poll_stop(&ep->udp.poll);
     uv_close((uv_handle_t *)&ep->udp.poll, tp__quic_endpoint_handle_closed);
-    uv_close((uv_handle_t *)&ep->idle, tp__quic_endpoint_handle_closed);
+    /* The caller may be inside a callback of one of these connections: free them on the next
+     * step (the idle handle, restarted with the close step). */
+    uv_idle_stop(&ep->idle);
+    ep->idle_active = true;
+    uv_idle_start(&ep->idle, close_step_cb);
 }

@@ -263,6 +263,7 @@ struct tp_quic_conn {
     bool server;
     tp_quic_conn_state_t state;
     int busy;            /* nesting depth of runtime entries: free only at depth 0 */
+    bool freed;          /* conn_free ran (the memory goes with the timer handle's close) */
     bool wake_requested; /* call on_wake on the next flush */
     bool close_requested;
     uint64_t close_code;
@@ -304,8 +305,12 @@ void tp__quic_conn_write(tp_quic_conn_t *c);
 /* The endpoint's flush: call on_wake if asked, then write. */
 void tp__quic_conn_flush(tp_quic_conn_t *c);
 /* Closes at once (endpoint close or ICMP): sends CONNECTION_CLOSE if `send`, tells the app with
- * `err`, and frees. */
+ * `err`, and marks the connection dead. Never frees: the entry in progress frees it at its end,
+ * or (none running) the flush list on the next loop step. Safe to call from anywhere. */
 void tp__quic_conn_abort(tp_quic_conn_t *c, int err, bool send, const char *reason);
+/* Endpoint close: frees the connection (aborting it first if it still lives) unless a runtime
+ * entry is inside it. True when freed. */
+bool tp__quic_conn_reap(tp_quic_conn_t *c);
 /* A client connection that has not heard from the server yet (ICMP errors may end it). */
 bool tp__quic_conn_awaiting_first_packet(const tp_quic_conn_t *c);
 /* The stream has something to send: put it on the pending list. */
