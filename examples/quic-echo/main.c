@@ -12,10 +12,10 @@
 
 #include "turnpike/quic.h"
 
-#define ALPN        "tp-echo"
-#define DGRAM_SIZE  200
-#define WRITE_CHUNK 65536
-#define MAX_WORKERS 64
+#define ALPN         "tp-echo"
+#define DGRAM_SIZE   200
+#define WRITE_CHUNK  65536
+#define MAX_WORKERS  64
 #define MAX_CONNECTS 100
 
 static void usage(void) {
