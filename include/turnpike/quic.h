@@ -42,6 +42,9 @@ typedef struct tp_quic_conn tp_quic_conn_t;
 #define TP_QUIC_SECRET_LEN 32
 /* Longest ALPN protocol name (RFC 7301). */
 #define TP_QUIC_ALPN_MAX 255
+/* Largest settings.max_udp_payload: jumbo frames fit, and a GSO train of such packets stays a
+ * reasonable 64 KiB datagram. */
+#define TP_QUIC_MAX_UDP_PAYLOAD 16384
 
 typedef enum tp_quic_cc {
     TP_QUIC_CC_CUBIC = 0, /* the default, as in tokio-quiche */
@@ -81,7 +84,9 @@ typedef struct tp_quic_settings {
     tp_quic_cc_t cc;          /* congestion control: TP_QUIC_CC_CUBIC */
     /* Limits of this runtime. */
     size_t stream_send_buffer; /* bytes buffered per stream (written, not yet acked): 1 MiB */
-    size_t max_udp_payload;    /* largest UDP payload we send (PMTUD may not exceed it): 1452 */
+    /* Largest UDP payload we send: PMTUD probes the path up to it. 1200 .. 16384
+     * (TP_QUIC_MAX_UDP_PAYLOAD; the send queue holds 32 x 32 of them): 1452 */
+    size_t max_udp_payload;
     uint32_t stateless_resets_per_sec; /* stateless resets sent per second per endpoint: 100 */
     uint32_t max_connections; /* connections per endpoint; Initials above it are refused: 10 000 */
     /* Flow control of received stream bytes: false credits them back to the peer as soon as

@@ -1012,6 +1012,13 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
     if (max_segs > 65000 / pmax) {
         max_segs = 65000 / pmax; /* a GSO train is one UDP datagram: at most 64 KiB */
     }
+    if (max_segs < 1) {
+        max_segs = 1;
+    }
+    /* ngtcp2 keeps ordinary packets to the path's size itself; a PMTUD probe is larger, and is
+     * only written when the buffer has room for max_tx_udp_payload_size. Every slot has room
+     * for max_segs packets of max_udp_payload. */
+    size_t destlen = ep->s.max_udp_payload;
     c->write_pass++;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
@@ -1034,7 +1041,7 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         size_t nsegs = 0;
         size_t seglen = 0;
         while (nsegs < max_segs) {
-            ngtcp2_ssize n = write_one(c, &ps.path, &pi, t->buf + t->len, pmax, ts);
+            ngtcp2_ssize n = write_one(c, &ps.path, &pi, t->buf + t->len, destlen, ts);
             if (n < 0) {
                 if (t->len) {
                     t->seglen = nsegs > 1 ? seglen : 0;

@@ -50,7 +50,7 @@ static int check_settings(const tp_quic_settings_t *s, bool server, const tp_qui
         return TP_ERR_INVAL;
     }
     if (s->active_connection_id_limit < 2 || s->active_connection_id_limit > 8 ||
-        s->max_udp_payload < 1200 || s->max_udp_payload > 65527 ||
+        s->max_udp_payload < 1200 || s->max_udp_payload > TP_QUIC_MAX_UDP_PAYLOAD ||
         s->initial_max_streams_bidi > (1ULL << 60) || s->initial_max_streams_uni > (1ULL << 60) ||
         s->stream_send_buffer == 0 || s->datagram_send_queue == 0 ||
         s->datagram_send_queue > 65536 || s->retry > TP_QUIC_RETRY_UNDER_LOAD ||
