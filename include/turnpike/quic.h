@@ -306,8 +306,11 @@ ssize_t tp_quic_stream_write(tp_quic_conn_t *conn, int64_t stream_id, const void
 
 /*
  * With settings.manual_consume: tells the peer that `n` more bytes of the stream were consumed,
- * so it may send that many more (stream and connection windows). Returns 0 or TP_ERR_NOTFOUND,
- * TP_ERR_CLOSED.
+ * so it may send that many more (stream and connection windows); at most the bytes delivered by
+ * on_stream_data and not consumed yet count. Bytes never consumed are credited to the connection
+ * window when the stream closes (after on_stream_close, which may still consume). Returns 0, or
+ * TP_ERR_STATE (without manual_consume: the runtime credits every byte itself),
+ * TP_ERR_NOTFOUND, TP_ERR_CLOSED.
  */
 int tp_quic_stream_consume(tp_quic_conn_t *conn, int64_t stream_id, size_t n);
 

@@ -304,6 +304,7 @@ static int recv_stream_data_cb(ngtcp2_conn *q, uint32_t flags, int64_t id, uint6
     if (!s) {
         return NGTCP2_ERR_CALLBACK_FAILURE;
     }
+    s->delivered += len;
     c->ep->app.on_stream_data(c, id, data, len, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0,
                               s->app_data);
     if (!c->ep->s.manual_consume && len > 0) {
@@ -337,6 +338,11 @@ static int stream_close_cb(ngtcp2_conn *q, uint32_t flags, int64_t id, uint64_t 
     if (s) {
         if (c->ep->app.on_stream_close) {
             c->ep->app.on_stream_close(c, id, s->app_data);
+        }
+        if (c->ep->s.manual_consume && s->delivered > s->consumed) {
+            /* Bytes the app can no longer consume (the stream is gone): the connection's window
+             * must not shrink by them for good. */
+            ngtcp2_conn_extend_max_offset(q, s->delivered - s->consumed);
         }
         pend_remove(c, s);
         tp__quic_smap_del(&c->streams, id);

@@ -199,6 +199,9 @@ typedef struct tp_quic_stream {
     uint64_t acked;    /* bytes acknowledged (freed) */
     uint64_t sent;     /* bytes handed to ngtcp2 */
     uint64_t written;  /* bytes the app wrote */
+    /* manual_consume: bytes given to on_stream_data, and how many of them the app consumed.
+     * The rest is credited to the connection's window when the stream closes. */
+    uint64_t delivered, consumed;
 } tp_quic_stream_t;
 
 tp_quic_stream_t *tp__quic_stream_new(int64_t id);
