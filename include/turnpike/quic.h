@@ -125,7 +125,9 @@ typedef struct tp_quic_stats {
     uint64_t stateless_resets;     /* stateless resets sent */
     uint64_t invalid_cid_packets;  /* packets whose DCID matched no connection and were dropped */
     uint64_t handed_off;           /* packets passed to another worker of the group */
-    uint64_t udp_drops;            /* datagrams dropped by the kernel (SO_RXQ_OVFL) or on send */
+    /* datagrams dropped by the kernel (SO_RXQ_OVFL), truncated on receive (over 64 KiB), or
+     * dropped on send (an error other than EAGAIN, ENOBUFS included) */
+    uint64_t udp_drops;
     uint64_t packets_in, packets_out, bytes_in, bytes_out;
     uint64_t gso_batches; /* sends that carried more than one packet (UDP_SEGMENT) */
     /* Close codes of connections that ended. */

@@ -204,7 +204,8 @@ static void start_closing(tp_quic_conn_t *c, const ngtcp2_ccerr *ccerr, int err_
         tp_addr_t local;
         tp__quic_addr_from_sa(&remote, (const struct sockaddr *)ps.path.remote.addr);
         tp__quic_addr_from_sa(&local, (const struct sockaddr *)ps.path.local.addr);
-        tp__quic_udp_send_now(&ep->udp, ep, c->close_pkt, c->close_pkt_len, &remote, &local);
+        tp__quic_udp_send_now(&ep->udp, ep, c->close_pkt, c->close_pkt_len, &remote, &local,
+                              pi.ecn);
         c->state = TP_QUIC_CLOSING;
         arm_close_timer(c);
     } else {
@@ -860,7 +861,7 @@ void tp__quic_conn_on_packet(tp_quic_conn_t *c, const tp_quic_rx_t *rx) {
         c->close_rx_count++;
         if ((c->close_rx_count & (c->close_rx_count - 1)) == 0 && c->close_pkt_len <= rx->len * 3) {
             tp__quic_udp_send_now(&c->ep->udp, c->ep, c->close_pkt, c->close_pkt_len, &rx->remote,
-                                  &rx->local);
+                                  &rx->local, 0);
         }
         return;
     }
@@ -1083,7 +1084,7 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
                     tp_addr_t l;
                     tp__quic_addr_from_sa(&r, (const struct sockaddr *)ps.path.remote.addr);
                     tp__quic_addr_from_sa(&l, (const struct sockaddr *)ps.path.local.addr);
-                    tp__quic_udp_send_now(&ep->udp, ep, pkt, (size_t)n, &r, &l);
+                    tp__quic_udp_send_now(&ep->udp, ep, pkt, (size_t)n, &r, &l, pi.ecn);
                     t = NULL;
                     break;
                 }

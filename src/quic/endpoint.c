@@ -388,7 +388,7 @@ static void send_version_negotiation(tp_quic_endpoint_t *ep, const tp_quic_rx_t 
         buf, sizeof(buf), unused, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, versions,
         sizeof(versions) / sizeof(versions[0]));
     if (n > 0) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
         ep->stats.version_negotiations++;
     }
 }
@@ -396,6 +396,12 @@ static void send_version_negotiation(tp_quic_endpoint_t *ep, const tp_quic_rx_t 
 static void send_stateless_reset(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx,
                                  const uint8_t *dcid, size_t dcidlen) {
     if (rx->len < MIN_RESET_TRIGGER) {
+        return;
+    }
+    uint16_t server_id;
+    if (!tp__quic_cid_parse(dcid, dcidlen, &server_id, NULL) || server_id != ep->s.server_id) {
+        /* Not a CID we issue: another server (behind the same address, after a load balancer
+         * change) may own the connection; a reset from us would kill it. */
         return;
     }
     uint64_t now = uv_now(ep->loop);
@@ -427,7 +433,7 @@ static void send_stateless_reset(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx,
     }
     ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen);
     if (n > 0) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
         ep->stats.stateless_resets++;
     }
 }
@@ -441,7 +447,7 @@ static void refuse_initial(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const
     ep->stats.rejected_initials++;
     /* Smaller than the Initial that caused it (>= 1200 bytes): no amplification. */
     if (n > 0 && (size_t)n <= rx->len) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
     }
 }
 
@@ -460,7 +466,7 @@ static void send_retry(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const ngt
     ngtcp2_ssize n = ngtcp2_crypto_write_retry(buf, sizeof(buf), hd->version, &hd->scid, &scid,
                                                &hd->dcid, token, (size_t)tlen);
     if (n > 0 && (size_t)n <= rx->len) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
         ep->stats.retries_sent++;
     }
 }

@@ -149,10 +149,13 @@ void tp__quic_udp_tx_commit(tp_quic_udp_t *u);
 /* Sends what is queued (sendmmsg). Returns 0 when the queue is empty afterwards, TP_ERR_IO when
  * the kernel would block (the rest stays queued and the socket is polled for writability). */
 int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep);
-/* Sends one small datagram now (Retry, Version Negotiation, stateless reset), bypassing the
- * queue; dropped (and counted) when the kernel would block. */
+/* Sends one datagram now (Retry, Version Negotiation, stateless reset, CONNECTION_CLOSE, a
+ * packet the full queue could not take), bypassing the queue, with ECN codepoint `ecn` (what
+ * ngtcp2 asked for; 0 for stateless packets); dropped (and counted) when the kernel would
+ * block. */
 void tp__quic_udp_send_now(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, const uint8_t *data,
-                           size_t len, const tp_addr_t *remote, const tp_addr_t *local);
+                           size_t len, const tp_addr_t *remote, const tp_addr_t *local,
+                           uint8_t ecn);
 
 /* ---- tls.c: GnuTLS credentials and sessions ---- */
 
