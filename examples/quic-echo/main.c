@@ -12,10 +12,11 @@
 
 #include "turnpike/quic.h"
 
-#define ALPN        "tp-echo"
-#define DGRAM_SIZE  200
-#define WRITE_CHUNK 65536
-#define MAX_WORKERS 64
+#define ALPN         "tp-echo"
+#define DGRAM_SIZE   200
+#define WRITE_CHUNK  65536
+#define MAX_WORKERS  64
+#define MAX_CONNECTS 100
 
 static void usage(void) {
     fprintf(
@@ -25,7 +26,10 @@ static void usage(void) {
         "                        [--qlog-dir DIR] [--keylog FILE]\n"
         "       quic-echo client HOST PORT [--streams N] [--bytes B] [--datagrams K]\n"
         "                        [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
-        "                        [--qlog-dir DIR] [--keylog FILE]\n");
+        "                        [--qlog-dir DIR] [--keylog FILE] [--connects N]\n"
+        "                        [--connect-gap-ms G]\n"
+        "       (--connects: N connections one after the other on the same endpoint, each\n"
+        "        started from the previous one's on_close, or G ms after it)\n");
 }
 
 static unsigned long long parse_num(const char *s, const char *what) {
@@ -298,11 +302,24 @@ typedef struct client_stream {
     bool fin_received;
 } client_stream_t;
 
+typedef struct client_attempt {
+    bool ok;
+    double ms;
+    char error[512];
+} client_attempt_t;
+
 typedef struct client {
     uv_loop_t loop;
-    uv_timer_t deadline, grace;
+    uv_timer_t deadline, grace, gap;
+    uint64_t gap_ms;
+    tp_quic_stats_t ep_stats; /* the endpoint's counters when it closed */
     tp_quic_endpoint_t *ep;
     tp_quic_conn_t *conn;
+    tp_addr_t remote;
+    const char *sni;
+    unsigned nconnects;
+    unsigned attempts_done;
+    client_attempt_t attempts[MAX_CONNECTS];
     unsigned nstreams;
     uint64_t bytes;
     unsigned ndgrams;
@@ -460,6 +477,71 @@ static void cli_datagram(tp_quic_conn_t *conn, const uint8_t *data, size_t len) 
     check_done(cl);
 }
 
+/* Whether the current connection did everything right (every byte and datagram back). */
+static bool attempt_ok(client_t *cl) {
+    if (!cl->ok || cl->dgrams_bad > 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < cl->nstreams; i++) {
+        client_stream_t *cs = &cl->streams[i];
+        if (cs->mismatch_at != UINT64_MAX || !cs->fin_received || cs->received != cl->bytes) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void record_attempt(client_t *cl) {
+    client_attempt_t *a = &cl->attempts[cl->attempts_done++];
+    a->ok = attempt_ok(cl);
+    a->ms = (double)(uv_hrtime() - cl->t0) / 1e6;
+    snprintf(a->error, sizeof(a->error), "%s",
+             a->ok ? "" : (cl->error[0] ? cl->error : "echo mismatch"));
+}
+
+/* Forgets what the previous connection did, for the next one. */
+static void reset_attempt(client_t *cl) {
+    for (unsigned i = 0; i < cl->nstreams; i++) {
+        client_stream_t *cs = &cl->streams[i];
+        cs->id = -1;
+        cs->sent = cs->received = 0;
+        cs->mismatch_at = UINT64_MAX;
+        cs->fin_received = false;
+    }
+    memset(cl->dgram_seen, 0, cl->ndgrams + 1);
+    cl->streams_opened = cl->streams_done = 0;
+    cl->dgrams_sent = cl->dgrams_echoed = cl->dgrams_bad = 0;
+    cl->finished = false;
+    cl->ok = false;
+    cl->error[0] = '\0';
+    cl->t_established = 0;
+    uv_timer_stop(&cl->grace);
+    cl->t0 = uv_hrtime();
+}
+
+static void client_done(client_t *cl) {
+    uv_close((uv_handle_t *)&cl->deadline, NULL);
+    uv_close((uv_handle_t *)&cl->grace, NULL);
+    uv_close((uv_handle_t *)&cl->gap, NULL);
+    tp_quic_endpoint_stats(cl->ep, &cl->ep_stats);
+    /* Allowed from a callback: the endpoint finishes closing on the next loop step. */
+    tp_quic_endpoint_close(cl->ep, NULL, NULL);
+}
+
+/* Starts the next connection on the same endpoint; false (recorded) when that fails. */
+static bool next_connect(client_t *cl) {
+    reset_attempt(cl);
+    int rc = tp_quic_connect(cl->ep, &cl->remote, cl->sni, cl, &cl->conn);
+    if (rc == 0) {
+        return true;
+    }
+    snprintf(cl->error, sizeof(cl->error), "connect: %s", tp_strerror(rc));
+    record_attempt(cl);
+    return false;
+}
+
+static void gap_cb(uv_timer_t *t);
+
 static void cli_close(tp_quic_conn_t *conn, const tp_quic_close_info_t *info) {
     client_t *cl = tp_quic_conn_data(conn);
     cl->conn = NULL;
@@ -468,9 +550,25 @@ static void cli_close(tp_quic_conn_t *conn, const tp_quic_close_info_t *info) {
         snprintf(msg, sizeof(msg), "%s: %s", tp_strerror(info->err), info->reason);
         client_finish(cl, false, msg);
     }
-    uv_close((uv_handle_t *)&cl->deadline, NULL);
-    uv_close((uv_handle_t *)&cl->grace, NULL);
-    tp_quic_endpoint_close(cl->ep, NULL, NULL);
+    record_attempt(cl);
+    if (cl->attempts_done < cl->nconnects && uv_is_active((uv_handle_t *)&cl->deadline)) {
+        if (cl->gap_ms > 0) {
+            uv_timer_start(&cl->gap, gap_cb, cl->gap_ms, 0);
+            return;
+        }
+        /* The next connection starts from inside on_close, on the same endpoint. */
+        if (next_connect(cl)) {
+            return;
+        }
+    }
+    client_done(cl);
+}
+
+static void gap_cb(uv_timer_t *t) {
+    client_t *cl = t->data;
+    if (!uv_is_active((uv_handle_t *)&cl->deadline) || !next_connect(cl)) {
+        client_done(cl);
+    }
 }
 
 static const tp_quic_app_t client_app = {
@@ -484,6 +582,7 @@ static const tp_quic_app_t client_app = {
 static void deadline_cb(uv_timer_t *t) {
     client_t *cl = t->data;
     client_finish(cl, false, "timed out");
+    uv_timer_stop(t); /* no further connection after this one */
     if (cl->conn) {
         /* Not established yet (or the close is stuck): give up on the connection now. */
         tp_quic_conn_close(cl->conn, 1, "timed out");
@@ -505,6 +604,23 @@ static int resolve(const char *host, const char *port, tp_addr_t *out) {
 }
 
 static void print_summary(client_t *cl) {
+    bool all = true;
+    if (cl->nconnects > 1) {
+        /* One result per connection; the fields after it describe the last one. */
+        all = cl->attempts_done == cl->nconnects;
+        printf("{\"attempts\":[");
+        for (unsigned i = 0; i < cl->attempts_done; i++) {
+            client_attempt_t *a = &cl->attempts[i];
+            all = all && a->ok;
+            printf("%s{\"ok\":%s,\"duration_ms\":%.3f,\"error\":\"%s\"}", i ? "," : "",
+                   a->ok ? "true" : "false", a->ms, a->error);
+        }
+        /* The endpoint's counters: a refused port costs one Initial per connection when every
+         * ICMP error is read as it comes (no retransmission needed to notice it). */
+        char json[2048];
+        tp_quic_stats_json(&cl->ep_stats, json, sizeof(json));
+        printf("],\"all_ok\":%s,\"stats\":%s}\n", all ? "true" : "false", json);
+    }
     uint64_t echoed = 0;
     unsigned mismatched = 0;
     unsigned incomplete = 0;
@@ -532,7 +648,7 @@ static void print_summary(client_t *cl) {
            cl->dgrams_bad, cl->t_established ? (double)(cl->t_established - cl->t0) / 1e6 : -1.0,
            (double)(now - cl->t0) / 1e6, ok ? "" : cl->error);
     fflush(stdout);
-    cl->exit_code = ok ? 0 : 1;
+    cl->exit_code = ok && all ? 0 : 1;
 }
 
 static int run_client(int argc, char **argv) {
@@ -549,6 +665,7 @@ static int run_client(int argc, char **argv) {
     cl.ndgrams = 10;
     uint64_t timeout_ms = 60000;
     const char *sni = NULL;
+    cl.nconnects = 1;
     tp_quic_settings_t s;
     tp_quic_settings_default(&s);
     s.alpn = ALPN;
@@ -580,17 +697,23 @@ static int run_client(int argc, char **argv) {
             s.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
             s.keylog_file = v;
+        } else if (!strcmp(a, "--connects")) {
+            cl.nconnects = (unsigned)parse_num(v, a);
+        } else if (!strcmp(a, "--connect-gap-ms")) {
+            cl.gap_ms = parse_num(v, a);
         } else {
             usage();
             return 2;
         }
     }
-    if (cl.nstreams == 0 || cl.nstreams > 10000 || cl.ndgrams > 60000) {
+    if (cl.nstreams == 0 || cl.nstreams > 10000 || cl.ndgrams > 60000 || cl.nconnects == 0 ||
+        cl.nconnects > MAX_CONNECTS) {
         usage();
         return 2;
     }
-    tp_addr_t remote;
-    if (resolve(host, port, &remote) != 0) {
+    cl.sni = sni;
+    tp_addr_t *remote = &cl.remote;
+    if (resolve(host, port, remote) != 0) {
         printf("{\"ok\":false,\"error\":\"cannot resolve %s\"}\n", host);
         return 1;
     }
@@ -608,7 +731,7 @@ static int run_client(int argc, char **argv) {
     }
     uv_loop_init(&cl.loop);
     tp_addr_t bind;
-    tp_addr_parse(&bind, remote.u.sa.sa_family == AF_INET6 ? "[::]:0" : "0.0.0.0:0", false);
+    tp_addr_parse(&bind, remote->u.sa.sa_family == AF_INET6 ? "[::]:0" : "0.0.0.0:0", false);
     int rc = tp_quic_endpoint_new(&cl.ep, &cl.loop, &bind, false, &s, &client_app, &cl);
     if (rc != 0) {
         printf("{\"ok\":false,\"error\":\"client endpoint: %s\"}\n", tp_strerror(rc));
@@ -618,10 +741,11 @@ static int run_client(int argc, char **argv) {
     }
     uv_timer_init(&cl.loop, &cl.deadline);
     uv_timer_init(&cl.loop, &cl.grace);
-    cl.deadline.data = cl.grace.data = &cl;
+    uv_timer_init(&cl.loop, &cl.gap);
+    cl.deadline.data = cl.grace.data = cl.gap.data = &cl;
     uv_timer_start(&cl.deadline, deadline_cb, timeout_ms, 0);
     cl.t0 = uv_hrtime();
-    rc = tp_quic_connect(cl.ep, &remote, sni, &cl, &cl.conn);
+    rc = tp_quic_connect(cl.ep, remote, sni, &cl, &cl.conn);
     if (rc != 0) {
         printf("{\"ok\":false,\"error\":\"connect: %s\"}\n", tp_strerror(rc));
         free(cl.streams);

@@ -21,9 +21,10 @@ extern "C" {
  * here must be called on that loop's thread, with one exception: tp_quic_group_*() hands packets
  * between the loops of a group itself.
  *
- * Reentrancy: every tp_quic_conn_* and tp_quic_stream_* call may be made from inside the
- * application's callbacks (tp_quic_app_t). Bytes written and closes requested there take effect
- * when the callback has returned; nothing is sent from inside a callback.
+ * Reentrancy: every tp_quic_conn_* and tp_quic_stream_* call, tp_quic_connect() and
+ * tp_quic_endpoint_close() may be made from inside the application's callbacks (tp_quic_app_t).
+ * Bytes written and closes requested there take effect when the callback has returned; nothing
+ * is sent from inside a callback.
  */
 
 typedef struct tp_quic_endpoint tp_quic_endpoint_t;
@@ -41,6 +42,9 @@ typedef struct tp_quic_conn tp_quic_conn_t;
 #define TP_QUIC_SECRET_LEN 32
 /* Longest ALPN protocol name (RFC 7301). */
 #define TP_QUIC_ALPN_MAX 255
+/* Largest settings.max_udp_payload: jumbo frames fit, and a GSO train of such packets stays a
+ * reasonable 64 KiB datagram. */
+#define TP_QUIC_MAX_UDP_PAYLOAD 16384
 
 typedef enum tp_quic_cc {
     TP_QUIC_CC_CUBIC = 0, /* the default, as in tokio-quiche */
@@ -80,7 +84,9 @@ typedef struct tp_quic_settings {
     tp_quic_cc_t cc;          /* congestion control: TP_QUIC_CC_CUBIC */
     /* Limits of this runtime. */
     size_t stream_send_buffer; /* bytes buffered per stream (written, not yet acked): 1 MiB */
-    size_t max_udp_payload;    /* largest UDP payload we send (PMTUD may not exceed it): 1452 */
+    /* Largest UDP payload we send: PMTUD probes the path up to it. 1200 .. 16384
+     * (TP_QUIC_MAX_UDP_PAYLOAD; the send queue holds 32 x 32 of them): 1452 */
+    size_t max_udp_payload;
     uint32_t stateless_resets_per_sec; /* stateless resets sent per second per endpoint: 100 */
     uint32_t max_connections; /* connections per endpoint; Initials above it are refused: 10 000 */
     /* Flow control of received stream bytes: false credits them back to the peer as soon as
@@ -119,7 +125,9 @@ typedef struct tp_quic_stats {
     uint64_t stateless_resets;     /* stateless resets sent */
     uint64_t invalid_cid_packets;  /* packets whose DCID matched no connection and were dropped */
     uint64_t handed_off;           /* packets passed to another worker of the group */
-    uint64_t udp_drops;            /* datagrams dropped by the kernel (SO_RXQ_OVFL) or on send */
+    /* datagrams dropped by the kernel (SO_RXQ_OVFL), truncated on receive (over 64 KiB), or
+     * dropped on send (an error other than EAGAIN, ENOBUFS included) */
+    uint64_t udp_drops;
     uint64_t packets_in, packets_out, bytes_in, bytes_out;
     uint64_t gso_batches; /* sends that carried more than one packet (UDP_SEGMENT) */
     /* Close codes of connections that ended. */
@@ -221,9 +229,12 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *stats, char *buf, size_t size);
 
 /*
  * Closes the endpoint: every connection is closed with NO_ERROR (its CONNECTION_CLOSE is sent
- * once; on_close runs for each, with TP_ERR_CLOSED), the socket stops, and once every libuv
- * handle has closed `cb` runs and the endpoint is freed. Not from inside a tp_quic_app_t
- * callback (call it from a timer, signal or other handle's callback). Calling it twice is a bug.
+ * once; on_close runs for each, with TP_ERR_CLOSED, before this returns), the socket stops, the
+ * connections' memory is freed on the loop's next step, and once every libuv handle has closed
+ * `cb` runs and the endpoint is freed. May be called from inside a tp_quic_app_t callback,
+ * on_close included. From the moment it is called tp_quic_connect() on the endpoint fails with
+ * TP_ERR_STATE (so an on_close that reconnects cannot keep it open), and a second call does
+ * nothing (the first call's `cb` stays).
  */
 void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void *arg);
 
@@ -231,8 +242,10 @@ void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void 
  * Client: starts a connection to `remote` from a client endpoint. `server_name` is sent as SNI
  * (unless it is an IP literal) and the certificate is verified against it (an IP literal is
  * checked against the certificate's IP addresses); NULL uses the remote IP. `conn_data` is
- * returned by tp_quic_conn_data(). The handshake runs on the loop; on_established or on_close
- * follows (a refused port fails fast through ICMP, a silent one after handshake_timeout_ms).
+ * returned by tp_quic_conn_data(). The first packet leaves on the loop's next step and the
+ * handshake runs there; on_established or on_close follows, never before this returns (a refused
+ * port fails fast through ICMP, a silent one after handshake_timeout_ms). May be called from a
+ * callback, on_close included (another connection on the same endpoint).
  *
  * Returns 0 and sets *out (may be NULL), or TP_ERR_STATE (a server endpoint, or closing),
  * TP_ERR_INVAL (remote's family differs from the endpoint's and cannot be mapped),
@@ -295,8 +308,11 @@ ssize_t tp_quic_stream_write(tp_quic_conn_t *conn, int64_t stream_id, const void
 
 /*
  * With settings.manual_consume: tells the peer that `n` more bytes of the stream were consumed,
- * so it may send that many more (stream and connection windows). Returns 0 or TP_ERR_NOTFOUND,
- * TP_ERR_CLOSED.
+ * so it may send that many more (stream and connection windows); at most the bytes delivered by
+ * on_stream_data and not consumed yet count. Bytes never consumed are credited to the connection
+ * window when the stream closes (after on_stream_close, which may still consume). Returns 0, or
+ * TP_ERR_STATE (without manual_consume: the runtime credits every byte itself),
+ * TP_ERR_NOTFOUND, TP_ERR_CLOSED.
  */
 int tp_quic_stream_consume(tp_quic_conn_t *conn, int64_t stream_id, size_t n);
 

@@ -204,7 +204,8 @@ static void start_closing(tp_quic_conn_t *c, const ngtcp2_ccerr *ccerr, int err_
         tp_addr_t local;
         tp__quic_addr_from_sa(&remote, (const struct sockaddr *)ps.path.remote.addr);
         tp__quic_addr_from_sa(&local, (const struct sockaddr *)ps.path.local.addr);
-        tp__quic_udp_send_now(&ep->udp, ep, c->close_pkt, c->close_pkt_len, &remote, &local);
+        tp__quic_udp_send_now(&ep->udp, ep, c->close_pkt, c->close_pkt_len, &remote, &local,
+                              pi.ecn);
         c->state = TP_QUIC_CLOSING;
         arm_close_timer(c);
     } else {
@@ -304,6 +305,7 @@ static int recv_stream_data_cb(ngtcp2_conn *q, uint32_t flags, int64_t id, uint6
     if (!s) {
         return NGTCP2_ERR_CALLBACK_FAILURE;
     }
+    s->delivered += len;
     c->ep->app.on_stream_data(c, id, data, len, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0,
                               s->app_data);
     if (!c->ep->s.manual_consume && len > 0) {
@@ -337,6 +339,11 @@ static int stream_close_cb(ngtcp2_conn *q, uint32_t flags, int64_t id, uint64_t 
     if (s) {
         if (c->ep->app.on_stream_close) {
             c->ep->app.on_stream_close(c, id, s->app_data);
+        }
+        if (c->ep->s.manual_consume && s->delivered > s->consumed) {
+            /* Bytes the app can no longer consume (the stream is gone): the connection's window
+             * must not shrink by them for good. */
+            ngtcp2_conn_extend_max_offset(q, s->delivered - s->consumed);
         }
         pend_remove(c, s);
         tp__quic_smap_del(&c->streams, id);
@@ -573,6 +580,12 @@ static void free_cb(uv_handle_t *h) { free(h->data); }
 
 /* Frees the connection: its routes, streams, TLS and ngtcp2 state, then the timer handle. */
 static void conn_free(tp_quic_conn_t *c) {
+    /* The memory lives until the timer handle's close callback: a second call in the same
+     * iteration (an inner entry freed it) must be harmless. */
+    if (c->freed) {
+        return;
+    }
+    c->freed = true;
     tp_quic_endpoint_t *ep = c->ep;
     if (!c->app_closed_notified) {
         tp_quic_close_info_t info = {.err = TP_ERR_CLOSED, .reason = "connection freed"};
@@ -833,8 +846,9 @@ int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char 
     if (out) {
         *out = c;
     }
-    /* The first Initial leaves now; errors surface through on_close. */
-    finish(c);
+    /* The first Initial leaves on the next loop step, not from here: sending may read a pending
+     * ICMP error that ends the connection, and on_close must never run before we return. */
+    tp__quic_endpoint_schedule(ep, c);
     return 0;
 }
 
@@ -847,7 +861,7 @@ void tp__quic_conn_on_packet(tp_quic_conn_t *c, const tp_quic_rx_t *rx) {
         c->close_rx_count++;
         if ((c->close_rx_count & (c->close_rx_count - 1)) == 0 && c->close_pkt_len <= rx->len * 3) {
             tp__quic_udp_send_now(&c->ep->udp, c->ep, c->close_pkt, c->close_pkt_len, &rx->remote,
-                                  &rx->local);
+                                  &rx->local, 0);
         }
         return;
     }
@@ -1005,6 +1019,13 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
     if (max_segs > 65000 / pmax) {
         max_segs = 65000 / pmax; /* a GSO train is one UDP datagram: at most 64 KiB */
     }
+    if (max_segs < 1) {
+        max_segs = 1;
+    }
+    /* ngtcp2 keeps ordinary packets to the path's size itself; a PMTUD probe is larger, and is
+     * only written when the buffer has room for max_tx_udp_payload_size. Every slot has room
+     * for max_segs packets of max_udp_payload. */
+    size_t destlen = ep->s.max_udp_payload;
     c->write_pass++;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
@@ -1015,6 +1036,9 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         tp_quic_tx_t *t = tp__quic_udp_tx_slot(&ep->udp);
         if (!t) {
             tp__quic_endpoint_flush_tx(ep, true);
+            if (c->state != TP_QUIC_HANDSHAKE && c->state != TP_QUIC_ESTABLISHED) {
+                break; /* the send reported an ICMP error that ended this connection */
+            }
             t = tp__quic_udp_tx_slot(&ep->udp);
         }
         if (!t) {
@@ -1024,7 +1048,7 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         size_t nsegs = 0;
         size_t seglen = 0;
         while (nsegs < max_segs) {
-            ngtcp2_ssize n = write_one(c, &ps.path, &pi, t->buf + t->len, pmax, ts);
+            ngtcp2_ssize n = write_one(c, &ps.path, &pi, t->buf + t->len, destlen, ts);
             if (n < 0) {
                 if (t->len) {
                     t->seglen = nsegs > 1 ? seglen : 0;
@@ -1060,7 +1084,7 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
                     tp_addr_t l;
                     tp__quic_addr_from_sa(&r, (const struct sockaddr *)ps.path.remote.addr);
                     tp__quic_addr_from_sa(&l, (const struct sockaddr *)ps.path.local.addr);
-                    tp__quic_udp_send_now(&ep->udp, ep, pkt, (size_t)n, &r, &l);
+                    tp__quic_udp_send_now(&ep->udp, ep, pkt, (size_t)n, &r, &l, pi.ecn);
                     t = NULL;
                     break;
                 }
@@ -1087,8 +1111,10 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         ngtcp2_conn_update_pkt_tx_time(c->q, ts);
     }
     arm_timer(c);
-    c->busy--;
+    /* Still busy while sending: an ICMP error read during the send may abort this connection,
+     * and only the caller's finish may free it. */
     tp__quic_endpoint_flush_tx(ep, false);
+    c->busy--;
 }
 
 void tp__quic_conn_flush(tp_quic_conn_t *c) {
@@ -1126,8 +1152,25 @@ void tp__quic_conn_abort(tp_quic_conn_t *c, int err, bool send, const char *reas
     tp_quic_close_info_t info = {.err = err, .reason = reason};
     notify_close(c, &info, -1);
     c->state = TP_QUIC_DEAD;
+    uv_timer_stop(&c->timer);
     c->busy--;
-    finish(c);
+    /* Never freed here: the caller may be inside this connection (a write whose send read the
+     * ICMP error) or iterating over the endpoint's connections. An entry in progress frees it
+     * at its end; otherwise the flush list does, on the next loop step. */
+    if (c->busy == 0) {
+        tp__quic_endpoint_schedule(c->ep, c);
+    }
+}
+
+bool tp__quic_conn_reap(tp_quic_conn_t *c) {
+    if (c->busy > 0) {
+        return false;
+    }
+    if (c->state != TP_QUIC_DEAD) {
+        tp__quic_conn_abort(c, TP_ERR_CLOSED, false, "endpoint closed");
+    }
+    conn_free(c);
+    return true;
 }
 
 bool tp__quic_conn_awaiting_first_packet(const tp_quic_conn_t *c) {

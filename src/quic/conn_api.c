@@ -121,13 +121,23 @@ ssize_t tp_quic_stream_write(tp_quic_conn_t *conn, int64_t stream_id, const void
 }
 
 int tp_quic_stream_consume(tp_quic_conn_t *conn, int64_t stream_id, size_t n) {
+    if (!conn->ep->s.manual_consume) {
+        return TP_ERR_STATE; /* the runtime credits every byte itself: this would double it */
+    }
     if (!usable(conn)) {
         return TP_ERR_CLOSED;
     }
-    if (!tp__quic_smap_get(&conn->streams, stream_id)) {
+    tp_quic_stream_t *s = tp__quic_smap_get(&conn->streams, stream_id);
+    if (!s) {
         return TP_ERR_NOTFOUND;
     }
+    /* Never more credit than bytes delivered: the peer's window must stay what we can hold. */
+    uint64_t left = s->delivered - s->consumed;
+    if ((uint64_t)n > left) {
+        n = (size_t)left;
+    }
     if (n > 0) {
+        s->consumed += n;
         (void)ngtcp2_conn_extend_max_stream_offset(conn->q, stream_id, n);
         ngtcp2_conn_extend_max_offset(conn->q, n);
         want_write(conn); /* the window update should not wait for the next packet */

@@ -50,7 +50,7 @@ static int check_settings(const tp_quic_settings_t *s, bool server, const tp_qui
         return TP_ERR_INVAL;
     }
     if (s->active_connection_id_limit < 2 || s->active_connection_id_limit > 8 ||
-        s->max_udp_payload < 1200 || s->max_udp_payload > 65527 ||
+        s->max_udp_payload < 1200 || s->max_udp_payload > TP_QUIC_MAX_UDP_PAYLOAD ||
         s->initial_max_streams_bidi > (1ULL << 60) || s->initial_max_streams_uni > (1ULL << 60) ||
         s->stream_send_buffer == 0 || s->datagram_send_queue == 0 ||
         s->datagram_send_queue > 65536 || s->retry > TP_QUIC_RETRY_UNDER_LOAD ||
@@ -298,6 +298,9 @@ void tp__quic_endpoint_run_flush_list(tp_quic_endpoint_t *ep) {
 static void idle_cb(uv_idle_t *h) {
     tp_quic_endpoint_t *ep = h->data;
     tp__quic_endpoint_run_flush_list(ep);
+    if (ep->closing) {
+        return; /* tp_quic_endpoint_close() (from a callback above) took the idle handle over */
+    }
     if (!ep->flush_head) {
         ep->idle_active = false;
         uv_idle_stop(&ep->idle);
@@ -353,8 +356,13 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
         return;
     }
     if (status < 0) {
-        /* libuv reports socket errors this way; the error queue says which peer. */
+        /* libuv reports socket errors this way (POLLERR), and has stopped the handle by then;
+         * the error queue says which peer. Poll again, or nothing more is received. */
         tp__quic_udp_read_errors(&ep->udp, ep);
+        if (ep->closing) {
+            return; /* an on_close above closed the endpoint */
+        }
+        uv_poll_start(&ep->udp.poll, ep->udp.poll_events, poll_cb);
         events = UV_READABLE;
     }
     if (events & UV_WRITABLE) {
@@ -380,7 +388,7 @@ static void send_version_negotiation(tp_quic_endpoint_t *ep, const tp_quic_rx_t 
         buf, sizeof(buf), unused, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, versions,
         sizeof(versions) / sizeof(versions[0]));
     if (n > 0) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
         ep->stats.version_negotiations++;
     }
 }
@@ -388,6 +396,12 @@ static void send_version_negotiation(tp_quic_endpoint_t *ep, const tp_quic_rx_t 
 static void send_stateless_reset(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx,
                                  const uint8_t *dcid, size_t dcidlen) {
     if (rx->len < MIN_RESET_TRIGGER) {
+        return;
+    }
+    uint16_t server_id;
+    if (!tp__quic_cid_parse(dcid, dcidlen, &server_id, NULL) || server_id != ep->s.server_id) {
+        /* Not a CID we issue: another server (behind the same address, after a load balancer
+         * change) may own the connection; a reset from us would kill it. */
         return;
     }
     uint64_t now = uv_now(ep->loop);
@@ -419,7 +433,7 @@ static void send_stateless_reset(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx,
     }
     ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen);
     if (n > 0) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
         ep->stats.stateless_resets++;
     }
 }
@@ -433,7 +447,7 @@ static void refuse_initial(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const
     ep->stats.rejected_initials++;
     /* Smaller than the Initial that caused it (>= 1200 bytes): no amplification. */
     if (n > 0 && (size_t)n <= rx->len) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
     }
 }
 
@@ -452,7 +466,7 @@ static void send_retry(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const ngt
     ngtcp2_ssize n = ngtcp2_crypto_write_retry(buf, sizeof(buf), hd->version, &hd->scid, &scid,
                                                &hd->dcid, token, (size_t)tlen);
     if (n > 0 && (size_t)n <= rx->len) {
-        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local);
+        tp__quic_udp_send_now(&ep->udp, ep, buf, (size_t)n, &rx->remote, &rx->local, 0);
         ep->stats.retries_sent++;
     }
 }
@@ -615,27 +629,48 @@ void tp__quic_endpoint_handle_closed(uv_handle_t *h) {
     }
 }
 
+/* The second half of tp_quic_endpoint_close(), on the loop's next step: no runtime entry is
+ * running then, so every connection can be freed. */
+static void close_step_cb(uv_idle_t *h) {
+    tp_quic_endpoint_t *ep = h->data;
+    tp_quic_conn_t *next;
+    for (tp_quic_conn_t *c = ep->conns; c; c = next) {
+        next = c->next;
+        (void)tp__quic_conn_reap(c);
+    }
+    if (ep->conns) {
+        return; /* one is still inside a call (a nested loop run): try on the next step */
+    }
+    uv_idle_stop(&ep->idle);
+    ep->idle_active = false;
+    uv_close((uv_handle_t *)&ep->idle, tp__quic_endpoint_handle_closed);
+}
+
 void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void *arg) {
+    if (ep->closing) {
+        return; /* closed already (e.g. again from an on_close the first call ran) */
+    }
+    /* Before any on_close runs: tp_quic_connect() from one fails with TP_ERR_STATE instead of
+     * adding connections to the list being closed. */
+    ep->closing = true;
     ep->close_cb = cb;
     ep->close_arg = arg;
-    /* Say goodbye to every peer while the socket still works. */
-    while (ep->conns) {
-        tp_quic_conn_t *c = ep->conns;
+    /* Say goodbye to every peer while the socket still works. Aborting frees nothing, so the
+     * list stays intact while the app's on_close callbacks run. */
+    tp_quic_conn_t *next;
+    for (tp_quic_conn_t *c = ep->conns; c; c = next) {
+        next = c->next;
         tp__quic_conn_abort(c, TP_ERR_CLOSED, true, "endpoint closed");
-        if (ep->conns == c) {
-            tp__quic_endpoint_forget(ep, c); /* cannot happen (abort frees); never loop forever */
-        }
     }
     tp__quic_endpoint_flush_tx(ep, true);
-    ep->closing = true;
-    if (ep->idle_active) {
-        uv_idle_stop(&ep->idle);
-        ep->idle_active = false;
-    }
     if (ep->handoff) {
         tp__quic_handoff_stop(ep);
     }
     uv_poll_stop(&ep->udp.poll);
     uv_close((uv_handle_t *)&ep->udp.poll, tp__quic_endpoint_handle_closed);
-    uv_close((uv_handle_t *)&ep->idle, tp__quic_endpoint_handle_closed);
+    /* The caller may be inside a callback of one of these connections: free them on the next
+     * step (the idle handle, restarted with the close step). */
+    uv_idle_stop(&ep->idle);
+    ep->idle_active = true;
+    uv_idle_start(&ep->idle, close_step_cb);
 }

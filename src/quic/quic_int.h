@@ -149,10 +149,13 @@ void tp__quic_udp_tx_commit(tp_quic_udp_t *u);
 /* Sends what is queued (sendmmsg). Returns 0 when the queue is empty afterwards, TP_ERR_IO when
  * the kernel would block (the rest stays queued and the socket is polled for writability). */
 int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep);
-/* Sends one small datagram now (Retry, Version Negotiation, stateless reset), bypassing the
- * queue; dropped (and counted) when the kernel would block. */
+/* Sends one datagram now (Retry, Version Negotiation, stateless reset, CONNECTION_CLOSE, a
+ * packet the full queue could not take), bypassing the queue, with ECN codepoint `ecn` (what
+ * ngtcp2 asked for; 0 for stateless packets); dropped (and counted) when the kernel would
+ * block. */
 void tp__quic_udp_send_now(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, const uint8_t *data,
-                           size_t len, const tp_addr_t *remote, const tp_addr_t *local);
+                           size_t len, const tp_addr_t *remote, const tp_addr_t *local,
+                           uint8_t ecn);
 
 /* ---- tls.c: GnuTLS credentials and sessions ---- */
 
@@ -199,6 +202,9 @@ typedef struct tp_quic_stream {
     uint64_t acked;    /* bytes acknowledged (freed) */
     uint64_t sent;     /* bytes handed to ngtcp2 */
     uint64_t written;  /* bytes the app wrote */
+    /* manual_consume: bytes given to on_stream_data, and how many of them the app consumed.
+     * The rest is credited to the connection's window when the stream closes. */
+    uint64_t delivered, consumed;
 } tp_quic_stream_t;
 
 tp_quic_stream_t *tp__quic_stream_new(int64_t id);
@@ -263,6 +269,7 @@ struct tp_quic_conn {
     bool server;
     tp_quic_conn_state_t state;
     int busy;            /* nesting depth of runtime entries: free only at depth 0 */
+    bool freed;          /* conn_free ran (the memory goes with the timer handle's close) */
     bool wake_requested; /* call on_wake on the next flush */
     bool close_requested;
     uint64_t close_code;
@@ -304,8 +311,12 @@ void tp__quic_conn_write(tp_quic_conn_t *c);
 /* The endpoint's flush: call on_wake if asked, then write. */
 void tp__quic_conn_flush(tp_quic_conn_t *c);
 /* Closes at once (endpoint close or ICMP): sends CONNECTION_CLOSE if `send`, tells the app with
- * `err`, and frees. */
+ * `err`, and marks the connection dead. Never frees: the entry in progress frees it at its end,
+ * or (none running) the flush list on the next loop step. Safe to call from anywhere. */
 void tp__quic_conn_abort(tp_quic_conn_t *c, int err, bool send, const char *reason);
+/* Endpoint close: frees the connection (aborting it first if it still lives) unless a runtime
+ * entry is inside it. True when freed. */
+bool tp__quic_conn_reap(tp_quic_conn_t *c);
 /* A client connection that has not heard from the server yet (ICMP errors may end it). */
 bool tp__quic_conn_awaiting_first_packet(const tp_quic_conn_t *c);
 /* The stream has something to send: put it on the pending list. */

@@ -229,7 +229,8 @@ int tp__quic_udp_recv_batch(tp_quic_udp_t *u, struct tp_quic_endpoint *ep) {
     for (int i = 0; i < n; i++) {
         struct msghdr *m = &msgs[i].msg_hdr;
         if (m->msg_flags & MSG_TRUNC) {
-            continue; /* larger than any QUIC datagram we accept */
+            u->rx_dropped++; /* larger than any QUIC datagram we accept */
+            continue;
         }
         tp_quic_rx_t rx;
         size_t gro;
@@ -360,13 +361,15 @@ static size_t build_cmsgs(tp_quic_udp_t *u, char *buf, size_t cap, size_t seglen
     return used;
 }
 
-static bool transient(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS; }
+/* ENOBUFS is not one: the socket stays writable while the device queue is full, so polling for
+ * writability would spin; the datagram is dropped (counted) and congestion control resends. */
+static bool transient(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
 /* Sends a super-datagram packet by packet (GSO refused by the kernel or the device). */
 static void send_split(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, tp_quic_tx_t *t) {
     for (size_t off = 0; off < t->len; off += t->seglen) {
         size_t n = t->len - off < t->seglen ? t->len - off : t->seglen;
-        tp__quic_udp_send_now(u, ep, t->buf + off, n, &t->remote, &t->local);
+        tp__quic_udp_send_now(u, ep, t->buf + off, n, &t->remote, &t->local, t->ecn);
     }
 }
 
@@ -440,7 +443,8 @@ int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep) {
 }
 
 void tp__quic_udp_send_now(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, const uint8_t *data,
-                           size_t len, const tp_addr_t *remote, const tp_addr_t *local) {
+                           size_t len, const tp_addr_t *remote, const tp_addr_t *local,
+                           uint8_t ecn) {
     union {
         char buf[CTRL_LEN];
         struct cmsghdr align;
@@ -453,7 +457,7 @@ void tp__quic_udp_send_now(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, const 
     size_t cl = build_cmsgs(u, ctrl.buf, CTRL_LEN, 0, len, local);
     m.msg_control = cl ? ctrl.buf : NULL;
     m.msg_controllen = cl;
-    set_ecn(u, 0);
+    set_ecn(u, ecn);
     if (sendmsg(u->fd, &m, 0) < 0) {
         ep->stats.udp_drops++;
         return;

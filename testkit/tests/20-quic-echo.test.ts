@@ -65,6 +65,9 @@ describe('QUIC echo (examples/quic-echo)', () => {
         assert.equal(st.accepted_initials, 1);
         assert.equal(st.connections, 0);
         assert.ok(st.bytes_in >= 8 * 4 * MiB && st.bytes_out >= 8 * 4 * MiB);
+        // PMTUD ran: loopback carries more than the 1200 bytes every path starts with, so the
+        // server's packets average above that.
+        assert.ok(st.bytes_out / st.packets_out > 1200, `average packet ${st.bytes_out / st.packets_out} bytes`);
     });
 
     it('works over ::1', { timeout: 120_000 }, async () => {
@@ -104,6 +107,28 @@ describe('QUIC echo (examples/quic-echo)', () => {
         assert.equal(r.summary.ok, false);
         assert.match(r.summary.error, /refused|unreachable/);
         assert.ok(Date.now() - started < 10_000, 'the client should not wait for a timeout');
+    });
+
+    it('reconnects on the same client endpoint after refusals, each one fast, without crashing', { timeout: 60_000 }, async () => {
+        const certs = makeTestCerts();
+        const port = await closedUdpPort();
+        // Gap 0: the next connection starts inside on_close; 200 ms: from a timer, after the
+        // socket reported the previous ICMP error (poll must still be running then).
+        for (const gap of ['0', '200']) {
+            const r = await client('127.0.0.1', port, ['--connects', '3', '--connect-gap-ms', gap, '--bytes', '10', '--ca', certs.caFile, '--timeout-ms', '20000'], 25_000);
+            assert.equal(r.code, 1, r.stdout);
+            assert.equal(r.summary.ok, false);
+            const lines = r.stdout.trim().split('\n');
+            const multi = JSON.parse(lines[lines.length - 2]);
+            assert.equal(multi.attempts.length, 3, r.stdout);
+            for (const a of multi.attempts) {
+                assert.match(a.error, /refused|unreachable/, r.stdout);
+                // Each ICMP error is read when it arrives, not when the first Initial is
+                // retransmitted (the initial PTO is about 1 s).
+                assert.ok(a.duration_ms < 800, `gap ${gap}: an attempt took ${a.duration_ms} ms\n${r.stdout}`);
+            }
+            assert.equal(multi.stats.close_unreachable, 3);
+        }
     });
 
     it('refuses a server whose certificate the client does not trust', { timeout: 60_000 }, async () => {
