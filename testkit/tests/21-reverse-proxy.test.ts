@@ -188,6 +188,37 @@ describe('reverse proxy (http endpoint)', () => {
         });
     });
 
+    it('balance: hash by a header keeps a key on one server; least_conn avoids the busy one', { timeout: 30_000 }, async () => {
+        const [a, b] = [await startHttpOrigin(), await startHttpOrigin()];
+        const slowA = await startHttpOrigin((req, res) => {
+            setTimeout(() => res.end('a'), req.url?.startsWith('/hold') ? 1500 : 0);
+        });
+        const fastB = await startHttpOrigin();
+        const cfg = config(
+            [
+                { name: 'h', servers: [at(a), at(b)], balance: 'hash', hash_key: 'header:x-user' } as never,
+                { name: 'l', servers: [at(slowA), at(fastB)], balance: 'least_conn' } as never,
+            ],
+            [{ path_prefix: '/lc', upstream: 'l' }, { path_prefix: '/hold', upstream: 'l' }, { upstream: 'h' }],
+        );
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const web = tp.endpoint('web');
+            for (const user of ['alice', 'bob', 'carol', 'dave']) {
+                const before = [a.requests.length, b.requests.length];
+                for (let i = 0; i < 4; i++) assert.equal((await httpRequest(web, { path: `/u/${user}/${i}`, headers: { 'x-user': user } })).status, 200);
+                const grew = [a.requests.length - before[0]!, b.requests.length - before[1]!];
+                assert.ok(grew.includes(4) && grew.includes(0), `${user}: all four on one server (${grew})`);
+            }
+            assert.ok(a.requests.length > 0 && b.requests.length > 0, 'the keys spread over both servers');
+            const held = httpRequest(web, { path: '/hold' }); // least_conn starts with the first server: it stays busy
+            await new Promise((r) => setTimeout(r, 300));
+            const before = fastB.requests.length;
+            for (let i = 0; i < 3; i++) assert.equal((await httpRequest(web, { path: `/lc/${i}` })).status, 200);
+            assert.equal(fastB.requests.length - before, 3, 'every request went to the server with none in flight');
+            assert.equal((await held).status, 200);
+        });
+    });
+
     it('bad requests: no Host, two Hosts, CONNECT', { timeout: 30_000 }, async () => {
         const o = await startHttpOrigin();
         await withTurnpike({ config: config([{ name: 'o', servers: [at(o)] }], [{ upstream: 'o' }]) }, async (tp) => {
