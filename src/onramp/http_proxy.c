@@ -1051,6 +1051,12 @@ static const llhttp_settings_t resp_settings = {
 
 static void exchange_maybe_done(tp_conn_t *conn);
 
+/* Whether the request head announced a body (chunked, or a non-zero Content-Length). */
+static bool request_has_body(const tp_h1_t *h) {
+    const llhttp_t *p = &h->rq.p;
+    return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+}
+
 /* Joins every field called `name` into one comma-separated value in buf (RFC 9110 5.3). */
 static size_t joined(const tp_h1_head_t *hd, const char *name, char *buf, size_t cap) {
     size_t n = 0;
@@ -1126,9 +1132,9 @@ static void send_request_head(tp_conn_t *conn) {
     llhttp_t *p = &h->rq.p;
     bool server = conn->ep->cfg->type == TP_ONRAMP_HTTP;
     tp_str_t expect = tp__h1_head_get(hd, "expect");
-    bool continue_here =
-        expect.ptr && conn->worker->server->hooks.http_request.handle_request_body &&
-        ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length));
+    bool continue_here = expect.ptr &&
+                         conn->worker->server->hooks.http_request.handle_request_body &&
+                         request_has_body(h);
     if (continue_here) {
         /* The head waits for the body hook's first chunk, which waits for the client, which waits
          * for a 100: Turnpike answers the expectation itself (RFC 9110 10.1.1). */
@@ -1186,8 +1192,7 @@ static void send_request_head(tp_conn_t *conn) {
         append(&out, &len, &cap, up.ptr, up.len);
         APPEND_LIT(&out, &len, &cap, "\r\n");
     }
-    h->req_has_body =
-        (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+    h->req_has_body = request_has_body(h);
     body_dir_t *bd = &h->body[TP_TO_UPSTREAM];
     bd->active = h->req_has_body && conn->worker->server->hooks.http_request.handle_request_body;
     bd->will_change = bd->active && req->body_will_change;
@@ -1239,10 +1244,8 @@ static bool may_retry(tp_conn_t *conn) {
     tp_request_t *req = &h->req;
     if (req->group < 0 || h->resp_started || !idempotent(h) || h->redirected)
         return false;
-    bool body = (h->rq.p.flags & F_CHUNKED) ||
-                ((h->rq.p.flags & F_CONTENT_LENGTH) && h->rq.p.content_length);
     const tp_upstream_cfg_t *ucfg = tp__group_cfg(conn->worker->groups[req->group]);
-    return !body && req->tries <= (unsigned)ucfg->retries;
+    return !request_has_body(h) && req->tries <= (unsigned)ucfg->retries;
 }
 
 static void retry(tp_conn_t *conn, tp_group_outcome_t why) {
@@ -1354,7 +1357,7 @@ static void forward_start(tp_conn_t *conn) {
             return;
         }
         const tp_upstream_cfg_t *ucfg = tp__group_cfg(g);
-        size_t hl = strlen(s->host), idle = 0;
+        size_t hl = strlen(s->host);
         tp_upstream_t *mine = conn->up;
         bool have = mine && !mine->eof && h->upstream_keep_alive && mine->port == s->port &&
                     strlen(mine->host) == hl && strncasecmp(mine->host, s->host, hl) == 0;
@@ -1366,12 +1369,11 @@ static void forward_start(tp_conn_t *conn) {
                 tp__conn_upstream_attach(conn, up);
                 h->upstream_keep_alive = true;
                 have = true;
-            } else {
-                idle = tp__pool_idle(conn->worker->pool, conn->ep->index, s->host, hl, s->port);
             }
         }
+        /* Not taken from the pool: the server has no idle connection, only busy ones. */
         if (!have && ucfg->keepalive.max_total &&
-            s->inflight + idle >= (uint64_t)ucfg->keepalive.max_total) {
+            s->inflight >= (uint64_t)ucfg->keepalive.max_total) {
             conn->stats.reason = TP_CLOSE_UPSTREAM_FAILED;
             respond_error(conn, 503, "connection_limit_reached",
                           "the server's connections (upstreams[].keepalive.max_total) are all busy",
@@ -1408,9 +1410,7 @@ static void send_direct(tp_conn_t *conn) {
     tp_response_t *d = &h->req.direct;
     uint16_t status = d->status ? d->status : 500;
     bool no_body = h->rq.p.method == HTTP_HEAD || status == 204 || status == 304;
-    bool unread_body =
-        !h->req_done && ((h->rq.p.flags & F_CHUNKED) ||
-                         ((h->rq.p.flags & F_CONTENT_LENGTH) && h->rq.p.content_length));
+    bool unread_body = !h->req_done && request_has_body(h);
     if (h->drain || !h->client_keep_alive || h->req.is_connect ||
         (unread_body && tp__h1_head_get(&h->rq.head, "expect").ptr))
         h->close_after = true; /* a client that expects a 100 may never send the body: close */
