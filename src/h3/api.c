@@ -217,7 +217,9 @@ static int stream_usable(const tp_h3_stream_t *s) {
     return 0;
 }
 
-int tp_h3_respond(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n, bool end_stream) {
+/* Submits a response head, final or interim (1xx), on a server stream not answered yet. */
+static int submit_head(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n,
+                       tp_h3_section_t section, bool end_stream) {
     tp_h3_conn_t *c = s->conn;
     int rc = stream_usable(s);
     if (rc != 0) {
@@ -226,49 +228,38 @@ int tp_h3_respond(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n, bool
     if (!c->h3->server || s->responded) {
         return TP_ERR_STATE;
     }
-    if (tp__h3_fields_check(fields, n, TP_H3_SECTION_RESPONSE, NULL) != 0) {
+    if (tp__h3_fields_check(fields, n, section, NULL) != 0) {
         return TP_ERR_INVAL;
     }
     nghttp3_nv stack[NV_STACK];
     nghttp3_nv *nv = nv_of(fields, n, stack);
-    int rv = nv ? nghttp3_conn_submit_response(c->ng, s->id, nv, n,
-                                               end_stream ? NULL : &tp__h3_body_reader)
-                : NGHTTP3_ERR_NOMEM;
+    int rv = NGHTTP3_ERR_NOMEM;
+    if (nv && section == TP_H3_SECTION_INFO) {
+        rv = nghttp3_conn_submit_info(c->ng, s->id, nv, n);
+    } else if (nv) {
+        rv = nghttp3_conn_submit_response(c->ng, s->id, nv, n,
+                                          end_stream ? NULL : &tp__h3_body_reader);
+    }
     if (nv != stack) {
         free(nv);
     }
     if (rv != 0) {
         return map_ng(rv);
     }
-    s->responded = true;
-    s->has_reader = !end_stream;
+    if (section != TP_H3_SECTION_INFO) {
+        s->responded = true;
+        s->has_reader = !end_stream;
+    }
     tp__h3_conn_kick(c);
     return 0;
 }
 
+int tp_h3_respond(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n, bool end_stream) {
+    return submit_head(s, fields, n, TP_H3_SECTION_RESPONSE, end_stream);
+}
+
 int tp_h3_respond_info(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n) {
-    tp_h3_conn_t *c = s->conn;
-    int rc = stream_usable(s);
-    if (rc != 0) {
-        return rc;
-    }
-    if (!c->h3->server || s->responded) {
-        return TP_ERR_STATE;
-    }
-    if (tp__h3_fields_check(fields, n, TP_H3_SECTION_INFO, NULL) != 0) {
-        return TP_ERR_INVAL;
-    }
-    nghttp3_nv stack[NV_STACK];
-    nghttp3_nv *nv = nv_of(fields, n, stack);
-    int rv = nv ? nghttp3_conn_submit_info(c->ng, s->id, nv, n) : NGHTTP3_ERR_NOMEM;
-    if (nv != stack) {
-        free(nv);
-    }
-    if (rv != 0) {
-        return map_ng(rv);
-    }
-    tp__h3_conn_kick(c);
-    return 0;
+    return submit_head(s, fields, n, TP_H3_SECTION_INFO, false);
 }
 
 /* nghttp3 asked for body bytes and got none: tell it there are some now. Inside nghttp3 the
