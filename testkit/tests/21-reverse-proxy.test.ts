@@ -15,6 +15,7 @@ import {
     rawHttp,
     rawTcp,
     track,
+    waitFor,
     startHttpOrigin,
     startTcpServer,
     withTurnpike,
@@ -191,7 +192,7 @@ describe('reverse proxy (http endpoint)', () => {
     it('balance: hash by a header keeps a key on one server; least_conn avoids the busy one', { timeout: 30_000 }, async () => {
         const [a, b] = [await startHttpOrigin(), await startHttpOrigin()];
         const slowA = await startHttpOrigin((req, res) => {
-            setTimeout(() => res.end('a'), req.url?.startsWith('/hold') ? 1500 : 0);
+            setTimeout(() => res.end('a'), req.url?.startsWith('/hold') ? 5000 : 0);
         });
         const fastB = await startHttpOrigin();
         const cfg = config(
@@ -211,7 +212,7 @@ describe('reverse proxy (http endpoint)', () => {
             }
             assert.ok(a.requests.length > 0 && b.requests.length > 0, 'the keys spread over both servers');
             const held = httpRequest(web, { path: '/hold' }); // least_conn starts with the first server: it stays busy
-            await new Promise((r) => setTimeout(r, 300));
+            await waitFor(() => slowA.requests.some((r) => r.url === '/hold'), { timeoutMs: 10_000, message: () => '/hold never reached the first server' });
             const before = fastB.requests.length;
             for (let i = 0; i < 3; i++) assert.equal((await httpRequest(web, { path: `/lc/${i}` })).status, 200);
             assert.equal(fastB.requests.length - before, 3, 'every request went to the server with none in flight');
