@@ -195,8 +195,8 @@ static const tp_setting_t pool_settings[] = {
     TP_SETTING_INT(tp_pool_cfg_t, max_idle, "32", 0, 100000,
                    "idle kept-alive connections kept per server and worker"),
     TP_SETTING_INT(tp_pool_cfg_t, max_total, "0", 0, 10000000,
-                   "connections per server and worker, busy or idle (0 = unlimited); a request "
-                   "that finds none free gets 503"),
+                   "requests in flight per server and worker (0 = unlimited); past it, a request "
+                   "that finds no idle connection gets 503"),
     TP_SETTING_DURATION(tp_pool_cfg_t, idle_timeout, "60s", TP_MS(100), TP_SECONDS(86400),
                         "an idle pooled connection is closed after this long"),
     TP_SETTING_END,
