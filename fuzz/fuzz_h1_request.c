@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             break;
         }
         if (ev == TP_H1_REQ_HEAD) {
-            tp_h1_target_t t;
+            tp_http_target_t t;
             const char *detail = NULL;
             int st = tp__h1_parse_target(&r, &t, &detail);
             if (st == 0 && t.host.len == 0)
@@ -57,12 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (st != 0 && !detail)
                 __builtin_trap();
             for (size_t i = 0; i < r.head.nfields; i++) {
-                tp_str_t name = tp__h1_str(&r.head, r.head.fields[i].name);
+                tp_str_t name = tp__head_str(&r.head, r.head.fields[i].name);
                 if (name.len == 0)
                     __builtin_trap(); /* empty names are refused */
-                (void)tp__h1_is_hop_by_hop(&r.head, name);
+                (void)tp__http_is_hop_by_hop(&r.head, name);
             }
-            (void)tp__h1_head_get(&r.head, "host");
+            (void)tp__head_get(&r.head, "host");
         } else if (ev == TP_H1_REQ_MESSAGE) {
             /* Both parsers agreed on where the message ends (request.c checks it): no bytes
              * either one passed over are left between messages (a CONNECT's are tunnel bytes). */

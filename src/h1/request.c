@@ -8,7 +8,7 @@ static tp_h1_req_t *req_of(llhttp_t *p) { return p->data; }
 
 static int head_cb(llhttp_t *p, int element, const char *at, size_t len) {
     tp_h1_req_t *r = req_of(p);
-    int st = tp__h1_head_append(&r->head, element, at, len);
+    int st = tp__head_append(&r->head, element, at, len);
     if (st) {
         r->err_status = st;
         r->err_detail = st == 414 ? "request target too long" : "request header section too large";
@@ -19,7 +19,7 @@ static int head_cb(llhttp_t *p, int element, const char *at, size_t len) {
 
 static int head_done(llhttp_t *p, int element) {
     tp_h1_req_t *r = req_of(p);
-    int st = tp__h1_head_complete(&r->head, element);
+    int st = tp__head_complete(&r->head, element);
     if (st) {
         r->err_status = st;
         r->err_detail = "request header section too large";
@@ -40,26 +40,28 @@ static int on_begin(llhttp_t *p) {
     return 0;
 }
 static int on_method(llhttp_t *p, const char *at, size_t n) {
-    return head_cb(p, TP_H1_IN_FIRST, at, n);
+    return head_cb(p, TP_HEAD_IN_FIRST, at, n);
 }
-static int on_method_done(llhttp_t *p) { return head_done(p, TP_H1_IN_FIRST); }
-static int on_url(llhttp_t *p, const char *at, size_t n) { return head_cb(p, TP_H1_IN_URL, at, n); }
-static int on_url_done(llhttp_t *p) { return head_done(p, TP_H1_IN_URL); }
+static int on_method_done(llhttp_t *p) { return head_done(p, TP_HEAD_IN_FIRST); }
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+    return head_cb(p, TP_HEAD_IN_URL, at, n);
+}
+static int on_url_done(llhttp_t *p) { return head_done(p, TP_HEAD_IN_URL); }
 static int on_name(llhttp_t *p, const char *at, size_t n) {
-    return head_cb(p, TP_H1_IN_NAME, at, n);
+    return head_cb(p, TP_HEAD_IN_NAME, at, n);
 }
 static int on_value(llhttp_t *p, const char *at, size_t n) {
-    return head_cb(p, TP_H1_IN_VALUE, at, n);
+    return head_cb(p, TP_HEAD_IN_VALUE, at, n);
 }
-static int on_value_done(llhttp_t *p) { return head_done(p, TP_H1_IN_VALUE); }
+static int on_value_done(llhttp_t *p) { return head_done(p, TP_HEAD_IN_VALUE); }
 
 static int on_name_done(llhttp_t *p) {
-    int rc = head_done(p, TP_H1_IN_NAME);
+    int rc = head_done(p, TP_HEAD_IN_NAME);
     if (rc)
         return rc;
     /* A field name is a token (RFC 9110 5.1): no whitespace before the colon, nothing odd. */
     tp_h1_req_t *r = req_of(p);
-    tp_str_t name = tp__h1_str(&r->head, r->head.fields[r->head.nfields - 1].name);
+    tp_str_t name = tp__head_str(&r->head, r->head.fields[r->head.nfields - 1].name);
     for (size_t i = 0; i < name.len; i++)
         if (!tp__h1_is_tchar((unsigned char)name.ptr[i])) {
             r->err_status = 400;
@@ -145,14 +147,14 @@ static bool host_value_ok(tp_str_t v) {
  * parsers could read two ways is refused, never normalized. Then llhttp must have read it the same.
  */
 static int check_framing(tp_h1_req_t *r) {
-    const tp_h1_head_t *h = &r->head;
+    const tp_http_head_t *h = &r->head;
     const llhttp_t *p = &r->p;
     te_summary_t te = {0};
     unsigned n_cl = 0, n_host = 0;
     uint64_t cl = 0;
     for (size_t i = 0; i < h->nfields; i++) {
-        tp_str_t name = tp__h1_str(h, h->fields[i].name);
-        tp_str_t value = trim_ows(tp__h1_str(h, h->fields[i].value));
+        tp_str_t name = tp__head_str(h, h->fields[i].name);
+        tp_str_t value = trim_ows(tp__head_str(h, h->fields[i].value));
         if (name_is(name, "transfer-encoding")) {
             te_add(&te, value);
         } else if (name_is(name, "content-length")) {
@@ -266,7 +268,7 @@ static const llhttp_settings_t settings = {
 
 int tp__h1_req_init(tp_h1_req_t *r, size_t max_header_bytes, size_t max_headers, void *ctx) {
     memset(r, 0, sizeof(*r));
-    int rc = tp__h1_head_init(&r->head, max_header_bytes, max_headers);
+    int rc = tp__head_init(&r->head, max_header_bytes, max_headers);
     if (rc)
         return rc;
     llhttp_init(&r->p, HTTP_REQUEST, &settings);
@@ -275,10 +277,10 @@ int tp__h1_req_init(tp_h1_req_t *r, size_t max_header_bytes, size_t max_headers,
     return 0;
 }
 
-void tp__h1_req_free(tp_h1_req_t *r) { tp__h1_head_free(&r->head); }
+void tp__h1_req_free(tp_h1_req_t *r) { tp__head_free(&r->head); }
 
 void tp__h1_req_next(tp_h1_req_t *r) {
-    tp__h1_head_reset(&r->head);
+    tp__head_reset(&r->head);
     r->event = TP_H1_REQ_MORE;
     r->kick = false;
 }
@@ -403,8 +405,8 @@ bool tp__h1_parse_authority(tp_str_t a, uint16_t default_port, tp_str_t *host, u
     return true;
 }
 
-int tp__h1_parse_target(const tp_h1_req_t *r, tp_h1_target_t *t, const char **detail) {
-    tp_str_t url = tp__h1_str(&r->head, r->head.url);
+int tp__h1_parse_target(const tp_h1_req_t *r, tp_http_target_t *t, const char **detail) {
+    tp_str_t url = tp__head_str(&r->head, r->head.url);
     memset(t, 0, sizeof(*t));
     if (r->p.method == HTTP_CONNECT) {
         if (!tp__h1_parse_authority(url, 0, &t->host, &t->port)) {

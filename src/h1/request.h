@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "h1/head.h"
+#include "http/head.h"
 #include "h1/scan.h"
 
 /* What one run of the parser stopped at. */
@@ -21,7 +21,7 @@ typedef enum tp_h1_req_event {
 
 typedef struct tp_h1_req {
     llhttp_t p;
-    tp_h1_head_t head;
+    tp_http_head_t head;
     int event;
     int err_status;         /* 400, 414, 431, 501 or 505 after TP_H1_REQ_ERROR */
     const char *err_detail; /* a static reason after TP_H1_REQ_ERROR */
@@ -58,18 +58,11 @@ tp_h1_req_event_t tp__h1_req_execute(tp_h1_req_t *r, const char *data, size_t le
 /* True for the characters of an HTTP token (RFC 9110 5.6.2). */
 bool tp__h1_is_tchar(unsigned char c);
 
-/* Where a request goes, from its target. Strings point into the head buffer. */
-typedef struct tp_h1_target {
-    tp_str_t host; /* without brackets */
-    uint16_t port;
-    tp_str_t path; /* may be empty or start with '?': the origin then gets "/" first */
-} tp_h1_target_t;
-
 /* Splits an authority ("host:port", "[v6]:port", "host" when default_port is non-zero). */
 bool tp__h1_parse_authority(tp_str_t a, uint16_t default_port, tp_str_t *host, uint16_t *port);
 
 /* Parses a CONNECT target (authority-form) or an absolute-form http:// target. Returns 0, or the
  * status to answer (400, 501) with *detail set. */
-int tp__h1_parse_target(const tp_h1_req_t *r, tp_h1_target_t *t, const char **detail);
+int tp__h1_parse_target(const tp_h1_req_t *r, tp_http_target_t *t, const char **detail);
 
 #endif

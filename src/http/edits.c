@@ -46,6 +46,22 @@ int tp__edits_add(tp_hdr_edits_t *e, const char *name, const char *value) {
     return 0;
 }
 
+int tp__edits_append_lines(tp_hdr_edits_t *e, const tp_hdr_edits_t *from) {
+    if (!from->added_len)
+        return 0;
+    if (e->nadded + from->nadded > TP_HDR_EDITS_MAX_LINES ||
+        e->added_len + e->removed_len + from->added_len > TP_HDR_EDITS_MAX_BYTES)
+        return TP_ERR_TOO_LARGE;
+    char *a = realloc(e->added, e->added_len + from->added_len);
+    if (!a)
+        return TP_ERR_NOMEM;
+    memcpy(a + e->added_len, from->added, from->added_len);
+    e->added = a;
+    e->added_len += from->added_len;
+    e->nadded += from->nadded;
+    return 0;
+}
+
 /* The name of the added line at `line` (which points at its first byte). */
 static size_t line_name_len(const char *line) { return (size_t)(strchr(line, ':') - line); }
 

@@ -26,6 +26,9 @@ typedef struct tp_hdr_edits {
 /* Adds a line. 0, TP_ERR_INVAL (a name that is not a token, a value with CR, LF, NUL or other
  * control characters), TP_ERR_TOO_LARGE (past 64 lines or 8 KiB), TP_ERR_NOMEM. */
 int tp__edits_add(tp_hdr_edits_t *e, const char *name, const char *value);
+/* Appends the lines `from` added (already checked), after e's. 0, TP_ERR_TOO_LARGE, TP_ERR_NOMEM.
+ */
+int tp__edits_append_lines(tp_hdr_edits_t *e, const tp_hdr_edits_t *from);
 /* Removes every field called `name` from the original and from the added lines. 0 or an error
  * as above. */
 int tp__edits_remove(tp_hdr_edits_t *e, const char *name);

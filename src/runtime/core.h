@@ -200,7 +200,8 @@ struct tp_conn {
     bool early_set;
     tp_egress_t egress;
     void *ext;
-    tp_h1_t *h1;
+    tp_h1_t *h1;           /* the HTTP/1.1 server codec's state (src/h1/server.c) */
+    struct tp_exchange *x; /* the HTTP exchange in progress, if any (src/http/exchange.h) */
     tp_buf_t *stash; /* client bytes read before the protocol starts (decision, PROXY header) */
     size_t stash_len;
     bool stashing;         /* reads go into the stash's free room */
@@ -293,7 +294,7 @@ void tp__egress_release(tp_conn_t *conn);
 void tp__tunnel_start(tp_conn_t *conn, tp_buf_t *early, const char *data, size_t len);
 extern const tp_proto_t tp__tunnel_proto;
 
-/* ---- onramp/tcp.c, onramp/http_proxy.c ---- */
+/* ---- onramp/tcp.c, h1/server.c ---- */
 extern const tp_proto_t tp__tcp_proto;
 extern const tp_proto_t tp__http_proxy_proto;
 extern const tp_proto_t tp__pp_proto;
@@ -301,7 +302,7 @@ extern const tp_proto_t tp__pp_proto;
 /* ---- runtime/worker.c ---- */
 int tp__worker_run_all(tp_server_t *srv);
 void tp__worker_free_wreqs(tp_worker_t *w); /* conn.c */
-void tp__h1_state_free(tp_conn_t *conn);    /* onramp/http_proxy.c */
+void tp__h1_state_free(tp_conn_t *conn);    /* h1/server.c */
 void tp__http_proxy_timeout(tp_conn_t *conn, int which);
 
 #endif

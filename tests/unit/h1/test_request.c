@@ -52,14 +52,14 @@ static void test_absolute_get_split_everywhere(void **state) {
         assert_int_equal(tp__h1_req_init(&r, 1024, 16, &sink), 0);
         size_t off = 0;
         assert_int_equal(feed(&r, req, &off, step), TP_H1_REQ_HEAD);
-        tp_h1_target_t t;
+        tp_http_target_t t;
         const char *detail = NULL;
         assert_int_equal(tp__h1_parse_target(&r, &t, &detail), 0);
         expect_str(t.host, "example.com");
         assert_int_equal(t.port, 8080);
         expect_str(t.path, "/p?q=1");
-        expect_str(tp__h1_head_get(&r.head, "x-a"), "1");
-        expect_str(tp__h1_str(&r.head, r.head.first), "GET");
+        expect_str(tp__head_get(&r.head, "x-a"), "1");
+        expect_str(tp__head_str(&r.head, r.head.first), "GET");
         assert_int_equal(feed(&r, req, &off, step), TP_H1_REQ_MESSAGE);
         tp__h1_req_free(&r);
     }
@@ -80,7 +80,7 @@ static void test_chunked_body_and_pipelining(void **state) {
     assert_memory_equal(sink.body, "hello world", 11);
     tp__h1_req_next(&r);
     assert_int_equal(feed(&r, req, &off, 7), TP_H1_REQ_HEAD);
-    tp_h1_target_t t;
+    tp_http_target_t t;
     const char *detail;
     assert_int_equal(tp__h1_parse_target(&r, &t, &detail), 0);
     expect_str(t.host, "y");
@@ -104,7 +104,7 @@ static void test_connect_target(void **state) {
         size_t off = 0;
         tp_h1_req_event_t ev = feed(&r, req, &off, 64);
         if (ev == TP_H1_REQ_HEAD) {
-            tp_h1_target_t t;
+            tp_http_target_t t;
             const char *detail = NULL;
             assert_int_equal(tp__h1_parse_target(&r, &t, &detail), cases[i].status);
         } else {
@@ -130,7 +130,7 @@ static void test_bad_targets(void **state) {
         assert_int_equal(tp__h1_req_init(&r, 1024, 16, NULL), 0);
         size_t off = 0;
         assert_int_equal(feed(&r, req, &off, 64), TP_H1_REQ_HEAD);
-        tp_h1_target_t t;
+        tp_http_target_t t;
         const char *detail = NULL;
         assert_int_equal(tp__h1_parse_target(&r, &t, &detail), cases[i].status);
         if (cases[i].status)
@@ -180,10 +180,10 @@ static void test_hop_by_hop(void **state) {
     assert_int_equal(tp__h1_req_init(&r, 1024, 16, NULL), 0);
     size_t off = 0;
     assert_int_equal(feed(&r, req, &off, 64), TP_H1_REQ_HEAD);
-    assert_true(tp__h1_is_hop_by_hop(&r.head, tp_str("x-private")));
-    assert_true(tp__h1_is_hop_by_hop(&r.head, tp_str("Keep-Alive")));
-    assert_true(tp__h1_is_hop_by_hop(&r.head, tp_str("connection")));
-    assert_false(tp__h1_is_hop_by_hop(&r.head, tp_str("X-Public")));
+    assert_true(tp__http_is_hop_by_hop(&r.head, tp_str("x-private")));
+    assert_true(tp__http_is_hop_by_hop(&r.head, tp_str("Keep-Alive")));
+    assert_true(tp__http_is_hop_by_hop(&r.head, tp_str("connection")));
+    assert_false(tp__http_is_hop_by_hop(&r.head, tp_str("X-Public")));
     tp__h1_req_free(&r);
 }
 
@@ -411,7 +411,7 @@ static void test_pipelined_after_body(void **state) {
         assert_int_equal(sink.len, 5);
         tp__h1_req_next(&r);
         assert_int_equal(feed(&r, req, &off, step), TP_H1_REQ_HEAD);
-        expect_str(tp__h1_str(&r.head, r.head.url), "http://y/");
+        expect_str(tp__head_str(&r.head, r.head.url), "http://y/");
         assert_int_equal(feed(&r, req, &off, step), TP_H1_REQ_MESSAGE);
         assert_int_equal(sink.len, 5);
         tp__h1_req_free(&r);

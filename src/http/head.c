@@ -1,16 +1,16 @@
-/* head.c: an HTTP/1.x message head (request or response) collected from llhttp callbacks. */
-#include "h1/head.h"
+/* head.c: an HTTP message head, any version: first-line parts and fields, bounded. */
+#include "http/head.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-int tp__h1_head_init(tp_h1_head_t *h, size_t max_bytes, size_t max_fields) {
+int tp__head_init(tp_http_head_t *h, size_t max_bytes, size_t max_fields) {
     memset(h, 0, sizeof(*h));
     h->buf = malloc(max_bytes);
     h->fields = malloc(sizeof(*h->fields) * max_fields);
     if (!h->buf || !h->fields) {
-        tp__h1_head_free(h);
+        tp__head_free(h);
         return TP_ERR_NOMEM;
     }
     h->cap = max_bytes;
@@ -18,73 +18,73 @@ int tp__h1_head_init(tp_h1_head_t *h, size_t max_bytes, size_t max_fields) {
     return 0;
 }
 
-void tp__h1_head_free(tp_h1_head_t *h) {
+void tp__head_free(tp_http_head_t *h) {
     free(h->buf);
     free(h->fields);
     h->buf = NULL;
     h->fields = NULL;
 }
 
-void tp__h1_head_reset(tp_h1_head_t *h) {
+void tp__head_reset(tp_http_head_t *h) {
     h->len = 0;
     h->nfields = 0;
     h->connection = 0;
-    h->state = TP_H1_IN_NONE;
-    h->first = h->url = (tp_h1_span_t){0, 0};
+    h->state = TP_HEAD_IN_NONE;
+    h->first = h->url = (tp_http_span_t){0, 0};
 }
 
-int tp__h1_head_append(tp_h1_head_t *h, int element, const char *data, size_t len) {
+int tp__head_append(tp_http_head_t *h, int element, const char *data, size_t len) {
     if (h->state != element) {
-        if (element == TP_H1_IN_NAME && h->nfields >= h->max_fields)
+        if (element == TP_HEAD_IN_NAME && h->nfields >= h->max_fields)
             return 431;
         h->state = element;
         h->elem_start = (uint32_t)h->len;
     }
     if (len > h->cap - h->len)
-        return element == TP_H1_IN_URL ? 414 : 431;
+        return element == TP_HEAD_IN_URL ? 414 : 431;
     memcpy(h->buf + h->len, data, len);
     h->len += len;
     return 0;
 }
 
-int tp__h1_head_complete(tp_h1_head_t *h, int element) {
+int tp__head_complete(tp_http_head_t *h, int element) {
     if (h->state != element) { /* an empty element: no data callback came */
-        if (element == TP_H1_IN_NAME && h->nfields >= h->max_fields)
+        if (element == TP_HEAD_IN_NAME && h->nfields >= h->max_fields)
             return 431;
         h->elem_start = (uint32_t)h->len;
     }
-    tp_h1_span_t s = {h->elem_start, (uint32_t)h->len - h->elem_start};
+    tp_http_span_t s = {h->elem_start, (uint32_t)h->len - h->elem_start};
     switch (element) {
-    case TP_H1_IN_FIRST: h->first = s; break;
-    case TP_H1_IN_URL: h->url = s; break;
-    case TP_H1_IN_NAME:
+    case TP_HEAD_IN_FIRST: h->first = s; break;
+    case TP_HEAD_IN_URL: h->url = s; break;
+    case TP_HEAD_IN_NAME:
         h->fields[h->nfields].name = s;
-        h->fields[h->nfields].value = (tp_h1_span_t){s.off + s.len, 0};
+        h->fields[h->nfields].value = (tp_http_span_t){s.off + s.len, 0};
         h->nfields++;
         if (s.len == 10 && !h->connection && strncasecmp(h->buf + s.off, "connection", 10) == 0)
             h->connection = h->nfields;
         break;
-    case TP_H1_IN_VALUE:
+    case TP_HEAD_IN_VALUE:
         if (h->nfields > 0)
             h->fields[h->nfields - 1].value = s;
         break;
     default: break;
     }
-    h->state = TP_H1_IN_NONE;
+    h->state = TP_HEAD_IN_NONE;
     return 0;
 }
 
-tp_str_t tp__h1_head_get(const tp_h1_head_t *h, const char *name) {
+tp_str_t tp__head_get(const tp_http_head_t *h, const char *name) {
     size_t n = strlen(name);
     for (size_t i = 0; i < h->nfields; i++) {
-        tp_str_t f = tp__h1_str(h, h->fields[i].name);
+        tp_str_t f = tp__head_str(h, h->fields[i].name);
         if (f.len == n && strncasecmp(f.ptr, name, n) == 0)
-            return tp__h1_str(h, h->fields[i].value);
+            return tp__head_str(h, h->fields[i].value);
     }
     return (tp_str_t){NULL, 0};
 }
 
-bool tp__h1_list_has(tp_str_t list, const char *token) {
+bool tp__http_list_has(tp_str_t list, const char *token) {
     size_t tl = strlen(token);
     size_t i = 0;
     while (i < list.len) {
@@ -106,7 +106,7 @@ static bool eq_nocase(tp_str_t a, const char *lit, size_t n) {
     return a.len == n && strncasecmp(a.ptr, lit, n) == 0;
 }
 
-bool tp__h1_is_hop_by_hop(const tp_h1_head_t *h, tp_str_t name) {
+bool tp__http_is_hop_by_hop(const tp_http_head_t *h, tp_str_t name) {
     /* Hop-by-hop headers (RFC 9110 7.6.1) and the framing ones Turnpike writes itself; most
      * names are ruled out by their length alone. */
     switch (name.len) {
@@ -153,9 +153,9 @@ bool tp__h1_is_hop_by_hop(const tp_h1_head_t *h, tp_str_t name) {
     memcpy(tok, name.ptr, name.len);
     tok[name.len] = '\0';
     for (size_t i = h->connection - 1; i < h->nfields; i++) {
-        tp_str_t f = tp__h1_str(h, h->fields[i].name);
+        tp_str_t f = tp__head_str(h, h->fields[i].name);
         if (eq_nocase(f, "connection", 10) &&
-            tp__h1_list_has(tp__h1_str(h, h->fields[i].value), tok))
+            tp__http_list_has(tp__head_str(h, h->fields[i].value), tok))
             return true;
     }
     return false;
