@@ -254,6 +254,10 @@ tp_h3_conn_t *tp_h3_stream_conn(const tp_h3_stream_t *s);
 void *tp_h3_stream_data(const tp_h3_stream_t *s);
 void tp_h3_stream_set_data(tp_h3_stream_t *s, void *data);
 
+/* Server: true when the request's header section ended its stream (no body follows); known from
+ * on_request on. */
+bool tp_h3_stream_headers_ended(const tp_h3_stream_t *s);
+
 /* Bytes queued by tp_h3_stream_send() and not yet handed to the QUIC stream. */
 size_t tp_h3_stream_queued(const tp_h3_stream_t *s);
 

@@ -8,10 +8,23 @@
 #include "turnpike/settings.h"
 
 typedef enum tp_onramp_type {
-    TP_ONRAMP_TCP = 0,    /* L4: bytes to a fixed or hook-chosen upstream */
-    TP_ONRAMP_HTTP_PROXY, /* HTTP/1.1 forward proxy: absolute-form requests and CONNECT */
-    TP_ONRAMP_HTTP,       /* HTTP/1.1 server: reverse proxy by routes, or answered by hooks */
+    TP_ONRAMP_TCP = 0,     /* L4: bytes to a fixed or hook-chosen upstream */
+    TP_ONRAMP_HTTP_PROXY,  /* HTTP/1.1 forward proxy: absolute-form requests and CONNECT */
+    TP_ONRAMP_HTTP,        /* HTTP/1.1 server: reverse proxy by routes, or answered by hooks */
+    TP_ONRAMP_HTTP3,       /* HTTP/3 server: as TP_ONRAMP_HTTP, over QUIC */
+    TP_ONRAMP_HTTP3_PROXY, /* HTTP/3 forward proxy: CONNECT and requests to :authority */
 } tp_onramp_type_t;
+
+/* Whether an endpoint's requests go by its routes to upstream groups (a server), rather than to
+ * their own targets (a forward proxy). */
+static inline bool tp__onramp_routes(int type) {
+    return type == TP_ONRAMP_HTTP || type == TP_ONRAMP_HTTP3;
+}
+
+/* Whether an endpoint listens on UDP for QUIC. */
+static inline bool tp__onramp_quic(int type) {
+    return type == TP_ONRAMP_HTTP3 || type == TP_ONRAMP_HTTP3_PROXY;
+}
 
 typedef enum tp_balance {
     TP_BALANCE_ROUND_ROBIN = 0,
@@ -132,6 +145,23 @@ typedef struct tp_forwarding_cfg {
     bool forwarded;  /* RFC 7239 Forwarded: for=...;proto=...;host=... appended */
 } tp_forwarding_cfg_t;
 
+/* An HTTP/3 endpoint's QUIC settings (tokio-quiche's defaults; see turnpike/quic.h). */
+typedef struct tp_quic_cfg {
+    char *certificate; /* PEM certificate chain */
+    char *private_key; /* PEM private key */
+    int retry;         /* tp_quic_retry_t: always, never, under_load */
+    int cc;            /* tp_quic_cc_t: cubic, bbr, reno */
+    uint64_t idle_timeout;
+    uint64_t handshake_timeout;
+    uint64_t initial_max_data;
+    uint64_t initial_max_stream_data;
+    int64_t max_streams;     /* concurrent requests per connection */
+    int64_t max_connections; /* per worker */
+    bool datagrams;
+    char *qlog_dir;
+    char *keylog_file;
+} tp_quic_cfg_t;
+
 typedef struct tp_endpoint_cfg {
     char *name;
     int type; /* tp_onramp_type_t */
@@ -148,7 +178,9 @@ typedef struct tp_endpoint_cfg {
     tp_dns_cfg_t dns;
     tp_list_t routes; /* http: of tp_route_cfg_t */
     tp_forwarding_cfg_t forwarding;
-    void *app; /* the app's per-endpoint section (indirect) */
+    tp_quic_cfg_t quic; /* http3, http3_proxy */
+    char *alt_svc;      /* http: an Alt-Svc field value added to responses (RFC 7838) */
+    void *app;          /* the app's per-endpoint section (indirect) */
 } tp_endpoint_cfg_t;
 
 typedef struct tp_runtime_cfg {
@@ -173,7 +205,7 @@ typedef struct tp_config {
  */
 typedef struct tp_config_schemas {
     tp_setting_t root_settings[5];
-    tp_setting_t endpoint_settings[28];
+    tp_setting_t endpoint_settings[32];
     tp_schema_t root, endpoint, app, app_endpoint;
 } tp_config_schemas_t;
 

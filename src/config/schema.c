@@ -8,7 +8,8 @@
 #include "config.h"
 #include "h1/request.h"
 
-static const char *const onramp_names[] = {"tcp", "http_proxy", "http", NULL};
+static const char *const onramp_names[] = {"tcp",   "http_proxy",  "http",
+                                           "http3", "http3_proxy", NULL};
 static const char *const balance_names[] = {"round_robin", "least_conn", "hash", NULL};
 static const char *const health_names[] = {"none", "tcp", "http", NULL};
 static const char *const xff_names[] = {"off", "append", "replace", NULL};
@@ -317,6 +318,39 @@ static const tp_setting_t forwarding_settings[] = {
 static const tp_schema_t forwarding_schema = {
     .name = "forwarding", .size = sizeof(tp_forwarding_cfg_t), .settings = forwarding_settings};
 
+static const char *const retry_names[] = {"always", "never", "under_load", NULL};
+static const char *const cc_names[] = {"cubic", "bbr", "reno", NULL};
+
+static const tp_setting_t quic_settings[] = {
+    TP_SETTING_STRING(tp_quic_cfg_t, certificate, NULL,
+                      "http3: PEM certificate chain file (required)"),
+    TP_SETTING_STRING(tp_quic_cfg_t, private_key, NULL, "http3: PEM private key file (required)"),
+    TP_SETTING_ENUM(tp_quic_cfg_t, retry, "always", retry_names,
+                    "address validation with a Retry: always, never, or under_load"),
+    TP_SETTING_ENUM(tp_quic_cfg_t, cc, "cubic", cc_names, "congestion control: cubic, bbr, reno"),
+    TP_SETTING_DURATION(tp_quic_cfg_t, idle_timeout, "56s", TP_SECONDS(1), TP_SECONDS(600),
+                        "max_idle_timeout: a connection silent for this long closes"),
+    TP_SETTING_DURATION(tp_quic_cfg_t, handshake_timeout, "10s", TP_SECONDS(1), TP_SECONDS(120),
+                        "a handshake not done by then fails"),
+    TP_SETTING_SIZE(tp_quic_cfg_t, initial_max_data, "10MiB", TP_KIB(64), TP_MIB(1024),
+                    "the connection's receive window"),
+    TP_SETTING_SIZE(tp_quic_cfg_t, initial_max_stream_data, "1MiB", TP_KIB(16), TP_MIB(256),
+                    "each stream's receive window"),
+    TP_SETTING_INT(tp_quic_cfg_t, max_streams, "100", 1, 10000,
+                   "requests a client may have open at once per connection"),
+    TP_SETTING_INT(tp_quic_cfg_t, max_connections, "10000", 1, 1000000,
+                   "QUIC connections per worker; Initials above it are refused"),
+    TP_SETTING_BOOL(tp_quic_cfg_t, datagrams, "true", "DATAGRAM frames (RFC 9221, 9297)"),
+    TP_SETTING_STRING(tp_quic_cfg_t, qlog_dir, NULL,
+                      "a qlog file per connection in this directory"),
+    TP_SETTING_STRING(tp_quic_cfg_t, keylog_file, NULL,
+                      "TLS secrets appended in NSS key log format (debugging only)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t quic_schema = {
+    .name = "quic", .size = sizeof(tp_quic_cfg_t), .settings = quic_settings};
+
 static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
     tp_endpoint_cfg_t *ep = section;
     if (ep->listen.n == 0) {
@@ -331,10 +365,34 @@ static int endpoint_check(void *section, char *err, size_t errlen, const char **
                  "where its routes say");
         return TP_ERR_CONFIG;
     }
-    if (ep->type != TP_ONRAMP_HTTP && ep->routes.n) {
+    if (!tp__onramp_routes(ep->type) && ep->routes.n) {
         *key = "routes";
-        snprintf(err, errlen, "'routes' are for http endpoints");
+        snprintf(err, errlen, "'routes' are for http and http3 endpoints");
         return TP_ERR_CONFIG;
+    }
+    if (tp__onramp_quic(ep->type) && (!ep->quic.certificate || !ep->quic.private_key)) {
+        *key = "quic";
+        snprintf(err, errlen, "an %s endpoint needs quic.certificate and quic.private_key",
+                 onramp_names[ep->type]);
+        return TP_ERR_CONFIG;
+    }
+    if (tp__onramp_quic(ep->type) && ep->proxy_protocol != TP_PP_NONE) {
+        *key = "proxy_protocol";
+        snprintf(err, errlen, "the PROXY protocol is for TCP endpoints");
+        return TP_ERR_CONFIG;
+    }
+    if (ep->alt_svc) {
+        for (const char *c = ep->alt_svc; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                *key = "alt_svc";
+                snprintf(err, errlen, "an Alt-Svc value has no control characters");
+                return TP_ERR_CONFIG;
+            }
+        if (ep->type != TP_ONRAMP_HTTP && ep->type != TP_ONRAMP_HTTP_PROXY) {
+            *key = "alt_svc";
+            snprintf(err, errlen, "'alt_svc' is for http and http_proxy endpoints");
+            return TP_ERR_CONFIG;
+        }
     }
     return 0;
 }
@@ -406,11 +464,13 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
          .offset = offsetof(tp_endpoint_cfg_t, type),
          .names = onramp_names,
          .doc = "on-ramp: tcp (L4 to 'upstream'), http_proxy (HTTP/1.1 forward proxy with "
-                "CONNECT) or http (HTTP/1.1 server: reverse proxy by routes, or hooks answer)",
+                "CONNECT), http (HTTP/1.1 server: reverse proxy by routes, or hooks answer), "
+                "http3 (the same server over QUIC) or http3_proxy (forward proxy over QUIC)",
          .flags = TP_SETTING_REQUIRED},
         TP_SETTING_ADDRS(
             tp_endpoint_cfg_t, listen, NULL,
-            "addresses to listen on, ip:port ([::1]:port for IPv6); port 0 picks a free port"),
+            "addresses to listen on, ip:port ([::1]:port for IPv6; UDP for http3); port 0 picks a "
+            "free port"),
         TP_SETTING_HOSTPORT(
             tp_endpoint_cfg_t, upstream, NULL,
             "tcp: where to connect (host:port); without it the egress hook must redirect"),
@@ -433,7 +493,12 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
         TP_SETTING_LIST(tp_endpoint_cfg_t, routes, &route_schema,
                         "http: where requests go, the first match wins"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, forwarding, &forwarding_schema,
-                           "http and http_proxy: the headers this hop adds (Via, X-Forwarded-*)"),
+                           "HTTP endpoints: the headers this hop adds (Via, X-Forwarded-*)"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, quic, &quic_schema,
+                           "http3 and http3_proxy: QUIC and its TLS certificate"),
+        TP_SETTING_STRING(tp_endpoint_cfg_t, alt_svc, NULL,
+                          "http, http_proxy: an Alt-Svc value for responses, e.g. 'h3=\":8443\"; "
+                          "ma=86400' to announce an http3 endpoint (RFC 7838)"),
         {.name = "app",
          .type = TP_SETTING_T_SECTION,
          .offset = offsetof(tp_endpoint_cfg_t, app),

@@ -88,8 +88,12 @@ static void out_forwarding(tp_h1_out_t *o, const tp_exchange_t *x) {
         tp__h1_out_add(o, ip, strlen(ip));
         TP_H1_OUT_LIT(o, "\r\n");
         bool replace = fw->x_forwarded == TP_XFF_REPLACE;
-        if (replace || !tp__head_get(hd, "x-forwarded-proto").ptr)
-            TP_H1_OUT_LIT(o, "X-Forwarded-Proto: http\r\n");
+        if (replace || !tp__head_get(hd, "x-forwarded-proto").ptr) {
+            if (x->req.secure)
+                TP_H1_OUT_LIT(o, "X-Forwarded-Proto: https\r\n");
+            else
+                TP_H1_OUT_LIT(o, "X-Forwarded-Proto: http\r\n");
+        }
         if (host.ptr && (replace || !tp__head_get(hd, "x-forwarded-host").ptr))
             tp__h1_out_field(o, (tp_str_t){"X-Forwarded-Host", 16}, host);
     }
@@ -101,7 +105,10 @@ static void out_forwarding(tp_h1_out_t *o, const tp_exchange_t *x) {
         tp__h1_out_add(o, ip, strlen(ip));
         if (v6)
             TP_H1_OUT_LIT(o, "]\"");
-        TP_H1_OUT_LIT(o, ";proto=http");
+        if (x->req.secure)
+            TP_H1_OUT_LIT(o, ";proto=https");
+        else
+            TP_H1_OUT_LIT(o, ";proto=http");
         bool plain = host.ptr != NULL;
         for (size_t i = 0; plain && i < host.len; i++)
             plain = tp__h1_is_tchar((unsigned char)host.ptr[i]);
@@ -118,7 +125,7 @@ int tp__h1c_send_head(tp_exchange_t *x) {
     tp_conn_t *conn = x->conn;
     tp_request_t *req = &x->req;
     const tp_http_head_t *hd = req->head;
-    bool server = conn->ep->cfg->type == TP_ONRAMP_HTTP;
+    bool server = tp__onramp_routes(conn->ep->cfg->type);
     tp_h1_out_t o;
     tp__h1_out_init(&o, hd->len + req->edits.added_len + 512);
     tp__h1_out_str(&o, tp_request_method(req));

@@ -106,6 +106,19 @@ static void out_status(tp_h1_out_t *o, const tp_response_t *resp) {
     TP_H1_OUT_LIT(o, "\r\n");
 }
 
+/* Announces the endpoint's HTTP/3 alternative (alt_svc, RFC 7838) unless the response has one. */
+static void out_alt_svc(tp_h1_out_t *o, const tp_conn_t *conn, const tp_response_t *resp) {
+    const char *as = conn->ep->cfg->alt_svc;
+    if (!as)
+        return;
+    if (resp->head && !tp__edits_removed(&resp->edits, (tp_str_t){"alt-svc", 7}) &&
+        tp__head_get(resp->head, "alt-svc").ptr)
+        return;
+    if (tp__edits_get(&resp->edits, "alt-svc").ptr)
+        return;
+    tp__h1_out_field(o, (tp_str_t){"Alt-Svc", 7}, (tp_str_t){as, strlen(as)});
+}
+
 /* Writes an output toward the client (it owns o->p then). */
 static int out_write(tp_conn_t *conn, tp_h1_out_t *o) {
     if (!o->p) {
@@ -140,6 +153,7 @@ static int send_head(tp_exchange_t *x, const tp_response_t *resp, tp_http_framin
         tp__h1_out_fields(&o, resp->head, resp->nfields, &resp->edits, NULL);
     tp__h1_out_added(&o, &resp->edits);
     tp__h1_out_via(&o, x->conn);
+    out_alt_svc(&o, x->conn, resp);
     if (framing == TP_FRAMING_LENGTH && resp->status != 204) { /* RFC 9110 8.6 */
         TP_H1_OUT_LIT(&o, "Content-Length: ");
         tp__h1_out_u64(&o, length);
@@ -211,6 +225,7 @@ static void answer(tp_exchange_t *x, const tp_response_t *resp, bool fatal) {
     tp__h1_out_init(&o, resp->edits.added_len + 256 + resp->body_len);
     out_status(&o, resp);
     tp__h1_out_added(&o, &resp->edits);
+    out_alt_svc(&o, conn, resp);
     if (resp->status != 204 && resp->status != 304) {
         TP_H1_OUT_LIT(&o, "Content-Length: ");
         tp__h1_out_u64(&o, resp->body_len);
@@ -320,6 +335,11 @@ static void linger_start(tp_conn_t *conn) {
 
 void tp__http_proxy_timeout(tp_conn_t *conn, int which) {
     (void)which;
+    if (conn->vc && conn->x) { /* an HTTP/3 flow: only the exchange has deadlines */
+        if (!tp__x_timeout(conn->x))
+            tp__conn_close(conn, TP_CLOSE_HEADER_TIMEOUT);
+        return;
+    }
     tp_h1_t *h = conn->h1;
     if (!h || conn->proto != &tp__http_proxy_proto) {
         if (conn->proto == &tp__pp_proto)
@@ -418,7 +438,7 @@ static void on_head(tp_conn_t *conn) {
     req->upgrade = !req->is_connect && tp__head_get(hd, "upgrade").ptr && cn.ptr &&
                    tp__http_list_has(cn, "upgrade");
     const char *detail = NULL;
-    int status = conn->ep->cfg->type == TP_ONRAMP_HTTP
+    int status = tp__onramp_routes(conn->ep->cfg->type)
                      ? parse_server_target(h, &detail)
                      : tp__h1_parse_target(&h->rq, &req->target, &detail);
     tp__x_request_head(&h->x, (uint16_t)status, detail);

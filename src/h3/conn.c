@@ -251,6 +251,7 @@ static int ng_end_headers(nghttp3_conn *ng, int64_t id, int fin, void *cud, void
         mark_pending(c);
     } else if (c->h3->server) {
         s->got_final_headers = true;
+        s->headers_fin = fin != 0;
         if (cb->on_request) {
             cb->on_request(s, s->fields, s->nfields);
         } else {

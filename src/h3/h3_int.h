@@ -92,6 +92,7 @@ struct tp_h3_stream {
     bool too_large;         /* the section being received passed max_field_section_size */
     bool in_trailers;
     bool got_final_headers;
+    bool headers_fin; /* the request's header section ended the stream: no body follows */
     bool fin_delivered;
     /* send side */
     bool responded;     /* server: final response submitted (client: request submitted) */

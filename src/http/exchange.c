@@ -117,7 +117,7 @@ static void request_free(tp_exchange_t *x) {
     req->tries = 0;
     req->editable = false;
     req->body_will_change = false;
-    req->is_connect = req->upgrade = req->expect_continue = false;
+    req->is_connect = req->upgrade = req->expect_continue = req->secure = false;
     req->framing = TP_FRAMING_NONE;
     req->length = 0;
     req->method = TP_METHOD_OTHER;
@@ -551,7 +551,7 @@ static void retry(tp_exchange_t *x, tp_group_outcome_t why) {
  * server of a group, when nothing client-specific went on it (a redirect, a PROXY header). */
 static bool pool_shared(const tp_exchange_t *x) {
     const tp_conn_t *conn = x->conn;
-    return conn->ep->cfg->type == TP_ONRAMP_HTTP && x->req.server && !x->redirected &&
+    return tp__onramp_routes(conn->ep->cfg->type) && x->req.server && !x->redirected &&
            conn->ep->cfg->egress.send_proxy_protocol == TP_PP_NONE;
 }
 
@@ -649,7 +649,7 @@ static void forward_start(tp_exchange_t *x) {
         tp_addr_format_ip(&x->redirect_to, x->up_ip, sizeof(x->up_ip));
         x->up_host = (tp_str_t){x->up_ip, strlen(x->up_ip)};
         x->up_port = tp_addr_port(&x->redirect_to);
-    } else if (conn->ep->cfg->type == TP_ONRAMP_HTTP) {
+    } else if (tp__onramp_routes(conn->ep->cfg->type)) {
         if (req->group < 0) {
             conn->stats.reason = TP_CLOSE_BLOCKED;
             tp__x_respond_error(x, 404, "destination_not_found", "no route for this request");
@@ -774,7 +774,7 @@ void tp__x_request_head(tp_exchange_t *x, uint16_t refuse, const char *detail) {
         tp__conn_decide(conn, d, connect_decided);
         return;
     }
-    if (cfg->type == TP_ONRAMP_HTTP) {
+    if (tp__onramp_routes(cfg->type)) {
         int r = tp__route_match(&cfg->routes, tp_request_method(req), req->target.host,
                                 req->target.path);
         req->group = r >= 0 ? TP_LIST_AT(tp_route_cfg_t, cfg->routes, r)->upstream_index : -1;
@@ -1077,7 +1077,7 @@ int tp_request_remove_header(tp_request_t *req, const char *name) {
 }
 
 int tp_request_set_upstream(tp_request_t *req, const char *name) {
-    if (!req->editable || req->conn->ep->cfg->type != TP_ONRAMP_HTTP)
+    if (!req->editable || !tp__onramp_routes(req->conn->ep->cfg->type))
         return TP_ERR_STATE;
     const tp_list_t *ups = &req->conn->worker->server->cfg.upstreams;
     for (size_t i = 0; name && i < ups->n; i++)

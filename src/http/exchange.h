@@ -89,6 +89,7 @@ struct tp_request {
     tp_http_framing_t framing; /* the request body, as the client sent it */
     uint64_t length;
     bool is_connect;
+    bool secure;           /* the client's connection is encrypted (X-Forwarded-Proto: https) */
     bool upgrade;          /* asks for a protocol upgrade (WebSocket, ...): Upgrade + Connection */
     bool expect_continue;  /* Expect: 100-continue */
     bool editable;         /* before it is forwarded: hooks may rewrite it */

@@ -44,7 +44,10 @@ static void timer_cb(uv_timer_t *t);
 
 void tp__conn_touch(tp_conn_t *conn) { conn->last_activity = uv_now(&conn->worker->loop); }
 
-static uint64_t idle_timeout(const tp_conn_t *conn) { return conn->ep->cfg->timeouts.idle; }
+static uint64_t idle_timeout(const tp_conn_t *conn) {
+    /* A session's ingress connection has no bytes of its own: QUIC keeps its idle time. */
+    return conn->vc && conn->vc->session ? 0 : conn->ep->cfg->timeouts.idle;
+}
 
 void tp__conn_rearm(tp_conn_t *conn) {
     if (conn->closing)
@@ -212,6 +215,11 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 void tp__conn_client_read(tp_conn_t *conn, bool on) {
     if (conn->closing || conn->client_eof || on == conn->client_reading)
         return;
+    if (conn->vc) {
+        conn->client_reading = on;
+        tp__vc_read(conn, on);
+        return;
+    }
     if (on) {
         if (uv_read_start((uv_stream_t *)&conn->client, alloc_cb, client_read_cb) == 0)
             conn->client_reading = true;
@@ -398,6 +406,17 @@ static uv_stream_t *stream_of(tp_conn_t *conn, int dir) {
  * Returns 1 when all went at once, 0 when a request is in flight, or a negative tp_err_t.
  */
 static int submit(tp_conn_t *conn, int dir, struct tp_wreq *r, const uv_buf_t *bufs, unsigned n) {
+    if (dir == TP_TO_CLIENT && conn->vc) { /* the transport copies; what it cannot take waits */
+        conn->queued[dir] -= r->len;
+        r->len = 0;
+        int rc = tp__vc_write(conn, bufs, n); /* before the request lets go of the bytes */
+        wreq_put(conn->worker, r);
+        if (rc != 0) {
+            tp__conn_close(conn, TP_CLOSE_CLIENT_RESET);
+            return TP_ERR_IO;
+        }
+        return 1;
+    }
     uv_stream_t *s = stream_of(conn, dir);
     int w = uv_try_write(s, bufs, n);
     if (w < 0 && w != UV_EAGAIN) {
@@ -546,6 +565,10 @@ void tp__conn_shutdown(tp_conn_t *conn, int dir) {
         if (conn->client_shut)
             return;
         conn->client_shut = true;
+        if (conn->vc) {
+            tp__vc_end(conn);
+            return;
+        }
         s = (uv_stream_t *)&conn->client;
     } else {
         if (!conn->up || conn->up->shut)
@@ -688,8 +711,17 @@ static void ingress_decided(tp_conn_t *conn, tp_decision_t d) {
     }
     tp__conn_client_read(conn, false);
     conn->stashing = false;
-    conn->proto = conn->ep->cfg->type == TP_ONRAMP_TCP ? &tp__tcp_proto : &tp__http_proxy_proto;
+    conn->proto = tp__onramp_proto(conn->ep->cfg->type);
     conn->proto->start(conn);
+}
+
+const tp_proto_t *tp__onramp_proto(int type) {
+    switch (type) {
+    case TP_ONRAMP_TCP: return &tp__tcp_proto;
+    case TP_ONRAMP_HTTP3:
+    case TP_ONRAMP_HTTP3_PROXY: return &tp__h3_session_proto;
+    default: return &tp__http_proxy_proto;
+    }
 }
 
 static void handle_close_cb(uv_handle_t *h) { tp__conn_unref(h->data); }
@@ -697,12 +729,15 @@ static void handle_close_cb(uv_handle_t *h) { tp__conn_unref(h->data); }
 static void conn_free(tp_conn_t *conn) {
     tp_worker_t *w = conn->worker;
     tp_server_t *srv = w->server;
+    bool flow = conn->vc && conn->vc->parent;
     conn->stats.duration_us = (uv_hrtime() - conn->start_ns) / 1000;
-    tp__conn_trace(conn, "ingress.handle_connection_close");
-    if (srv->hooks.ingress.handle_connection_close)
-        srv->hooks.ingress.handle_connection_close(srv->hooks.ingress.self, conn, &conn->stats);
+    if (!flow) { /* a flow's statistics go to its ingress connection, whose close this is */
+        tp__conn_trace(conn, "ingress.handle_connection_close");
+        if (srv->hooks.ingress.handle_connection_close)
+            srv->hooks.ingress.handle_connection_close(srv->hooks.ingress.self, conn, &conn->stats);
+    }
     tp_logline_t l;
-    tp__log_begin(&l, TP_LOG_INFO, "close");
+    tp__log_begin(&l, flow ? TP_LOG_DEBUG : TP_LOG_INFO, flow ? "flow close" : "close");
     tp__log_u64(&l, "conn", conn->id);
     tp__log_str(&l, "endpoint", conn->ep->cfg->name);
     tp__log_str(&l, "peer", conn->peer_str);
@@ -721,9 +756,12 @@ static void conn_free(tp_conn_t *conn) {
     tp__egress_release(conn);
     free(conn->pp);
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
-    if (conn->ext && spec->free)
+    if (conn->ext && spec->free && !flow)
         spec->free(conn->ext);
-    free(conn->ext);
+    if (!flow) /* a flow's is its ingress connection's */
+        free(conn->ext);
+    if (conn->vc)
+        tp__vc_free(conn); /* and a flow lets go of its ingress connection */
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -731,7 +769,8 @@ static void conn_free(tp_conn_t *conn) {
     if (conn->next)
         conn->next->prev = conn->prev;
     w->nconns--;
-    conn->ep->nconns--;
+    if (!flow)
+        conn->ep->nconns--;
     free(conn);
     if (w->draining && w->nconns == 0)
         uv_async_send(&w->wakeup); /* let the worker finish its drain */
@@ -752,7 +791,12 @@ void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason) {
     batch_drop(conn, TP_TO_CLIENT);
     tp__egress_abort(conn);
     tp__conn_upstream_close(conn);
-    uv_close((uv_handle_t *)&conn->client, handle_close_cb);
+    if (conn->vc) {
+        tp__vc_close(conn);
+        conn->refs--; /* the client side's: no handle to wait for (the timer's and "alive" stay) */
+    } else {
+        uv_close((uv_handle_t *)&conn->client, handle_close_cb);
+    }
     uv_close((uv_handle_t *)&conn->timer, handle_close_cb);
     tp__conn_unref(conn); /* the "alive" reference */
 }
@@ -797,7 +841,7 @@ void tp__conn_accept(tp_listener_t *l) {
     uv_tcp_getsockname(&conn->client, &conn->local.u.sa, &len);
     tp_addr_format(&conn->peer, conn->peer_str, sizeof(conn->peer_str));
     uv_tcp_nodelay(&conn->client, 1);
-    conn->proto = ep->cfg->type == TP_ONRAMP_TCP ? &tp__tcp_proto : &tp__http_proxy_proto;
+    conn->proto = tp__onramp_proto(ep->cfg->type);
     conn->next = w->conns;
     if (w->conns)
         w->conns->prev = conn;
@@ -822,6 +866,56 @@ void tp__conn_accept(tp_listener_t *l) {
         return;
     }
     tp__conn_ingress(conn);
+}
+
+tp_conn_t *tp__conn_new_virtual(tp_endpoint_t *ep, tp_conn_t *parent, const tp_vclient_ops_t *ops,
+                                void *ctx, const tp_addr_t *peer, const tp_addr_t *local) {
+    tp_worker_t *w = ep->worker;
+    tp_conn_t *conn = calloc(1, sizeof(*conn));
+    tp_vclient_t *vc = calloc(1, sizeof(*vc));
+    if (!conn || !vc) {
+        free(conn);
+        free(vc);
+        return NULL;
+    }
+    const tp_ext_spec_t *spec = &w->server->app->ext[TP_EXT_INGRESS_CONNECTION];
+    if (!parent && spec->size && !(conn->ext = calloc(1, spec->size))) {
+        free(conn);
+        free(vc);
+        return NULL;
+    }
+    vc->ops = ops;
+    vc->ctx = ctx;
+    vc->parent = parent;
+    vc->session = parent == NULL;
+    conn->vc = vc;
+    conn->worker = w;
+    conn->ep = ep;
+    conn->id = ((uint64_t)w->index << 48) | ++w->next_id;
+    conn->start_ns = uv_hrtime();
+    conn->start_ms = uv_now(&w->loop);
+    conn->refs = 3; /* client side, timer, alive */
+    uv_timer_init(&w->loop, &conn->timer);
+    conn->timer.data = conn;
+    conn->peer = *peer;
+    conn->local = *local;
+    tp_addr_format(&conn->peer, conn->peer_str, sizeof(conn->peer_str));
+    conn->next = w->conns;
+    if (w->conns)
+        w->conns->prev = conn;
+    w->conns = conn;
+    w->nconns++;
+    if (parent) {
+        parent->refs++; /* the flow's, until it is freed */
+        conn->ext = parent->ext;
+        conn->pp = NULL;
+    } else {
+        ep->nconns++;
+        if (spec->init)
+            spec->init(conn->ext, conn);
+    }
+    tp__conn_touch(conn);
+    return conn;
 }
 
 void tp__conn_ingress(tp_conn_t *conn) {

@@ -37,9 +37,10 @@ struct tp_endpoint {
     const tp_endpoint_cfg_t *cfg;
     size_t index;
     void *ext;
-    size_t nconns;      /* open client connections on this worker */
-    uint64_t refused;   /* connections closed at accept for limits.max_connections */
-    struct tp_dns *dns; /* this worker's resolver for the endpoint */
+    size_t nconns;           /* open client connections on this worker */
+    uint64_t refused;        /* connections closed at accept for limits.max_connections */
+    struct tp_dns *dns;      /* this worker's resolver for the endpoint */
+    struct h3_worker_ep *h3; /* http3: this worker's driver and QUIC endpoints (onramp/http3.c) */
 };
 
 struct tp_listener {
@@ -60,6 +61,7 @@ struct tp_server {
     uv_loop_t loop; /* the main thread's: signals and worker joins */
     uv_signal_t sig_term, sig_int;
     bool stopping;
+    struct h3_onramp *h3_onramps; /* per configured endpoint: its QUIC groups (onramp/http3.c) */
 };
 
 struct tp_worker {
@@ -149,6 +151,47 @@ struct tp_upstream {
     struct tp_upstream *pool_next, *age_prev, *age_next;
 };
 
+/*
+ * The client side of a connection that is not a TCP socket of ours: an HTTP/3 request stream (a
+ * "flow" of an ingress connection), or the ingress connection of a QUIC session itself. Its
+ * protocol moves the bytes; conn.c routes reads, writes, half-close and close through here
+ * (runtime/vclient.c), so protocols above (the exchange, tunnels) see an ordinary client.
+ */
+typedef struct tp_vclient_ops {
+    /* Takes up to `len` bytes toward the client (copied); returns how many (0 when there is no
+     * room now: tp__vc_writable() says when there is), or a negative error (the client is gone). */
+    ssize_t (*write)(tp_conn_t *conn, const uint8_t *p, size_t len);
+    /* Everything written went: end the byte stream toward the client. */
+    void (*end)(tp_conn_t *conn);
+    /* `n` client bytes were handed to the protocol: the peer may send that many more. */
+    void (*consumed)(tp_conn_t *conn, size_t n);
+    /* The connection closes (conn->vc->ended says whether the stream ended cleanly). */
+    void (*close)(tp_conn_t *conn);
+    /* The connection is being freed: free the protocol's state (optional). */
+    void (*free)(tp_conn_t *conn);
+} tp_vclient_ops_t;
+
+/* Client bytes that arrived while the protocol was not reading. */
+typedef struct tp_vc_chunk {
+    struct tp_vc_chunk *next;
+    tp_buf_t *b;
+    size_t len;
+} tp_vc_chunk_t;
+
+typedef struct tp_vclient {
+    const tp_vclient_ops_t *ops;
+    void *ctx;         /* the protocol's (an HTTP/3 stream) */
+    tp_conn_t *parent; /* a flow's ingress connection (holds a reference), or NULL */
+    bool session;      /* the ingress connection of a session: no bytes, no idle timeout */
+    uint8_t *over;     /* bytes toward the client the transport had no room for yet */
+    size_t over_off, over_len, over_cap;
+    bool end_wanted, ended;           /* the protocol asked for the end; it went */
+    tp_vc_chunk_t *in_head, *in_tail; /* client bytes not handed to the protocol yet */
+    size_t in_bytes;
+    bool in_eof; /* the client's end came after them */
+    bool in_err; /* ... as a reset */
+} tp_vclient_t;
+
 /* What a protocol does with a connection's events (L4 tunnel, HTTP/1.1 proxy). */
 typedef struct tp_proto {
     const char *name;
@@ -202,6 +245,7 @@ struct tp_conn {
     void *ext;
     tp_h1_t *h1;           /* the HTTP/1.1 server codec's state (src/h1/server.c) */
     struct tp_exchange *x; /* the HTTP exchange in progress, if any (src/http/exchange.h) */
+    tp_vclient_t *vc;      /* a client side that is not a TCP socket (runtime/vclient.c), or NULL */
     tp_buf_t *stash; /* client bytes read before the protocol starts (decision, PROXY header) */
     size_t stash_len;
     bool stashing;         /* reads go into the stash's free room */
@@ -251,6 +295,31 @@ void tp__conn_pending_release(tp_conn_t *conn);
 
 /* Runs the ingress hook (after accept, or after the PROXY header). */
 void tp__conn_ingress(tp_conn_t *conn);
+/*
+ * Makes a connection whose client side is `ops` (runtime/vclient.c). With `parent` it is a flow
+ * of that ingress connection: it shares its extension, peer and endpoint, adds its statistics to
+ * it when it ends, and no ingress hook runs for it (the protocol starts it: conn->proto->start).
+ * Without, it is the ingress connection of a session (`tp__conn_ingress()` runs its hooks).
+ * Returns NULL when out of memory.
+ */
+tp_conn_t *tp__conn_new_virtual(tp_endpoint_t *ep, tp_conn_t *parent, const tp_vclient_ops_t *ops,
+                                void *ctx, const tp_addr_t *peer, const tp_addr_t *local);
+
+/* ---- runtime/vclient.c ---- */
+/* Writes toward a virtual client: what the transport does not take now waits (counted in
+ * queued[TP_TO_CLIENT]). Returns 0 or a negative error (the client is gone). */
+int tp__vc_write(tp_conn_t *conn, const uv_buf_t *bufs, unsigned n);
+/* The transport has room again: what waits goes on; the protocol hears on_written. */
+void tp__vc_writable(tp_conn_t *conn);
+/* End the byte stream toward the client once everything waiting went. */
+void tp__vc_end(tp_conn_t *conn);
+/* Bytes from the client (copied into slabs), or its end (`fin`), or a reset (`reset`). */
+int tp__vc_deliver(tp_conn_t *conn, const uint8_t *p, size_t len, bool fin, bool reset);
+/* The protocol starts or stops reading: bytes that waited are handed over now. */
+void tp__vc_read(tp_conn_t *conn, bool on);
+/* The connection closes: the transport hears it, waiting bytes are dropped. */
+void tp__vc_close(tp_conn_t *conn);
+void tp__vc_free(tp_conn_t *conn);
 
 /* ---- onramp/proxy_protocol.c ---- */
 /* A PROXY header, kept (with its bytes) for the connection's life. */
@@ -298,6 +367,16 @@ extern const tp_proto_t tp__tunnel_proto;
 extern const tp_proto_t tp__tcp_proto;
 extern const tp_proto_t tp__http_proxy_proto;
 extern const tp_proto_t tp__pp_proto;
+/* ---- onramp/http3.c ---- */
+extern const tp_proto_t tp__h3_session_proto; /* a QUIC connection's ingress connection */
+/* The protocol that starts once an endpoint's connection is allowed. */
+const tp_proto_t *tp__onramp_proto(int type);
+/* Opens the HTTP/3 endpoints of every worker (before the workers run) and closes them. */
+int tp__h3_onramps_open(tp_server_t *srv);
+void tp__h3_onramps_drain(tp_worker_t *w);
+void tp__h3_onramps_free(tp_server_t *srv);
+/* The address an http3 endpoint's listen address `index` got (its port when 0 was asked). */
+bool tp__h3_onramp_bound(const tp_server_t *srv, size_t endpoint, size_t index, tp_addr_t *out);
 
 /* ---- runtime/worker.c ---- */
 int tp__worker_run_all(tp_server_t *srv);

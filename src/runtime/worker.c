@@ -105,6 +105,7 @@ static void close_resolvers(tp_worker_t *w) {
     }
     tp__pool_close(w->pool);
     w->pool = NULL;
+    tp__h3_onramps_drain(w);
     for (size_t u = 0; w->groups && u < w->server->cfg.upstreams.n; u++)
         if (w->groups[u]) {
             tp__group_close(w->groups[u]);
@@ -200,12 +201,21 @@ static void log_ready(tp_server_t *srv) {
         const tp_endpoint_cfg_t *cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
         len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"name\":", e ? "," : "");
         len = tp__json_escape(json, sizeof(json), len, cfg->name, strlen(cfg->name));
+        static const char *const types[] = {"tcp", "http_proxy", "http", "http3", "http3_proxy"};
         len += (size_t)snprintf(json + len, sizeof(json) - len, ",\"type\":\"%s\",\"listen\":[",
-                                cfg->type == TP_ONRAMP_TCP    ? "tcp"
-                                : cfg->type == TP_ONRAMP_HTTP ? "http"
-                                                              : "http_proxy");
+                                types[cfg->type]);
         /* Worker 0's listeners carry the bound ports (port 0 resolved). */
         bool first = true;
+        for (size_t a = 0; tp__onramp_quic(cfg->type) && a < cfg->listen.n; a++) {
+            tp_addr_t bound;
+            char ab[TP_ADDR_STRLEN];
+            if (!tp__h3_onramp_bound(srv, e, a, &bound) || len >= sizeof(json) - 100)
+                continue;
+            tp_addr_format(&bound, ab, sizeof(ab));
+            len +=
+                (size_t)snprintf(json + len, sizeof(json) - len, "%s\"%s\"", first ? "" : ",", ab);
+            first = false;
+        }
         for (size_t i = 0; i < srv->workers[0].nlisteners && len < sizeof(json) - 100; i++) {
             const tp_listener_t *li = &srv->workers[0].listeners[i];
             if (li->ep->cfg != cfg)
@@ -325,7 +335,8 @@ int tp__worker_run_all(tp_server_t *srv) {
                 if (ep->ext && ep_ext->init)
                     ep_ext->init(ep->ext, ep);
             }
-            for (size_t a = 0; a < ep->cfg->listen.n; a++, li++) {
+            for (size_t a = 0; !tp__onramp_quic(ep->cfg->type) && a < ep->cfg->listen.n;
+                 a++, li++) {
                 tp_listener_t *l = &w->listeners[li];
                 l->ep = ep;
                 l->fd = -1;
@@ -350,8 +361,11 @@ int tp__worker_run_all(tp_server_t *srv) {
         }
         w->nlisteners = li + (status ? 1 : 0); /* the failed one has fd -1 */
     }
+    if (status == 0 && tp__h3_onramps_open(srv) != 0)
+        status = 1;
     if (status != 0) {
         workers_abort(srv, ninit, nep);
+        tp__h3_onramps_free(srv);
         return status;
     }
 
@@ -375,6 +389,7 @@ int tp__worker_run_all(tp_server_t *srv) {
     }
     uv_loop_close(&srv->loop);
     free(srv->workers);
+    tp__h3_onramps_free(srv);
     tp_logline_t stopped;
     tp__log_begin_always(&stopped, TP_LOG_INFO, "stopped");
     tp__log_end(&stopped);
