@@ -1,8 +1,9 @@
 /* h3-files: a tiny HTTP/3 server over the H3 driver (turnpike/h3.h) that serves generated
  * content: GET /bytes/N answers N bytes of the testkit's pattern (byte i is i % 251) with a
  * content-length; POST /echo answers the request body back; CONNECT host:port (an IP literal)
- * opens a TCP tunnel; HTTP datagrams on an open stream are echoed; anything else is 404. Interop
- * clients (ngtcp2's gtlsclient, turnpike-h3) download from it. */
+ * opens a TCP tunnel; extended CONNECT (RFC 9220) to /echo echoes the stream; HTTP datagrams on an
+ * open stream are echoed; anything else is 404. Interop clients (ngtcp2's gtlsclient, turnpike-h3)
+ * download from it. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,13 @@ typedef struct req {
     uint64_t offset; /* stream offset of the next one */
     bool echo;       /* POST /echo: the body is the request's */
     tunnel_t *tunnel;
+    /* Extended CONNECT (RFC 9220) to /echo: a byte-stream echo. Received bytes wait here until
+     * the stream takes them back; only then are they credited to the client (manual_consume),
+     * so this holds at most the stream's flow-control window. */
+    bool echo_stream;
+    bool echo_fin;
+    uint8_t *pend;
+    size_t plen, pcap;
 } req_t;
 
 /* One write to the tunnel's TCP side; the bytes are credited to the peer once written. */
@@ -240,8 +248,11 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
     const tp_h3_field_t *method = NULL;
     const tp_h3_field_t *path = NULL;
     const tp_h3_field_t *authority = NULL;
+    const tp_h3_field_t *protocol = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (field_is(&fields[i], ":method")) {
+        if (field_is(&fields[i], ":protocol")) {
+            protocol = &fields[i];
+        } else if (field_is(&fields[i], ":method")) {
             method = &fields[i];
         } else if (field_is(&fields[i], ":path")) {
             path = &fields[i];
@@ -266,6 +277,23 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
     }
     if (!method || !path) {
         answer(s, "400", "bad request\n");
+        return;
+    }
+    if (protocol) {
+        /* Extended CONNECT: the driver let it through only with :scheme, :path, :authority. */
+        if (path->value_len != 5 || memcmp(path->value, "/echo", 5) != 0) {
+            answer(s, "404", "extended CONNECT is served on /echo only\n");
+            return;
+        }
+        req_t *r = calloc(1, sizeof(*r));
+        if (!r) {
+            tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+            return;
+        }
+        r->echo_stream = true;
+        tp_h3_stream_set_data(s, r);
+        tp_h3_field_t f[] = {{":status", 7, "200", 3}};
+        tp_h3_respond(s, f, 1, false);
         return;
     }
     char p[256];
@@ -316,8 +344,48 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
     answer(s, "404", "not found\n");
 }
 
+/* Sends what the echo stream holds; credits the client with what was taken. */
+static void echo_pump(tp_h3_stream_t *s, req_t *r) {
+    if (r->plen > 0) {
+        ssize_t w = tp_h3_stream_send(s, r->pend, r->plen, false);
+        if (w < 0) {
+            tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+            return;
+        }
+        memmove(r->pend, r->pend + w, r->plen - (size_t)w);
+        r->plen -= (size_t)w;
+        tp_h3_stream_consume(s, (size_t)w);
+    }
+    if (r->plen == 0 && r->echo_fin) {
+        r->echo_fin = false;
+        tp_h3_stream_send(s, NULL, 0, true);
+    }
+}
+
 static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin) {
     req_t *r = tp_h3_stream_data(s);
+    if (r && r->echo_stream) {
+        if (r->plen + len > r->pcap) {
+            size_t cap = r->pcap ? r->pcap : 65536;
+            while (cap < r->plen + len) {
+                cap *= 2;
+            }
+            uint8_t *p = realloc(r->pend, cap);
+            if (!p) {
+                tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+                return;
+            }
+            r->pend = p;
+            r->pcap = cap;
+        }
+        if (len) {
+            memcpy(r->pend + r->plen, data, len);
+        }
+        r->plen += len;
+        r->echo_fin = r->echo_fin || fin;
+        echo_pump(s, r);
+        return;
+    }
     if (r && r->tunnel) {
         tunnel_t *tn = r->tunnel;
         if (len > 0) {
@@ -368,6 +436,8 @@ static void on_writable(tp_h3_stream_t *s) {
     req_t *r = tp_h3_stream_data(s);
     if (r && r->tunnel) {
         tunnel_pump(r->tunnel);
+    } else if (r && r->echo_stream) {
+        echo_pump(s, r);
     } else if (r && !r->echo) {
         pump(s, r);
     }
@@ -381,6 +451,9 @@ static void on_stream_close(tp_h3_stream_t *s) {
     if (r && r->tunnel) {
         r->tunnel->s = NULL;
         tunnel_close(r->tunnel);
+    }
+    if (r) {
+        free(r->pend);
     }
     free(r);
 }
