@@ -67,7 +67,8 @@ typedef struct server {
 static void usage(void) {
     fprintf(stderr,
             "usage: h3-files --listen ADDR:PORT --cert FILE --key FILE\n"
-            "                [--retry always|never|load] [--qlog-dir DIR] [--keylog FILE]\n");
+            "                [--retry always|never|load] [--cc cubic|bbr|reno] [--qlog-dir DIR]\n"
+            "                [--keylog FILE]\n");
 }
 
 static void print_stats(server_t *srv, const char *why) {
@@ -510,6 +511,10 @@ int main(int argc, char **argv) {
             qs.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
             qs.keylog_file = v;
+        } else if (!strcmp(a, "--cc")) {
+            qs.cc = !strcmp(v, "bbr")    ? TP_QUIC_CC_BBR
+                    : !strcmp(v, "reno") ? TP_QUIC_CC_RENO
+                                         : TP_QUIC_CC_CUBIC;
         } else if (!strcmp(a, "--retry")) {
             qs.retry = !strcmp(v, "always") ? TP_QUIC_RETRY_ALWAYS
                        : !strcmp(v, "load") ? TP_QUIC_RETRY_UNDER_LOAD
