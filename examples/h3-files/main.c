@@ -36,6 +36,7 @@ typedef struct req {
     uint64_t left;   /* body bytes still to queue */
     uint64_t offset; /* stream offset of the next one */
     bool echo;       /* POST /echo: the body is the request's */
+    bool download;   /* GET /bytes/N */
     tunnel_t *tunnel;
     /* Extended CONNECT (RFC 9220) to /echo: a byte-stream echo. Received bytes wait here until
      * the stream takes them back; only then are they credited to the client (manual_consume),
@@ -62,13 +63,16 @@ typedef struct server {
     tp_h3_t *h3;
     tp_quic_endpoint_t *ep;
     uint64_t requests, responses_done, bytes_out;
+    uint64_t downloads_open, downloads_peak; /* GET /bytes/N in flight, and the most at once */
 } server_t;
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: h3-files --listen ADDR:PORT --cert FILE --key FILE\n"
-            "                [--retry always|never|load] [--cc cubic|bbr|reno] [--qlog-dir DIR]\n"
-            "                [--keylog FILE]\n");
+    fprintf(
+        stderr,
+        "usage: h3-files --listen ADDR:PORT --cert FILE --key FILE\n"
+        "                [--retry always|never|load] [--retry-threshold N] [--max-connections N]\n"
+        "                [--max-streams N] [--cc cubic|bbr|reno] [--qlog-dir DIR] [--keylog "
+        "FILE]\n");
 }
 
 static void print_stats(server_t *srv, const char *why) {
@@ -77,8 +81,8 @@ static void print_stats(server_t *srv, const char *why) {
     tp_quic_endpoint_stats(srv->ep, &st);
     tp_quic_stats_json(&st, json, sizeof(json));
     printf("{\"msg\":\"stats\",\"why\":\"%s\",\"requests\":%" PRIu64 ",\"responses_done\":%" PRIu64
-           ",\"bytes_out\":%" PRIu64 ",\"stats\":%s}\n",
-           why, srv->requests, srv->responses_done, srv->bytes_out, json);
+           ",\"bytes_out\":%" PRIu64 ",\"downloads_peak\":%" PRIu64 ",\"stats\":%s}\n",
+           why, srv->requests, srv->responses_done, srv->bytes_out, srv->downloads_peak, json);
     fflush(stdout);
 }
 
@@ -317,6 +321,10 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
             return;
         }
         r->left = head ? 0 : want;
+        r->download = true;
+        if (++srv->downloads_open > srv->downloads_peak) {
+            srv->downloads_peak = srv->downloads_open;
+        }
         tp_h3_stream_set_data(s, r);
         char len[24];
         snprintf(len, sizeof(len), "%llu", want);
@@ -449,6 +457,9 @@ static void on_stream_close(tp_h3_stream_t *s) {
     if (r && r->left == 0) {
         server_of(s)->responses_done++;
     }
+    if (r && r->download) {
+        server_of(s)->downloads_open--;
+    }
     if (r && r->tunnel) {
         r->tunnel->s = NULL;
         tunnel_close(r->tunnel);
@@ -511,6 +522,12 @@ int main(int argc, char **argv) {
             qs.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
             qs.keylog_file = v;
+        } else if (!strcmp(a, "--max-connections")) {
+            qs.max_connections = (uint32_t)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "--retry-threshold")) {
+            qs.retry_threshold = (uint32_t)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "--max-streams")) {
+            qs.initial_max_streams_bidi = strtoull(v, NULL, 10);
         } else if (!strcmp(a, "--cc")) {
             qs.cc = !strcmp(v, "bbr")    ? TP_QUIC_CC_BBR
                     : !strcmp(v, "reno") ? TP_QUIC_CC_RENO
