@@ -438,6 +438,9 @@ int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep) {
                 t->seglen && t->len > t->seglen ? (t->len + t->seglen - 1) / t->seglen : 1;
             ep->stats.packets_out += segs;
             ep->stats.bytes_out += t->len;
+            if (t->ecn) {
+                ep->stats.ecn_packets_out += segs;
+            }
             if (segs > 1) {
                 ep->stats.gso_batches++;
             }
@@ -471,4 +474,7 @@ void tp__quic_udp_send_now(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, const 
     }
     ep->stats.packets_out++;
     ep->stats.bytes_out += len;
+    if (ecn) {
+        ep->stats.ecn_packets_out++;
+    }
 }
