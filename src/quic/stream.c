@@ -49,7 +49,8 @@ ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t 
     while (done < n) {
         tp_quic_chunk_t *t = s->tail;
         if (!t || t->len == t->cap) {
-            size_t cap = chunk_size(n - done);
+            /* Once a stream has carried a chunk's worth, it is a bulk one: full chunks. */
+            size_t cap = s->written >= CHUNK_MAX ? CHUNK_MAX : chunk_size(n - done);
             t = malloc(sizeof(*t) + cap);
             if (!t) {
                 break;
