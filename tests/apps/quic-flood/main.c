@@ -177,17 +177,18 @@ int main(int argc, char **argv) {
     cap.want = count;
     cap.pkts = calloc(count, PKT_MAX);
     cap.lens = calloc(count, sizeof(size_t));
-    if (!cap.pkts || !cap.lens) {
-        return 1;
-    }
-    size_t made = make_initials(&cap, sni, alpn);
+    size_t made = cap.pkts && cap.lens ? make_initials(&cap, sni, alpn) : 0;
     if (made == 0) {
         printf("{\"ok\":false,\"error\":\"no Initial captured\"}\n");
+        free(cap.pkts);
+        free(cap.lens);
         return 1;
     }
     int raw = socket(AF_INET, SOCK_RAW, IPPROTO_RAW); /* IPPROTO_RAW implies IP_HDRINCL */
     if (raw < 0) {
         printf("{\"ok\":false,\"error\":\"raw socket: %s\"}\n", strerror(errno));
+        free(cap.pkts);
+        free(cap.lens);
         return 1;
     }
     uint32_t base = ntohl(sources.s_addr) & 0xffff0000u;
