@@ -1,8 +1,9 @@
 /* h3-files: a tiny HTTP/3 server over the H3 driver (turnpike/h3.h) that serves generated
  * content: GET /bytes/N answers N bytes of the testkit's pattern (byte i is i % 251) with a
  * content-length; POST /echo answers the request body back; CONNECT host:port (an IP literal)
- * opens a TCP tunnel; HTTP datagrams on an open stream are echoed; anything else is 404. Interop
- * clients (ngtcp2's gtlsclient, turnpike-h3) download from it. */
+ * opens a TCP tunnel; extended CONNECT (RFC 9220) to /echo echoes the stream; HTTP datagrams on an
+ * open stream are echoed; anything else is 404. Interop clients (ngtcp2's gtlsclient, turnpike-h3)
+ * download from it. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,7 +36,15 @@ typedef struct req {
     uint64_t left;   /* body bytes still to queue */
     uint64_t offset; /* stream offset of the next one */
     bool echo;       /* POST /echo: the body is the request's */
+    bool download;   /* GET /bytes/N */
     tunnel_t *tunnel;
+    /* Extended CONNECT (RFC 9220) to /echo: a byte-stream echo. Received bytes wait here until
+     * the stream takes them back; only then are they credited to the client (manual_consume),
+     * so this holds at most the stream's flow-control window. */
+    bool echo_stream;
+    bool echo_fin;
+    uint8_t *pend;
+    size_t plen, pcap;
 } req_t;
 
 /* One write to the tunnel's TCP side; the bytes are credited to the peer once written. */
@@ -54,12 +63,16 @@ typedef struct server {
     tp_h3_t *h3;
     tp_quic_endpoint_t *ep;
     uint64_t requests, responses_done, bytes_out;
+    uint64_t downloads_open, downloads_peak; /* GET /bytes/N in flight, and the most at once */
 } server_t;
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: h3-files --listen ADDR:PORT --cert FILE --key FILE\n"
-            "                [--retry always|never|load] [--qlog-dir DIR] [--keylog FILE]\n");
+    fprintf(
+        stderr,
+        "usage: h3-files --listen ADDR:PORT --cert FILE --key FILE\n"
+        "                [--retry always|never|load] [--retry-threshold N] [--max-connections N]\n"
+        "                [--max-streams N] [--cc cubic|bbr|reno] [--qlog-dir DIR] [--keylog "
+        "FILE]\n");
 }
 
 static void print_stats(server_t *srv, const char *why) {
@@ -68,8 +81,8 @@ static void print_stats(server_t *srv, const char *why) {
     tp_quic_endpoint_stats(srv->ep, &st);
     tp_quic_stats_json(&st, json, sizeof(json));
     printf("{\"msg\":\"stats\",\"why\":\"%s\",\"requests\":%" PRIu64 ",\"responses_done\":%" PRIu64
-           ",\"bytes_out\":%" PRIu64 ",\"stats\":%s}\n",
-           why, srv->requests, srv->responses_done, srv->bytes_out, json);
+           ",\"bytes_out\":%" PRIu64 ",\"downloads_peak\":%" PRIu64 ",\"stats\":%s}\n",
+           why, srv->requests, srv->responses_done, srv->bytes_out, srv->downloads_peak, json);
     fflush(stdout);
 }
 
@@ -240,8 +253,11 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
     const tp_h3_field_t *method = NULL;
     const tp_h3_field_t *path = NULL;
     const tp_h3_field_t *authority = NULL;
+    const tp_h3_field_t *protocol = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (field_is(&fields[i], ":method")) {
+        if (field_is(&fields[i], ":protocol")) {
+            protocol = &fields[i];
+        } else if (field_is(&fields[i], ":method")) {
             method = &fields[i];
         } else if (field_is(&fields[i], ":path")) {
             path = &fields[i];
@@ -268,6 +284,23 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
         answer(s, "400", "bad request\n");
         return;
     }
+    if (protocol) {
+        /* Extended CONNECT: the driver let it through only with :scheme, :path, :authority. */
+        if (path->value_len != 5 || memcmp(path->value, "/echo", 5) != 0) {
+            answer(s, "404", "extended CONNECT is served on /echo only\n");
+            return;
+        }
+        req_t *r = calloc(1, sizeof(*r));
+        if (!r) {
+            tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+            return;
+        }
+        r->echo_stream = true;
+        tp_h3_stream_set_data(s, r);
+        tp_h3_field_t f[] = {{":status", 7, "200", 3}};
+        tp_h3_respond(s, f, 1, false);
+        return;
+    }
     char p[256];
     size_t plen = path->value_len < sizeof(p) - 1 ? path->value_len : sizeof(p) - 1;
     memcpy(p, path->value, plen);
@@ -288,6 +321,10 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
             return;
         }
         r->left = head ? 0 : want;
+        r->download = true;
+        if (++srv->downloads_open > srv->downloads_peak) {
+            srv->downloads_peak = srv->downloads_open;
+        }
         tp_h3_stream_set_data(s, r);
         char len[24];
         snprintf(len, sizeof(len), "%llu", want);
@@ -316,8 +353,48 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
     answer(s, "404", "not found\n");
 }
 
+/* Sends what the echo stream holds; credits the client with what was taken. */
+static void echo_pump(tp_h3_stream_t *s, req_t *r) {
+    if (r->plen > 0) {
+        ssize_t w = tp_h3_stream_send(s, r->pend, r->plen, false);
+        if (w < 0) {
+            tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+            return;
+        }
+        memmove(r->pend, r->pend + w, r->plen - (size_t)w);
+        r->plen -= (size_t)w;
+        tp_h3_stream_consume(s, (size_t)w);
+    }
+    if (r->plen == 0 && r->echo_fin) {
+        r->echo_fin = false;
+        tp_h3_stream_send(s, NULL, 0, true);
+    }
+}
+
 static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin) {
     req_t *r = tp_h3_stream_data(s);
+    if (r && r->echo_stream) {
+        if (r->plen + len > r->pcap) {
+            size_t cap = r->pcap ? r->pcap : 65536;
+            while (cap < r->plen + len) {
+                cap *= 2;
+            }
+            uint8_t *p = realloc(r->pend, cap);
+            if (!p) {
+                tp_h3_stream_reset(s, TP_H3_INTERNAL_ERROR);
+                return;
+            }
+            r->pend = p;
+            r->pcap = cap;
+        }
+        if (len) {
+            memcpy(r->pend + r->plen, data, len);
+        }
+        r->plen += len;
+        r->echo_fin = r->echo_fin || fin;
+        echo_pump(s, r);
+        return;
+    }
     if (r && r->tunnel) {
         tunnel_t *tn = r->tunnel;
         if (len > 0) {
@@ -368,6 +445,8 @@ static void on_writable(tp_h3_stream_t *s) {
     req_t *r = tp_h3_stream_data(s);
     if (r && r->tunnel) {
         tunnel_pump(r->tunnel);
+    } else if (r && r->echo_stream) {
+        echo_pump(s, r);
     } else if (r && !r->echo) {
         pump(s, r);
     }
@@ -378,9 +457,15 @@ static void on_stream_close(tp_h3_stream_t *s) {
     if (r && r->left == 0) {
         server_of(s)->responses_done++;
     }
+    if (r && r->download) {
+        server_of(s)->downloads_open--;
+    }
     if (r && r->tunnel) {
         r->tunnel->s = NULL;
         tunnel_close(r->tunnel);
+    }
+    if (r) {
+        free(r->pend);
     }
     free(r);
 }
@@ -437,6 +522,16 @@ int main(int argc, char **argv) {
             qs.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
             qs.keylog_file = v;
+        } else if (!strcmp(a, "--max-connections")) {
+            qs.max_connections = (uint32_t)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "--retry-threshold")) {
+            qs.retry_threshold = (uint32_t)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "--max-streams")) {
+            qs.initial_max_streams_bidi = strtoull(v, NULL, 10);
+        } else if (!strcmp(a, "--cc")) {
+            qs.cc = !strcmp(v, "bbr")    ? TP_QUIC_CC_BBR
+                    : !strcmp(v, "reno") ? TP_QUIC_CC_RENO
+                                         : TP_QUIC_CC_CUBIC;
         } else if (!strcmp(a, "--retry")) {
             qs.retry = !strcmp(v, "always") ? TP_QUIC_RETRY_ALWAYS
                        : !strcmp(v, "load") ? TP_QUIC_RETRY_UNDER_LOAD

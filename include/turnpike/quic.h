@@ -130,6 +130,9 @@ typedef struct tp_quic_stats {
     uint64_t udp_drops;
     uint64_t packets_in, packets_out, bytes_in, bytes_out;
     uint64_t gso_batches; /* sends that carried more than one packet (UDP_SEGMENT) */
+    /* Packets with an ECN codepoint (ECT(0), ECT(1) or CE) received, and sent with ECT (ngtcp2
+     * keeps marking only while the peer's ACKs confirm the path passes ECN). */
+    uint64_t ecn_packets_in, ecn_packets_out;
     /* Close codes of connections that ended. */
     uint64_t close_no_error;          /* transport NO_ERROR, either side */
     uint64_t close_application;       /* an application error code, either side */

@@ -6,8 +6,19 @@
 
 #include "h3/h3_int.h"
 
-/* Small enough that a short body pins little, large enough that a 256 KiB queue is 16 mallocs. */
-#define BCHUNK 16384
+/* Small enough that a short body pins little, large enough that a 256 KiB queue is 16 mallocs;
+ * a chunk is sized to what is pushed (a power of two, BCHUNK_MIN..BCHUNK), so a small body costs
+ * a small allocation. */
+#define BCHUNK     16384
+#define BCHUNK_MIN 1024
+
+static size_t bchunk_size(size_t need) {
+    size_t c = BCHUNK_MIN;
+    while (c < need && c < BCHUNK) {
+        c <<= 1;
+    }
+    return c;
+}
 
 void tp__h3_bodyq_init(tp_h3_bodyq_t *q, size_t cap) {
     memset(q, 0, sizeof(*q));
@@ -31,13 +42,15 @@ ssize_t tp__h3_bodyq_push(tp_h3_bodyq_t *q, const uint8_t *data, size_t len) {
     size_t done = 0;
     while (done < want) {
         tp_h3_bchunk_t *t = q->tail;
-        if (!t || t->len == BCHUNK) {
-            t = malloc(sizeof(*t) + BCHUNK);
+        if (!t || t->len == t->cap) {
+            size_t cap = bchunk_size(want - done);
+            t = malloc(sizeof(*t) + cap);
             if (!t) {
                 break;
             }
             t->next = NULL;
             t->len = 0;
+            t->cap = cap;
             if (q->tail) {
                 q->tail->next = t;
             } else {
@@ -46,7 +59,7 @@ ssize_t tp__h3_bodyq_push(tp_h3_bodyq_t *q, const uint8_t *data, size_t len) {
             }
             q->tail = t;
         }
-        size_t k = BCHUNK - t->len;
+        size_t k = t->cap - t->len;
         if (k > want - done) {
             k = want - done;
         }
@@ -90,7 +103,7 @@ void tp__h3_bodyq_release(tp_h3_bodyq_t *q, size_t n) {
     /* Free chunks that are fully released; keep a partly filled tail so appends continue. */
     while (q->head && q->head_skip >= q->head->len) {
         tp_h3_bchunk_t *c = q->head;
-        if (c == q->tail && c->len < BCHUNK) {
+        if (c == q->tail && c->len < c->cap) {
             if (q->held == 0) {
                 /* Empty: rewind the tail instead of freeing it. */
                 c->len = 0;

@@ -40,6 +40,7 @@ int tp__h3_parse_status(const char *v, size_t len);
 typedef struct tp_h3_bchunk {
     struct tp_h3_bchunk *next;
     size_t len; /* bytes used */
+    size_t cap; /* bytes data[] can hold */
     uint8_t data[];
 } tp_h3_bchunk_t;
 

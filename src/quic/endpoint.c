@@ -166,7 +166,8 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *st, char *buf, size_t size) {
         "\"retries_sent\":%llu,\"version_negotiations\":%llu,\"stateless_resets\":%llu,"
         "\"invalid_cid_packets\":%llu,\"handed_off\":%llu,\"udp_drops\":%llu,"
         "\"packets_in\":%llu,\"packets_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-        "\"gso_batches\":%llu,\"close_no_error\":%llu,\"close_application\":%llu,"
+        "\"gso_batches\":%llu,\"ecn_packets_in\":%llu,\"ecn_packets_out\":%llu,"
+        "\"close_no_error\":%llu,\"close_application\":%llu,"
         "\"close_transport_error\":%llu,\"close_tls_alert\":%llu,\"close_idle_timeout\":%llu,"
         "\"close_handshake_timeout\":%llu,\"close_stateless_reset\":%llu,"
         "\"close_unreachable\":%llu}",
@@ -178,7 +179,8 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *st, char *buf, size_t size) {
         (unsigned long long)st->handed_off, (unsigned long long)st->udp_drops,
         (unsigned long long)st->packets_in, (unsigned long long)st->packets_out,
         (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
-        (unsigned long long)st->gso_batches, (unsigned long long)st->close_no_error,
+        (unsigned long long)st->gso_batches, (unsigned long long)st->ecn_packets_in,
+        (unsigned long long)st->ecn_packets_out, (unsigned long long)st->close_no_error,
         (unsigned long long)st->close_application, (unsigned long long)st->close_transport_error,
         (unsigned long long)st->close_tls_alert, (unsigned long long)st->close_idle_timeout,
         (unsigned long long)st->close_handshake_timeout,
@@ -425,7 +427,8 @@ static void send_stateless_reset(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx,
     if (total > NGTCP2_MAX_UDP_PAYLOAD_SIZE) {
         total = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
     }
-    size_t randlen = total - 1 - NGTCP2_STATELESS_RESET_TOKENLEN;
+    /* ngtcp2 writes the random bytes (the first of them becomes the first byte) and the token. */
+    size_t randlen = total - NGTCP2_STATELESS_RESET_TOKENLEN;
     uint8_t rnd[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
     uint8_t buf[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
     if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, randlen) != 0) {
@@ -546,6 +549,9 @@ static bool maybe_handoff(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const 
 void tp__quic_endpoint_on_packet(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx) {
     ep->stats.packets_in++;
     ep->stats.bytes_in += rx->len;
+    if (rx->ecn) {
+        ep->stats.ecn_packets_in++;
+    }
     if (rx->len == 0 || ep->closing) {
         return;
     }

@@ -183,6 +183,7 @@ int tp__quic_tls_session_new(tp_quic_tls_t *t, gnutls_session_t *out,
 typedef struct tp_quic_chunk {
     struct tp_quic_chunk *next;
     size_t len;
+    size_t cap; /* bytes data[] can hold */
     uint8_t data[];
 } tp_quic_chunk_t;
 

@@ -6,8 +6,21 @@
 #include "quic/quic_int.h"
 
 /* Chunk size: big enough that a 1 MiB window is a handful of mallocs, small enough that an idle
- * stream with a few bytes does not pin much. */
+ * stream with a few bytes does not pin much. A chunk is sized to what is being written (at least
+ * CHUNK_MIN): a 1 KiB response costs a 1 KiB chunk, not 16 (malloc was the top of the profile of
+ * many small responses). */
 #define CHUNK_MAX 16384
+#define CHUNK_MIN 1024
+
+/* The capacity of a new chunk for `need` more bytes: the next power of two, CHUNK_MIN..CHUNK_MAX.
+ */
+static size_t chunk_size(size_t need) {
+    size_t c = CHUNK_MIN;
+    while (c < need && c < CHUNK_MAX) {
+        c <<= 1;
+    }
+    return c;
+}
 
 tp_quic_stream_t *tp__quic_stream_new(int64_t id) {
     tp_quic_stream_t *s = calloc(1, sizeof(*s));
@@ -30,19 +43,21 @@ void tp__quic_stream_del(tp_quic_stream_t *s) {
     free(s);
 }
 
-/* Capacity of a chunk is not stored: every chunk is allocated with CHUNK_MAX bytes. */
 ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t len, size_t room) {
     size_t n = len < room ? len : room;
     size_t done = 0;
     while (done < n) {
         tp_quic_chunk_t *t = s->tail;
-        if (!t || t->len == CHUNK_MAX) {
-            t = malloc(sizeof(*t) + CHUNK_MAX);
+        if (!t || t->len == t->cap) {
+            /* Once a stream has carried a chunk's worth, it is a bulk one: full chunks. */
+            size_t cap = s->written >= CHUNK_MAX ? CHUNK_MAX : chunk_size(n - done);
+            t = malloc(sizeof(*t) + cap);
             if (!t) {
                 break;
             }
             t->next = NULL;
             t->len = 0;
+            t->cap = cap;
             if (s->tail) {
                 s->tail->next = t;
             } else {
@@ -51,7 +66,7 @@ ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t 
             }
             s->tail = t;
         }
-        size_t k = CHUNK_MAX - t->len;
+        size_t k = t->cap - t->len;
         if (k > n - done) {
             k = n - done;
         }
@@ -94,7 +109,7 @@ void tp__quic_stream_acked(tp_quic_stream_t *s, uint64_t upto) {
      * append to it unless it is full: freeing it would lose the append position. */
     while (s->head && s->head_off + s->head->len <= s->acked) {
         tp_quic_chunk_t *c = s->head;
-        if (c == s->tail && c->len < CHUNK_MAX) {
+        if (c == s->tail && c->len < c->cap) {
             break;
         }
         s->head = c->next;

@@ -374,6 +374,7 @@ static void send_split(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, tp_quic_tx
 }
 
 int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep) {
+    unsigned icmp_retry = TP_QUIC_TX_SLOTS; /* the slot already sent again after an ICMP error */
     while (u->tx_count > 0) {
         struct mmsghdr msgs[TP_QUIC_TX_SLOTS];
         struct iovec iov[TP_QUIC_TX_SLOTS];
@@ -415,13 +416,18 @@ int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep) {
                 /* No GSO here (e.g. a device without checksum offload): split from now on. */
                 u->gso = false;
                 send_split(u, ep, t);
-            } else if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH) {
-                /* A pending ICMP error was reported instead of sending: read it, send again. */
+            } else if ((e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH) &&
+                       icmp_retry != u->tx_head) {
+                /* A pending ICMP error was reported instead of sending: read it, send again,
+                 * once. The same error twice is the route itself (no route to the peer now):
+                 * dropping the datagram is all we can do, or this loop would spin. */
+                icmp_retry = u->tx_head;
                 tp__quic_udp_read_errors(u, ep);
                 continue;
             } else {
                 ep->stats.udp_drops++;
             }
+            icmp_retry = TP_QUIC_TX_SLOTS;
             u->tx_head = (u->tx_head + 1) % TP_QUIC_TX_SLOTS;
             u->tx_count--;
             continue;
@@ -432,12 +438,16 @@ int tp__quic_udp_flush(tp_quic_udp_t *u, struct tp_quic_endpoint *ep) {
                 t->seglen && t->len > t->seglen ? (t->len + t->seglen - 1) / t->seglen : 1;
             ep->stats.packets_out += segs;
             ep->stats.bytes_out += t->len;
+            if (t->ecn) {
+                ep->stats.ecn_packets_out += segs;
+            }
             if (segs > 1) {
                 ep->stats.gso_batches++;
             }
         }
         u->tx_head = (u->tx_head + (unsigned)n) % TP_QUIC_TX_SLOTS;
         u->tx_count -= (unsigned)n;
+        icmp_retry = TP_QUIC_TX_SLOTS;
     }
     return 0;
 }
@@ -464,4 +474,7 @@ void tp__quic_udp_send_now(tp_quic_udp_t *u, struct tp_quic_endpoint *ep, const 
     }
     ep->stats.packets_out++;
     ep->stats.bytes_out += len;
+    if (ecn) {
+        ep->stats.ecn_packets_out++;
+    }
 }

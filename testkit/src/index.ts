@@ -56,6 +56,7 @@ export {
 export { startDnsmasq, type Dnsmasq } from './dnsmasq.js';
 export { startScriptedDns, type ScriptedDns, type ScriptedName } from './dns-server.js';
 export { canMakeNetns, createNetns, type Netns } from './netns.js';
+export { startUdpImpair, type UdpImpair, type UdpImpairOptions, type UdpImpairStats } from './udp-impair.js';
 export { appBinary, buildDir, REPO_ROOT, toolBinary } from './paths.js';
 export { PATTERN_PERIOD, PatternVerifier, patternBytes, randomBytes, sha256, StreamHash } from './pattern.js';
 export {

@@ -88,8 +88,9 @@ typedef struct tool {
     unsigned nconns, per_conn;
     rconn_t *rconns;
     unsigned conns_open;
-    uint64_t completed, failed, closes, rate_bytes;
+    uint64_t completed, failed, rate_bytes;
     int non2xx_marker; /* its address marks rate-mode streams answered other than 2xx */
+    int done_marker;   /* ... and rate-mode streams whose whole response arrived */
     bool stopping;
     uint64_t rate_t0, rate_t1;
     /* connect */
@@ -337,8 +338,16 @@ static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin
     tool_t *t = tp_h3_data(tp_h3_conn_driver(tp_h3_stream_conn(s)));
     if (t->mode == MODE_RATE) {
         t->rate_bytes += len;
-        if (fin && !t->stopping && tp_h3_stream_data(s) != &t->non2xx_marker) {
-            t->completed++;
+        if (fin && tp_h3_stream_data(s) != &t->non2xx_marker) {
+            /* The request is done when its response is: its slot is free now, not when the
+             * QUIC stream closes (after the peer acknowledged our FIN, an ACK delay later). */
+            if (!t->stopping) {
+                t->completed++;
+            }
+            tp_h3_stream_set_data(s, &t->done_marker);
+            rconn_t *rc = tp_h3_conn_data(tp_h3_stream_conn(s));
+            rc->inflight--;
+            rate_fill(rc);
         }
         return;
     }
@@ -425,13 +434,15 @@ static void on_stream_close(tp_h3_stream_t *s) {
             finish(t, 1, msg);
         }
     } else if (t->mode == MODE_RATE) {
-        rconn_t *rc = tp_h3_conn_data(tp_h3_stream_conn(s));
-        rc->inflight--;
-        if (!t->stopping) {
-            t->closes++;
-            t->failed = t->closes - t->completed;
+        if (tp_h3_stream_data(s) != &t->done_marker) {
+            /* Closed without a whole 2xx response: reset, or answered otherwise. */
+            rconn_t *rc = tp_h3_conn_data(tp_h3_stream_conn(s));
+            rc->inflight--;
+            if (!t->stopping) {
+                t->failed++;
+            }
+            rate_fill(rc);
         }
-        rate_fill(rc);
     } else if (s == t->tunnel) {
         t->tunnel = NULL;
         if (!t->finished) {
