@@ -107,6 +107,13 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* A positive decimal number, or -1. */
+static int number(const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n > 0 && n < 1000000 ? (int)n : -1;
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -120,7 +127,7 @@ int main(int argc, char **argv) {
         }
         i++;
         if (!strcmp(a, "--port"))
-            port = atoi(v);
+            port = number(v);
         else if (!strcmp(a, "--host"))
             host = v;
         else if (!strcmp(a, "--ca"))
@@ -128,9 +135,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--sni"))
             sni = v;
         else if (!strcmp(a, "--threads"))
-            nthreads = atoi(v);
+            nthreads = number(v);
         else if (!strcmp(a, "--duration"))
-            duration = atoi(v);
+            duration = number(v);
         else if (!strcmp(a, "--priority"))
             priority = v;
         else {

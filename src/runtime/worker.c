@@ -270,7 +270,7 @@ static void on_reload(uv_signal_t *s, int signum) {
 /* Loads every TLS endpoint's credentials on the main thread, before the workers exist. */
 static int load_tls(tp_server_t *srv) {
     size_t nep = srv->cfg.endpoints.n;
-    srv->tls_creds = calloc(nep ? nep : 1, sizeof(*srv->tls_creds));
+    srv->tls_creds = calloc(nep ? nep : 1, sizeof(tp_tls_creds_t *));
     if (!srv->tls_creds)
         return 1;
     for (size_t e = 0; e < nep; e++) {

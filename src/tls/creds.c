@@ -40,7 +40,7 @@ tp_tls_creds_t *tp__tls_creds_ref(tp_tls_creds_t *c) {
 }
 
 static void creds_free(tp_tls_creds_t *c) {
-    for (size_t i = 0; i < c->ncerts; i++) {
+    for (size_t i = 0; c->certs && i < c->ncerts; i++) {
         if (c->certs[i].cred)
             gnutls_certificate_free_credentials(c->certs[i].cred);
         for (size_t j = 0; j < c->certs[i].nnames; j++)
