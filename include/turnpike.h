@@ -5,6 +5,7 @@
 #include "turnpike/common.h"
 #include "turnpike/settings.h"
 #include "turnpike/proxy_protocol.h"
+#include "turnpike/tls.h"
 #include "turnpike/hooks.h"
 #include "turnpike/app.h"
 #include "turnpike/quic.h"

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "proxy_protocol.h"
+#include "tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -322,6 +323,10 @@ typedef enum tp_close_reason {
     TP_CLOSE_RESPONSE_TIMEOUT, /* the upstream's response head did not come within timeouts.response
                                 */
     TP_CLOSE_BODY_TIMEOUT,     /* the client's request body stalled for timeouts.body_read */
+    TP_CLOSE_TLS_HANDSHAKE,    /* "tls_handshake_failed": no ClientHello, no common version or
+                                  suite, a refused client certificate, ... (logged with why) */
+    TP_CLOSE_TLS_HANDSHAKE_TIMEOUT, /* the handshake was not over within tls.handshake_timeout */
+    TP_CLOSE_TLS_ERROR, /* the TLS record layer failed after the handshake (bad record, ...) */
 } tp_close_reason_t;
 
 /* "done", "client_closed", ... for logs and metrics. */
@@ -340,11 +345,25 @@ typedef struct tp_conn_stats {
 /* Ingress: the client connection as a whole. */
 typedef struct tp_ingress_hook {
     void *self; /* passed to every function below */
-    /* After accept, before any byte is read. Allow or block (the connection is closed). May pend.
+    /*
+     * After accept, before any byte of the flow is read (on an endpoint with `proxy_protocol`,
+     * after its header; on a TLS endpoint, after the handshake, so tp_conn_tls() shows the
+     * session and the client's certificate). Allow or block (the connection is closed). May pend.
      */
     tp_decision_t (*handle_connection)(void *self, tp_conn_t *conn);
-    /* Once, when the connection is over (also after a block). The context dies after it returns. */
+    /* Once, when the connection is over (also after a block). The context dies after it returns;
+     * tp_conn_tls() still works in it. */
     void (*handle_connection_close)(void *self, tp_conn_t *conn, const tp_conn_stats_t *stats);
+    /*
+     * TLS endpoints: the ClientHello has arrived and nothing else has happened yet (no GnuTLS, no
+     * crypto): the SNI peek. `hello` is untrusted and valid until the decision is applied. Allow
+     * (the handshake runs, with the certificate SNI picks) or block (the connection is closed,
+     * reason "blocked"). May pend. This is where interception will be decided (terminate here,
+     * or pass the bytes through untouched) once Turnpike can pass TLS through; today a redirect
+     * counts as a block. Runs before handle_connection.
+     */
+    tp_decision_t (*handle_tls_client_hello)(void *self, tp_conn_t *conn,
+                                             const tp_tls_client_hello_t *hello);
 } tp_ingress_hook_t;
 
 /* Egress: every upstream connection, L4 and HTTP alike. */

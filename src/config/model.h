@@ -161,6 +161,52 @@ typedef struct tp_quic_cfg {
     char *qlog_dir;
     char *keylog_file;
 } tp_quic_cfg_t;
+typedef enum tp_tls_version {
+    TP_TLS_V1_2 = 0,
+    TP_TLS_V1_3,
+} tp_tls_version_t;
+
+typedef enum tp_tls_profile {
+    TP_TLS_MODERN = 0, /* AEAD suites, ECDHE, TLS 1.3 (and 1.2 when allowed) */
+    TP_TLS_COMPAT,     /* GnuTLS's NORMAL set: older clients too */
+    TP_TLS_FIPS,       /* FIPS 140-approved algorithms only */
+} tp_tls_profile_t;
+
+typedef enum tp_tls_client_auth {
+    TP_TLS_AUTH_NONE = 0,
+    TP_TLS_AUTH_OPTIONAL, /* asked for; verified when sent, the result is the hooks' to judge */
+    TP_TLS_AUTH_REQUIRED, /* a client without a valid certificate (or listed key) is refused */
+} tp_tls_client_auth_t;
+
+/* One certificate chain and its key; SNI picks among an endpoint's certificates. */
+typedef struct tp_tls_cert_cfg {
+    char *cert;             /* PEM chain, leaf first */
+    char *key;              /* PEM private key */
+    char *ocsp_staple_file; /* DER OCSP response stapled for this certificate (NULL: none) */
+} tp_tls_cert_cfg_t;
+
+/* RFC 7250 raw public keys: this endpoint's own, and the clients' keys it accepts. */
+typedef struct tp_tls_rpk_cfg {
+    char *key;           /* PEM private key (NULL: no raw public key of our own) */
+    char *public_key;    /* PEM SubjectPublicKeyInfo of that key */
+    tp_str_list_t peers; /* SHA-256 (hex) of the SubjectPublicKeyInfo of accepted clients */
+} tp_tls_rpk_cfg_t;
+
+typedef struct tp_tls_cfg {
+    tp_list_t certificates;     /* of tp_tls_cert_cfg_t; TLS is on when this or rpk.key is set */
+    int min_version;            /* tp_tls_version_t */
+    int profile;                /* tp_tls_profile_t */
+    tp_str_list_t alpn;         /* protocols offered, in preference order */
+    bool session_tickets;       /* resumption with tickets (keys shared by all workers) */
+    uint64_t ticket_lifetime;   /* ms; GnuTLS rotates the derived ticket keys on this period */
+    uint64_t handshake_timeout; /* ClientHello and handshake must be over within, ms */
+    int client_auth;            /* tp_tls_client_auth_t */
+    char *client_ca;            /* PEM CA bundle client certificates are verified against */
+    tp_tls_rpk_cfg_t raw_public_key;
+} tp_tls_cfg_t;
+
+/* True when the endpoint terminates TLS. */
+#define TP_TLS_ON(cfg) ((cfg)->tls.certificates.n > 0 || (cfg)->tls.raw_public_key.key != NULL)
 
 typedef struct tp_endpoint_cfg {
     char *name;
@@ -180,7 +226,8 @@ typedef struct tp_endpoint_cfg {
     tp_forwarding_cfg_t forwarding;
     tp_quic_cfg_t quic; /* http3, http3_proxy */
     char *alt_svc;      /* http: an Alt-Svc field value added to responses (RFC 7838) */
-    void *app;          /* the app's per-endpoint section (indirect) */
+    tp_tls_cfg_t tls;
+    void *app; /* the app's per-endpoint section (indirect) */
 } tp_endpoint_cfg_t;
 
 typedef struct tp_runtime_cfg {

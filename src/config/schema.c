@@ -16,6 +16,9 @@ static const char *const xff_names[] = {"off", "append", "replace", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const pp_names[] = {"none", "v1", "v2", "any", NULL};
 static const char *const pp_send_names[] = {"none", "v1", "v2", NULL};
+static const char *const tls_version_names[] = {"1.2", "1.3", NULL};
+static const char *const tls_profile_names[] = {"modern", "compat", "fips", NULL};
+static const char *const tls_auth_names[] = {"none", "optional", "required", NULL};
 
 static const tp_setting_t runtime_settings[] = {
     TP_SETTING_INT_AUTO(
@@ -350,6 +353,148 @@ static const tp_setting_t quic_settings[] = {
 
 static const tp_schema_t quic_schema = {
     .name = "quic", .size = sizeof(tp_quic_cfg_t), .settings = quic_settings};
+/* ---- tls ---- */
+
+static int tls_cert_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_tls_cert_cfg_t *c = section;
+    if (!c->cert || !c->key) {
+        *key = c->cert ? "key" : "cert";
+        snprintf(err, errlen, "a certificate needs both 'cert' (PEM chain) and 'key' (PEM key)");
+        return TP_ERR_CONFIG;
+    }
+    return 0;
+}
+
+static const tp_setting_t tls_cert_settings[] = {
+    TP_SETTING_STRING(tp_tls_cert_cfg_t, cert, NULL, "PEM file: the certificate chain, leaf first"),
+    TP_SETTING_STRING(tp_tls_cert_cfg_t, key, NULL, "PEM file: its private key"),
+    TP_SETTING_STRING(tp_tls_cert_cfg_t, ocsp_staple_file, NULL,
+                      "DER file: an OCSP response for this certificate, stapled (reloaded on "
+                      "SIGHUP)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t tls_cert_schema = {
+    .name = "certificate",
+    .size = sizeof(tp_tls_cert_cfg_t),
+    .settings = tls_cert_settings,
+    .check = tls_cert_check,
+};
+
+/* A SHA-256 fingerprint: 64 hex digits, colons between bytes allowed. */
+static bool fingerprint_ok(const char *s) {
+    size_t digits = 0;
+    for (; *s; s++) {
+        if (*s == ':')
+            continue;
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F')))
+            return false;
+        digits++;
+    }
+    return digits == 64;
+}
+
+static int tls_rpk_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_tls_rpk_cfg_t *r = section;
+    if (!r->key != !r->public_key) {
+        *key = r->key ? "public_key" : "key";
+        snprintf(err, errlen, "a raw public key needs both 'key' and 'public_key'");
+        return TP_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < r->peers.n; i++)
+        if (!fingerprint_ok(r->peers.items[i])) {
+            *key = "peers";
+            snprintf(err, errlen, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
+                     r->peers.items[i]);
+            return TP_ERR_CONFIG;
+        }
+    return 0;
+}
+
+static const tp_setting_t tls_rpk_settings[] = {
+    TP_SETTING_STRING(tp_tls_rpk_cfg_t, key, NULL,
+                      "PEM private key this endpoint authenticates with as a raw public key"),
+    TP_SETTING_STRING(tp_tls_rpk_cfg_t, public_key, NULL,
+                      "PEM SubjectPublicKeyInfo of that key (certtool --load-privkey K "
+                      "--pubkey-info)"),
+    TP_SETTING_STRINGS(tp_tls_rpk_cfg_t, peers, NULL,
+                       "clients' raw public keys accepted: SHA-256 (hex) of their "
+                       "SubjectPublicKeyInfo DER"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t tls_rpk_schema = {.name = "raw_public_key",
+                                           .size = sizeof(tp_tls_rpk_cfg_t),
+                                           .settings = tls_rpk_settings,
+                                           .check = tls_rpk_check};
+
+static int tls_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_tls_cfg_t *t = section;
+    bool on = t->certificates.n > 0 || t->raw_public_key.key;
+    if (!on && (t->client_ca || t->raw_public_key.peers.n || t->client_auth != TP_TLS_AUTH_NONE)) {
+        *key = "certificates";
+        snprintf(err, errlen,
+                 "client authentication needs TLS: give 'certificates' or 'raw_public_key'");
+        return TP_ERR_CONFIG;
+    }
+    if (t->client_auth != TP_TLS_AUTH_NONE && !t->client_ca && !t->raw_public_key.peers.n) {
+        *key = "client_auth";
+        snprintf(err, errlen,
+                 "client_auth needs 'client_ca' (certificates) or raw_public_key.peers (keys)");
+        return TP_ERR_CONFIG;
+    }
+    if (t->client_auth == TP_TLS_AUTH_NONE && (t->client_ca || t->raw_public_key.peers.n)) {
+        *key = "client_auth";
+        snprintf(err, errlen, "client_ca or raw_public_key.peers given but client_auth is none");
+        return TP_ERR_CONFIG;
+    }
+    if (t->alpn.n > 16) {
+        *key = "alpn";
+        snprintf(err, errlen, "at most 16 ALPN protocols");
+        return TP_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < t->alpn.n; i++) {
+        size_t n = strlen(t->alpn.items[i]);
+        if (n == 0 || n > 255) {
+            *key = "alpn";
+            snprintf(err, errlen, "an ALPN protocol name is 1 to 255 bytes");
+            return TP_ERR_CONFIG;
+        }
+    }
+    return 0;
+}
+
+static const tp_setting_t tls_settings[] = {
+    TP_SETTING_LIST(tp_tls_cfg_t, certificates, &tls_cert_schema,
+                    "certificates served (TLS is on when this or raw_public_key is set); SNI picks "
+                    "one: an exact name, then a wildcard (*.example.com), else the first"),
+    TP_SETTING_ENUM(tp_tls_cfg_t, min_version, "1.3", tls_version_names,
+                    "lowest TLS version accepted: 1.3 or 1.2"),
+    TP_SETTING_ENUM(tp_tls_cfg_t, profile, "modern", tls_profile_names,
+                    "algorithms: modern (AEAD, ECDHE), compat (GnuTLS NORMAL) or fips (FIPS "
+                    "140-approved only)"),
+    TP_SETTING_STRINGS(tp_tls_cfg_t, alpn, NULL,
+                       "ALPN protocols offered, in preference order (empty: http endpoints "
+                       "offer http/1.1, tcp endpoints none)"),
+    TP_SETTING_BOOL(tp_tls_cfg_t, session_tickets, "true",
+                    "resumption with session tickets; the key is made at start-up and shared by "
+                    "all workers"),
+    TP_SETTING_DURATION(tp_tls_cfg_t, ticket_lifetime, "6h", TP_SECONDS(60), TP_SECONDS(604800),
+                        "a ticket's lifetime; GnuTLS derives a new ticket key every such period"),
+    TP_SETTING_DURATION(tp_tls_cfg_t, handshake_timeout, "10s", TP_MS(10), TP_SECONDS(600),
+                        "the ClientHello and the whole handshake must be over within this"),
+    TP_SETTING_ENUM(tp_tls_cfg_t, client_auth, "none", tls_auth_names,
+                    "client certificates (mTLS): none, optional (verified if sent; hooks judge) "
+                    "or required"),
+    TP_SETTING_STRING(tp_tls_cfg_t, client_ca, NULL,
+                      "PEM CA bundle that client certificates must chain to"),
+    TP_SETTING_SECTION(tp_tls_cfg_t, raw_public_key, &tls_rpk_schema,
+                       "RFC 7250 raw public keys instead of certificates"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t tls_schema = {
+    .name = "tls", .size = sizeof(tp_tls_cfg_t), .settings = tls_settings, .check = tls_check};
 
 static int endpoint_check(void *section, char *err, size_t errlen, const char **key) {
     tp_endpoint_cfg_t *ep = section;
@@ -373,6 +518,14 @@ static int endpoint_check(void *section, char *err, size_t errlen, const char **
     if (tp__onramp_quic(ep->type) && (!ep->quic.certificate || !ep->quic.private_key)) {
         *key = "quic";
         snprintf(err, errlen, "an %s endpoint needs quic.certificate and quic.private_key",
+                 onramp_names[ep->type]);
+        return TP_ERR_CONFIG;
+    }
+    if (tp__onramp_quic(ep->type) && TP_TLS_ON(ep)) {
+        *key = "tls";
+        snprintf(err, errlen,
+                 "an %s endpoint's TLS is QUIC's: give its certificate in quic.certificate and "
+                 "quic.private_key",
                  onramp_names[ep->type]);
         return TP_ERR_CONFIG;
     }
@@ -499,6 +652,8 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
         TP_SETTING_STRING(tp_endpoint_cfg_t, alt_svc, NULL,
                           "http, http_proxy: an Alt-Svc value for responses, e.g. 'h3=\":8443\"; "
                           "ma=86400' to announce an http3 endpoint (RFC 7838)"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, tls, &tls_schema,
+                           "TLS termination: the client speaks TLS, then the endpoint's protocol"),
         {.name = "app",
          .type = TP_SETTING_T_SECTION,
          .offset = offsetof(tp_endpoint_cfg_t, app),

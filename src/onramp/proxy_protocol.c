@@ -39,7 +39,7 @@ static void decided(tp_conn_t *conn, tp_decision_t d) {
         tp__conn_close(conn, TP_CLOSE_BLOCKED);
         return;
     }
-    tp__conn_ingress(conn);
+    tp__conn_begin(conn);
 }
 
 /* Parses what the stash holds; acts once the header is complete or broken. */

@@ -4,6 +4,7 @@
 
 #include "runtime/core.h"
 #include "runtime/log.h"
+#include "tls/tls.h"
 
 /* A write in flight: the slabs it references and the heap blocks it frees when done. */
 struct tp_wreq {
@@ -98,7 +99,10 @@ static void timer_cb(uv_timer_t *t) {
     }
     if (conn->header_deadline && now >= conn->header_deadline) {
         conn->header_deadline = 0;
-        tp__http_proxy_timeout(conn, 0);
+        if (conn->proto == &tp__tls_proto)
+            tp__tls_onramp_timeout(conn);
+        else
+            tp__http_proxy_timeout(conn, 0);
         tp__conn_rearm(conn);
         return;
     }
@@ -220,6 +224,11 @@ void tp__conn_client_read(tp_conn_t *conn, bool on) {
         tp__vc_read(conn, on);
         return;
     }
+    if (conn->tls) { /* the stream reads the socket; the protocol gets plaintext */
+        conn->client_reading = on;
+        tp__tls_read(conn->tls, on);
+        return;
+    }
     if (on) {
         if (uv_read_start((uv_stream_t *)&conn->client, alloc_cb, client_read_cb) == 0)
             conn->client_reading = true;
@@ -267,6 +276,11 @@ void tp__conn_upstream_read(tp_conn_t *conn, bool on) {
     tp_upstream_t *up = conn->up;
     if (!up || conn->closing || up->eof || on == up->reading)
         return;
+    if (up->tls) {
+        up->reading = on;
+        tp__tls_read(up->tls, on);
+        return;
+    }
     if (on) {
         if (uv_read_start((uv_stream_t *)&up->tcp, upstream_alloc_cb, upstream_read_cb) == 0)
             up->reading = true;
@@ -281,6 +295,7 @@ void tp__conn_upstream_read(tp_conn_t *conn, bool on) {
 static void upstream_close_cb(uv_handle_t *h) {
     tp_upstream_t *up = h->data;
     tp_conn_t *conn = up->conn;
+    tp__tls_free(up->tls);
     free(up);
     if (conn) /* NULL once handed to the pool */
         tp__conn_unref(conn);
@@ -288,7 +303,8 @@ static void upstream_close_cb(uv_handle_t *h) {
 
 tp_upstream_t *tp__conn_upstream_detach(tp_conn_t *conn) {
     tp_upstream_t *up = conn->up;
-    if (!up || conn->closing || up->eof || conn->queued[TP_TO_UPSTREAM] || up->shut)
+    /* A TLS upstream stays with its connection: the pool reads parked sockets raw. */
+    if (!up || conn->closing || up->eof || conn->queued[TP_TO_UPSTREAM] || up->shut || up->tls)
         return NULL;
     batch_drop(conn, TP_TO_UPSTREAM);
     conn->up = NULL;
@@ -491,11 +507,26 @@ static int batch_flush(tp_conn_t *conn, int dir) {
 
 void tp__conn_cork(tp_conn_t *conn, int dir) { conn->batch[dir].depth++; }
 
+bool tp__conn_corked(const tp_conn_t *conn, int dir) { return conn->batch[dir].depth > 0; }
+
+/* The TLS stream of a direction, or NULL for plain TCP. */
+static tp_tls_t *tls_of(const tp_conn_t *conn, int dir) {
+    return dir == TP_TO_CLIENT ? conn->tls : conn->up ? conn->up->tls : NULL;
+}
+
 void tp__conn_uncork(tp_conn_t *conn, int dir) {
     tp_batch_t *b = &conn->batch[dir];
+    if (b->depth == 1) {
+        tp_tls_t *t = tls_of(conn, dir);
+        if (t && tp__tls_flush(t) < 0) /* the records encrypted while corked join the batch */
+            return;
+    }
     if (b->depth > 0 && --b->depth == 0 && batch_flush(conn, dir) == 1 && !conn->closing)
         conn->proto->on_written(conn, dir, 0); /* it all went at once: no callback will come */
 }
+
+static int write_bufs(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
+                      char *heap);
 
 int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
                    char *heap) {
@@ -503,6 +534,21 @@ int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, t
         free(heap);
         return conn->closing || !stream_of(conn, dir) ? TP_ERR_CLOSED : TP_ERR_INVAL;
     }
+    tp_tls_t *t = tls_of(conn, dir);
+    if (t) /* plaintext in, records out through write_bufs() */
+        return tp__tls_write(t, bufs, n, heap);
+    return write_bufs(conn, dir, bufs, n, hold, heap);
+}
+
+int tp__conn_write_raw(tp_conn_t *conn, int dir, tp_buf_t *b, size_t len) {
+    if (conn->closing || !stream_of(conn, dir))
+        return TP_ERR_CLOSED;
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)len);
+    return write_bufs(conn, dir, &ub, 1, b, NULL);
+}
+
+static int write_bufs(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, tp_buf_t *hold,
+                      char *heap) {
     tp_batch_t *b = &conn->batch[dir];
     if (b->r && (b->n + n > TP_BATCH_BUFS || b->r->nholds == TP_BATCH_BUFS ||
                  b->r->nheaps == TP_BATCH_BUFS)) {
@@ -576,6 +622,11 @@ void tp__conn_shutdown(tp_conn_t *conn, int dir) {
         conn->up->shut = true;
         s = (uv_stream_t *)&conn->up->tcp;
     }
+    tp_tls_t *t = tls_of(conn, dir);
+    if (t) /* close_notify first: TLS's half-close, then TCP's */
+        tp__tls_shutdown(t);
+    if (conn->closing)
+        return;
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req)
         return;
@@ -724,6 +775,27 @@ const tp_proto_t *tp__onramp_proto(int type) {
     }
 }
 
+/* Logs the TLS session of a connection on its close line. */
+static void log_tls(tp_logline_t *l, const tp_conn_t *conn) {
+    const tp_tls_info_t *ti = tp_conn_tls(conn);
+    if (!ti)
+        return;
+    tp__log_str(l, "tls_version", ti->version);
+    tp__log_str(l, "tls_cipher", ti->cipher);
+    if (ti->alpn[0])
+        tp__log_str(l, "alpn", ti->alpn);
+    if (ti->sni[0])
+        tp__log_str(l, "sni", ti->sni);
+    tp__log_bool(l, "tls_resumed", ti->resumed);
+    if (ti->peer != TP_TLS_PEER_NONE) {
+        tp__log_str(l, "peer_cert", ti->peer == TP_TLS_PEER_RAW_KEY ? "raw_public_key" : "x509");
+        if (ti->peer_subject[0])
+            tp__log_str(l, "peer_subject", ti->peer_subject);
+        tp__log_str(l, "peer_sha256", ti->peer_sha256);
+        tp__log_bool(l, "peer_verified", ti->peer_verified);
+    }
+}
+
 static void handle_close_cb(uv_handle_t *h) { tp__conn_unref(h->data); }
 
 static void conn_free(tp_conn_t *conn) {
@@ -748,6 +820,7 @@ static void conn_free(tp_conn_t *conn) {
     tp__log_u64(&l, "bytes_to_upstream", conn->stats.bytes_to_upstream);
     tp__log_u64(&l, "requests", conn->stats.requests);
     tp__log_u64(&l, "duration_us", conn->stats.duration_us);
+    log_tls(&l, conn);
     tp__log_end(&l);
     if (conn->h1)
         tp__h1_state_free(conn);
@@ -755,6 +828,8 @@ static void conn_free(tp_conn_t *conn) {
         tp__buf_unref(conn->stash);
     tp__egress_release(conn);
     free(conn->pp);
+    tp__tls_free(conn->tls);
+    tp__tls_peek_free(conn);
     const tp_ext_spec_t *spec = &srv->app->ext[TP_EXT_INGRESS_CONNECTION];
     if (conn->ext && spec->free && !flow)
         spec->free(conn->ext);
@@ -784,6 +859,8 @@ void tp__conn_unref(tp_conn_t *conn) {
 void tp__conn_close(tp_conn_t *conn, tp_close_reason_t reason) {
     if (conn->closing)
         return;
+    if (conn->tls) /* a clean end of the TLS stream when nothing is left to write */
+        tp__tls_close_notify(conn->tls);
     conn->closing = true;
     if (conn->stats.reason == TP_CLOSE_DONE) /* a reason recorded earlier (an error answer) wins */
         conn->stats.reason = reason;
@@ -861,11 +938,19 @@ void tp__conn_accept(tp_listener_t *l) {
             spec->init(conn->ext, conn);
     }
     if (ep->cfg->proxy_protocol != TP_PP_NONE) {
-        tp__pp_start(conn); /* the PROXY header first; it calls tp__conn_ingress() */
+        tp__pp_start(conn); /* the PROXY header first; it calls tp__conn_begin() */
         tp__conn_rearm(conn);
         return;
     }
-    tp__conn_ingress(conn);
+    tp__conn_begin(conn);
+}
+
+void tp__conn_begin(tp_conn_t *conn) {
+    if (conn->ep->tls)
+        tp__tls_onramp_start(
+            conn); /* ClientHello, its hook, the handshake, then the ingress hook */
+    else
+        tp__conn_ingress(conn);
 }
 
 tp_conn_t *tp__conn_new_virtual(tp_endpoint_t *ep, tp_conn_t *parent, const tp_vclient_ops_t *ops,
@@ -977,6 +1062,9 @@ const char *tp_close_reason_name(tp_close_reason_t reason) {
         "lifetime_exceeded",
         "response_timeout",
         "body_timeout",
+        "tls_handshake_failed",
+        "tls_handshake_timeout",
+        "tls_error",
     };
     if ((unsigned)reason >= sizeof(names) / sizeof(names[0]))
         return "unknown";

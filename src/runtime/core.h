@@ -41,6 +41,10 @@ struct tp_endpoint {
     uint64_t refused;        /* connections closed at accept for limits.max_connections */
     struct tp_dns *dns;      /* this worker's resolver for the endpoint */
     struct h3_worker_ep *h3; /* http3: this worker's driver and QUIC endpoints (onramp/http3.c) */
+    /* TLS: this worker's reference on the endpoint's credentials (NULL: no TLS), and a newer set
+     * the main thread handed over on SIGHUP, taken at the next wakeup. */
+    struct tp_tls_creds *tls;
+    struct tp_tls_creds *_Atomic tls_next;
 };
 
 struct tp_listener {
@@ -59,9 +63,10 @@ struct tp_server {
     unsigned nworkers;
     tp_worker_t *workers;
     uv_loop_t loop; /* the main thread's: signals and worker joins */
-    uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     struct h3_onramp *h3_onramps; /* per configured endpoint: its QUIC groups (onramp/http3.c) */
+    struct tp_tls_creds **tls_creds; /* per endpoint: the current credentials (NULL: no TLS) */
 };
 
 struct tp_worker {
@@ -69,8 +74,10 @@ struct tp_worker {
     unsigned index;
     uv_thread_t thread;
     uv_loop_t loop;
-    uv_async_t wakeup;    /* the main thread asks for a drain through it */
+    uv_async_t wakeup;    /* the main thread asks for a drain or a TLS reload through it */
     atomic_int drain_req; /* set by the main thread before waking */
+    uv_idle_t tls_idle;   /* runs while TLS streams have buffered bytes to hand over */
+    struct tp_tls *tls_ready;
     tp_endpoint_t *endpoints;
     tp_listener_t *listeners;
     size_t nlisteners;
@@ -142,6 +149,7 @@ struct tp_upstream {
     tp_addr_t addr;
     char host[256]; /* the host and port it serves, for reuse between keep-alive requests */
     uint16_t port;
+    struct tp_tls *tls; /* TLS over this connection (client mode), or NULL */
     bool pool_ok;   /* an http endpoint's connection to a group server: other clients may use it */
     int pool_group; /* ... of this upstream group (its keepalive settings) */
     /* While parked in the worker's pool (conn NULL): see src/offramp/pool.c. */
@@ -248,8 +256,10 @@ struct tp_conn {
     tp_vclient_t *vc;      /* a client side that is not a TCP socket (runtime/vclient.c), or NULL */
     tp_buf_t *stash; /* client bytes read before the protocol starts (decision, PROXY header) */
     size_t stash_len;
-    bool stashing;         /* reads go into the stash's free room */
-    struct tp_pp_conn *pp; /* the PROXY protocol header the connection began with */
+    bool stashing;                /* reads go into the stash's free room */
+    struct tp_pp_conn *pp;        /* the PROXY protocol header the connection began with */
+    struct tp_tls *tls;           /* TLS over the client connection (server mode), or NULL */
+    struct tp_tls_peek *tls_peek; /* the ClientHello read before the handshake */
     char peer_str[TP_ADDR_STRLEN];
 };
 
@@ -293,7 +303,7 @@ void tp__conn_decide(tp_conn_t *conn, tp_decision_t d, void (*cont)(tp_conn_t *,
 /* Drops a pending decision the flow no longer waits for. */
 void tp__conn_pending_release(tp_conn_t *conn);
 
-/* Runs the ingress hook (after accept, or after the PROXY header). */
+/* Runs the ingress hook (after accept, the PROXY header, the TLS handshake). */
 void tp__conn_ingress(tp_conn_t *conn);
 /*
  * Makes a connection whose client side is `ops` (runtime/vclient.c). With `parent` it is a flow
@@ -320,6 +330,8 @@ void tp__vc_read(tp_conn_t *conn, bool on);
 /* The connection closes: the transport hears it, waiting bytes are dropped. */
 void tp__vc_close(tp_conn_t *conn);
 void tp__vc_free(tp_conn_t *conn);
+/* After accept and the PROXY header: the TLS stage on a TLS endpoint, then the ingress hook. */
+void tp__conn_begin(tp_conn_t *conn);
 
 /* ---- onramp/proxy_protocol.c ---- */
 /* A PROXY header, kept (with its bytes) for the connection's life. */

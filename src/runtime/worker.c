@@ -12,6 +12,7 @@
 #include "offramp/pool.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
+#include "tls/tls.h"
 
 /*
  * SO_REUSEPORT would let a second Turnpike (or anything of the same user) share a port silently.
@@ -118,10 +119,23 @@ static void close_resolvers(tp_worker_t *w) {
         }
 }
 
+/* Drops the worker's references on TLS credentials (the sessions hold their own). */
+static void release_tls(tp_worker_t *w) {
+    for (size_t e = 0; w->endpoints && e < w->server->cfg.endpoints.n; e++) {
+        tp_endpoint_t *ep = &w->endpoints[e];
+        tp__tls_creds_unref(ep->tls);
+        ep->tls = NULL;
+        tp__tls_creds_unref(atomic_exchange(&ep->tls_next, NULL));
+    }
+}
+
 static void worker_maybe_finish(tp_worker_t *w) {
     if (!w->draining || w->nconns > 0)
         return;
     close_resolvers(w);
+    release_tls(w);
+    if (!uv_is_closing((uv_handle_t *)&w->tls_idle))
+        uv_close((uv_handle_t *)&w->tls_idle, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
@@ -134,8 +148,26 @@ static void drain_deadline_cb(uv_timer_t *t) {
         tp__conn_close(c, TP_CLOSE_SHUTDOWN);
 }
 
+/* Takes credentials the main thread reloaded: new handshakes use them, open sessions keep theirs.
+ */
+static void take_tls_reload(tp_worker_t *w) {
+    for (size_t e = 0; w->endpoints && e < w->server->cfg.endpoints.n; e++) {
+        tp_endpoint_t *ep = &w->endpoints[e];
+        tp_tls_creds_t *next = atomic_exchange(&ep->tls_next, NULL);
+        if (!next)
+            continue;
+        if (w->draining) {
+            tp__tls_creds_unref(next);
+            continue;
+        }
+        tp__tls_creds_unref(ep->tls);
+        ep->tls = next;
+    }
+}
+
 static void wakeup_cb(uv_async_t *a) {
     tp_worker_t *w = a->data;
+    take_tls_reload(w);
     if (atomic_load(&w->drain_req) && !w->draining) {
         w->draining = true;
         for (size_t i = 0; i < w->nlisteners; i++)
@@ -191,6 +223,77 @@ static void on_signal(uv_signal_t *s, int signum) {
     }
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+}
+
+/*
+ * SIGHUP: reload every TLS endpoint's certificates and keys (and OCSP responses, client CAs, raw
+ * keys) from their files. A set that fails to load is logged and the old one stays. Each worker
+ * gets a reference through its wakeup handle and switches at its next wakeup; connections keep the
+ * credentials they started with, the old set is freed with the last of them.
+ */
+static void on_reload(uv_signal_t *s, int signum) {
+    tp_server_t *srv = s->data;
+    if (srv->stopping)
+        return;
+    size_t reloaded = 0, failed = 0;
+    for (size_t e = 0; e < srv->cfg.endpoints.n; e++) {
+        tp_tls_creds_t *old = srv->tls_creds[e];
+        if (!old)
+            continue;
+        const tp_endpoint_cfg_t *cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
+        tp_tls_creds_t *c;
+        char err[512];
+        if (tp__tls_creds_load(cfg, old, &c, err, sizeof(err)) != 0) {
+            tp__log_msg(TP_LOG_ERROR, "tls reload failed", "endpoint %s: %s (kept the old ones)",
+                        cfg->name, err);
+            failed++;
+            continue;
+        }
+        for (unsigned i = 0; i < srv->nworkers; i++)
+            tp__tls_creds_unref(
+                atomic_exchange(&srv->workers[i].endpoints[e].tls_next, tp__tls_creds_ref(c)));
+        srv->tls_creds[e] = c;
+        tp__tls_creds_unref(old);
+        tp__tls_creds_log(c, "tls reloaded");
+        reloaded++;
+    }
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        uv_async_send(&srv->workers[i].wakeup);
+    tp_logline_t l;
+    tp__log_begin_always(&l, TP_LOG_INFO, "reload");
+    tp__log_str(&l, "signal", "SIGHUP");
+    tp__log_u64(&l, "tls_endpoints", reloaded);
+    tp__log_u64(&l, "failed", failed);
+    tp__log_end(&l);
+}
+
+/* Loads every TLS endpoint's credentials on the main thread, before the workers exist. */
+static int load_tls(tp_server_t *srv) {
+    size_t nep = srv->cfg.endpoints.n;
+    srv->tls_creds = calloc(nep ? nep : 1, sizeof(tp_tls_creds_t *));
+    if (!srv->tls_creds)
+        return 1;
+    for (size_t e = 0; e < nep; e++) {
+        const tp_endpoint_cfg_t *cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
+        if (!TP_TLS_ON(cfg))
+            continue;
+        char err[512];
+        if (tp__tls_creds_load(cfg, NULL, &srv->tls_creds[e], err, sizeof(err)) != 0) {
+            fprintf(stderr, "turnpike: endpoint '%s': tls: %s\n", cfg->name, err);
+            tp__log_msg(TP_LOG_ERROR, "tls setup failed", "endpoint %s: %s", cfg->name, err);
+            return 1;
+        }
+        tp__tls_creds_log(srv->tls_creds[e], "tls");
+    }
+    return 0;
+}
+
+static void free_tls(tp_server_t *srv) {
+    for (size_t e = 0; srv->tls_creds && e < srv->cfg.endpoints.n; e++)
+        tp__tls_creds_unref(srv->tls_creds[e]);
+    free(srv->tls_creds);
+    srv->tls_creds = NULL;
 }
 
 static void log_ready(tp_server_t *srv) {
@@ -248,6 +351,7 @@ static void worker_free(tp_worker_t *w, size_t nep) {
             ep_ext->free(w->endpoints[e].ext);
         free(w->endpoints[e].ext);
     }
+    release_tls(w);
     tp__worker_free_wreqs(w);
     tp__bufpool_free(&w->bufs);
     uv_loop_close(&w->loop);
@@ -264,13 +368,16 @@ static void workers_abort(tp_server_t *srv, unsigned ninit, size_t nep) {
             if (w->listeners[li].fd >= 0)
                 close(w->listeners[li].fd);
         close_resolvers(w);
+        release_tls(w);
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
+        uv_close((uv_handle_t *)&w->tls_idle, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         worker_free(w, nep);
     }
     free(srv->workers);
     srv->workers = NULL;
+    free_tls(srv);
 }
 
 int tp__worker_run_all(tp_server_t *srv) {
@@ -287,7 +394,13 @@ int tp__worker_run_all(tp_server_t *srv) {
         nl += TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e)->listen.n;
     const tp_ext_spec_t *ep_ext = &srv->app->ext[TP_EXT_ENDPOINT];
 
-    int status = 0;
+    int status = load_tls(srv);
+    if (status != 0) {
+        free(srv->workers);
+        srv->workers = NULL;
+        free_tls(srv);
+        return status;
+    }
     unsigned ninit = 0;
     for (unsigned i = 0; i < n && status == 0; i++, ninit++) {
         tp_worker_t *w = &srv->workers[i];
@@ -298,6 +411,8 @@ int tp__worker_run_all(tp_server_t *srv) {
         w->wakeup.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        uv_idle_init(&w->loop, &w->tls_idle);
+        w->tls_idle.data = w;
         tp__bufpool_init(&w->bufs, (uint32_t)srv->cfg.runtime.buffer_size, 256);
         w->endpoints = calloc(nep ? nep : 1, sizeof(*w->endpoints));
         w->listeners = calloc(nl ? nl : 1, sizeof(*w->listeners));
@@ -324,6 +439,7 @@ int tp__worker_run_all(tp_server_t *srv) {
             ep->worker = w;
             ep->cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
             ep->index = e;
+            ep->tls = tp__tls_creds_ref(srv->tls_creds[e]);
             if (worker_dns_open(ep) != 0) {
                 fprintf(stderr, "turnpike: endpoint '%s': cannot set up its DNS resolver\n",
                         ep->cfg->name);
@@ -375,6 +491,9 @@ int tp__worker_run_all(tp_server_t *srv) {
     srv->sig_term.data = srv->sig_int.data = srv;
     uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_init(&srv->loop, &srv->sig_hup);
+    srv->sig_hup.data = srv;
+    uv_signal_start(&srv->sig_hup, on_reload, SIGHUP);
 
     log_ready(srv);
     for (unsigned i = 0; i < n; i++)
@@ -390,6 +509,7 @@ int tp__worker_run_all(tp_server_t *srv) {
     uv_loop_close(&srv->loop);
     free(srv->workers);
     tp__h3_onramps_free(srv);
+    free_tls(srv);
     tp_logline_t stopped;
     tp__log_begin_always(&stopped, TP_LOG_INFO, "stopped");
     tp__log_end(&stopped);

@@ -4,6 +4,7 @@
  * cleanup() removes.
  */
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,82 @@ export interface CertOptions {
 
 function certtool(args: string[]): void {
     execFileSync('certtool', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A certificate (server or client) issued by a TestCerts CA. */
+export interface IssuedCert {
+    /** PEM of the certificate. */
+    certFile: string;
+    /** PEM of its private key. */
+    keyFile: string;
+}
+
+export interface IssueOptions {
+    /** Common name (default: the first DNS name, or 'turnpike test client'). */
+    cn?: string;
+    /** DNS names (SANs). */
+    dnsNames?: string[];
+    /** IP addresses (SANs). */
+    ipAddresses?: string[];
+    /** E-mail addresses (SANs). */
+    emails?: string[];
+    /** 'server' (default: tls_www_server) or 'client' (tls_www_client). */
+    usage?: 'server' | 'client';
+    /** Days of validity (default 1); a negative number makes a certificate that has expired. */
+    days?: number;
+}
+
+let issued = 0;
+
+/**
+ * Issues another certificate from the CA of `ca` (made by makeTestCerts): a second server name,
+ * a wildcard (`dnsNames: ['*.example.test']`), or a client certificate for mTLS.
+ */
+export function issueCert(ca: TestCerts, options: IssueOptions = {}): IssuedCert {
+    const n = ++issued;
+    const f = (name: string) => path.join(ca.dir, `issued-${n}-${name}`);
+    const cn = options.cn ?? options.dnsNames?.[0] ?? 'turnpike test client';
+    const lines = [`cn = "${cn}"`, `serial = ${1000 + n}`];
+    for (const d of options.dnsNames ?? []) lines.push(`dns_name = "${d}"`);
+    for (const ip of options.ipAddresses ?? []) lines.push(`ip_address = "${ip}"`);
+    for (const e of options.emails ?? []) lines.push(`email = "${e}"`);
+    const days = options.days ?? 1;
+    if (days < 0) {
+        lines.push('activation_date = "2001-01-01 00:00:00 UTC"', 'expiration_date = "2001-01-02 00:00:00 UTC"');
+    } else {
+        lines.push(`expiration_days = ${days}`);
+    }
+    lines.push(options.usage === 'client' ? 'tls_www_client' : 'tls_www_server', 'signing_key', 'encryption_key');
+    fs.writeFileSync(f('tmpl'), lines.join('\n') + '\n');
+    certtool(['--generate-privkey', '--key-type', 'ecdsa', '--outfile', f('key.pem')]);
+    certtool([
+        '--generate-certificate', '--load-privkey', f('key.pem'), '--load-ca-certificate', ca.caFile,
+        '--load-ca-privkey', path.join(ca.dir, 'ca.key'), '--template', f('tmpl'), '--outfile', f('cert.pem'),
+    ]);
+    return { certFile: f('cert.pem'), keyFile: f('key.pem') };
+}
+
+/** An RFC 7250 raw public key pair. */
+export interface RawKey {
+    /** PEM private key. */
+    keyFile: string;
+    /** PEM SubjectPublicKeyInfo (what `gnutls-cli --rawpkfile` and `raw_public_key.public_key` take). */
+    pubFile: string;
+    /** SHA-256 (hex) of the SubjectPublicKeyInfo DER: what `raw_public_key.peers` lists. */
+    sha256: string;
+}
+
+/** Makes an ECDSA key pair for raw public key (RFC 7250) handshakes, in `dir`. */
+export function makeRawKey(dir: string, name: string): RawKey {
+    const keyFile = path.join(dir, `${name}.key`);
+    const pubFile = path.join(dir, `${name}.pub`);
+    certtool(['--generate-privkey', '--key-type', 'ecdsa', '--outfile', keyFile]);
+    const pub = execFileSync('certtool', ['--pubkey-info', '--load-privkey', keyFile, '--outder'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const pem = `-----BEGIN PUBLIC KEY-----\n${pub.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PUBLIC KEY-----\n`;
+    fs.writeFileSync(pubFile, pem);
+    return { keyFile, pubFile, sha256: crypto.createHash('sha256').update(pub).digest('hex') };
 }
 
 /** Makes a CA and a server certificate signed by it (ECDSA P-256, valid for one day). */

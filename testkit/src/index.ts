@@ -80,5 +80,14 @@ export {
 } from './turnpike.js';
 export { closedPort, sleep, waitFor, withTimeout, type WaitForOptions } from './wait.js';
 export { toYaml, yamlString, type YamlScalar, type YamlValue } from './yaml.js';
-export { makeTestCerts, type CertOptions, type TestCerts } from './certs.js';
+export {
+    issueCert,
+    makeRawKey,
+    makeTestCerts,
+    type CertOptions,
+    type IssueOptions,
+    type IssuedCert,
+    type RawKey,
+    type TestCerts,
+} from './certs.js';
 export { runProcess, startProcess, TestProcess, type ProcessExit } from './process.js';

@@ -70,6 +70,7 @@ typedef struct {
     bool dns_refuse;                /* ... or refuses (502 dns_error) */
     bool reverse_ips;               /* handle_upstream_ips reverses the address order */
     bool connect_override;          /* tcp_connect_override connects the socket itself */
+    char *tls_block_sni;            /* handle_tls_client_hello blocks this server name */
 } endpoint_settings_t;
 
 static const tp_setting_t settings_schema[] = {
@@ -108,6 +109,8 @@ static const tp_setting_t endpoint_settings_schema[] = {
     TP_SETTING_BOOL(endpoint_settings_t, connect_override, "false",
                     "tcp_connect_override connects the socket itself (a blocking connect: only "
                     "for loopback tests)"),
+    TP_SETTING_STRING(endpoint_settings_t, tls_block_sni, NULL,
+                      "TLS endpoints: handle_tls_client_hello blocks this server name"),
     TP_SETTING_END,
 };
 
@@ -180,6 +183,7 @@ typedef struct {
 #define H_ESTABLISHED      "egress.handle_connection_established"
 #define H_CONNECT_RESPONSE "http.handle_proxy_connect_response"
 #define H_CLOSE            "ingress.handle_connection_close"
+#define H_CLIENT_HELLO     "ingress.handle_tls_client_hello"
 
 /* Per ingress connection. */
 typedef struct {
@@ -325,7 +329,49 @@ static tp_decision_t on_ingress(void *self, tp_conn_t *conn) {
                  delay_of(es->ingress_delay, es->ingress_verdict), d, H_INGRESS, c);
 }
 
+/* The SNI peek: logs what the ClientHello offers, blocks the name the settings name. */
+static tp_decision_t on_client_hello(void *self, tp_conn_t *conn,
+                                     const tp_tls_client_hello_t *hello) {
+    const endpoint_settings_t *es = tp_endpoint_settings(conn);
+    saw(TP_EXT(conn_ext_t, conn), H_CLIENT_HELLO);
+    char sni[512], alpn[512] = "", one[300], esc[600];
+    size_t n = 0;
+    snprintf(one, sizeof(one), "%.*s", (int)hello->sni.len, hello->sni.ptr ? hello->sni.ptr : "");
+    json_esc(sni, sizeof(sni), one);
+    for (size_t i = 0; i < hello->nalpn && n < sizeof(alpn) - 64; i++) {
+        snprintf(one, sizeof(one), "%.*s", (int)hello->alpn[i].len, hello->alpn[i].ptr);
+        n += (size_t)snprintf(alpn + n, sizeof(alpn) - n, "%s\"%s\"", i ? "," : "",
+                              json_esc(esc, sizeof(esc), one));
+    }
+    app_log("\"event\":\"client_hello\",\"conn\":%" PRIu64
+            ",\"sni\":\"%s\",\"alpn\":[%s],\"max_version\":%u",
+            tp_conn_id(conn), sni, alpn, (unsigned)hello->max_version);
+    if (es->tls_block_sni && tp_str_eq(hello->sni, tp_str(es->tls_block_sni)))
+        return tp_block(0, NULL);
+    return tp_allow();
+}
+
+/* The TLS session as the close hook sees it. */
+static void log_tls(tp_conn_t *conn) {
+    const tp_tls_info_t *t = tp_conn_tls(conn);
+    if (!t)
+        return;
+    char subject[600], issuer[600], sans[1200], verify[600];
+    app_log("\"event\":\"tls\",\"conn\":%" PRIu64
+            ",\"version\":\"%s\",\"cipher\":\"%s\",\"alpn\":\"%s\",\"sni\":\"%s\","
+            "\"resumed\":%s,\"peer\":%d,\"peer_verified\":%s,\"peer_verify\":\"%s\","
+            "\"peer_subject\":\"%s\",\"peer_issuer\":\"%s\",\"peer_serial\":\"%s\","
+            "\"peer_sans\":\"%s\",\"peer_sha256\":\"%s\"",
+            tp_conn_id(conn), t->version, t->cipher, t->alpn, t->sni, t->resumed ? "true" : "false",
+            (int)t->peer, t->peer_verified ? "true" : "false",
+            json_esc(verify, sizeof(verify), t->peer_verify),
+            json_esc(subject, sizeof(subject), t->peer_subject),
+            json_esc(issuer, sizeof(issuer), t->peer_issuer), t->peer_serial,
+            json_esc(sans, sizeof(sans), t->peer_sans), t->peer_sha256);
+}
+
 static void on_close(void *self, tp_conn_t *conn, const tp_conn_stats_t *st) {
+    log_tls(conn);
     conn_ext_t *c = TP_EXT(conn_ext_t, conn);
     saw(c, H_CLOSE);
     char hooks[1024] = "";
@@ -529,7 +575,9 @@ static const tp_app_t app = {
     .hooks =
         {
             .proxy_protocol = {.handle_connection = on_proxy_header},
-            .ingress = {.handle_connection = on_ingress, .handle_connection_close = on_close},
+            .ingress = {.handle_connection = on_ingress,
+                        .handle_connection_close = on_close,
+                        .handle_tls_client_hello = on_client_hello},
             .egress = {.handle_connection = on_egress,
                        .handle_connection_established = on_established,
                        .dns_resolve_override = on_dns,

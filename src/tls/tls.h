@@ -1,0 +1,167 @@
+/* tls.h: the TLS layer's private API: endpoint credentials, and a GnuTLS session that runs as a
+ * transparent stream layer under either side of a connection (client: server mode; upstream:
+ * client mode). */
+#ifndef TP_TLS_TLS_H
+#define TP_TLS_TLS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gnutls/gnutls.h>
+
+#include "runtime/core.h"
+
+/* ---- creds.c: what an endpoint serves, loaded once and shared read-only by the workers ---- */
+
+/* One certificate chain (or only the raw public key) and the DNS names SNI matches it by. */
+typedef struct tp_tls_cert {
+    gnutls_certificate_credentials_t cred;
+    char **names; /* lower-case DNS names from the leaf's SANs (or its CN); "*.x" = wildcard */
+    size_t nnames;
+} tp_tls_cert_t;
+
+/*
+ * An endpoint's TLS credentials. Made on the main thread (at start-up and on SIGHUP), then only
+ * read; every session holds a reference, so a reload never pulls credentials from under a
+ * connection: the old set is freed with its last session. The reference count is atomic because
+ * the main thread and the workers drop references.
+ */
+typedef struct tp_tls_creds {
+    atomic_uint refs;
+    const tp_endpoint_cfg_t *cfg;
+    tp_tls_cert_t *certs; /* SNI candidates, in configured order (the first is the default) */
+    size_t ncerts;
+    gnutls_priority_t prio;
+    gnutls_datum_t alpn[16];
+    size_t nalpn;
+    uint8_t ticket_key[64]; /* the master key GnuTLS derives rotating ticket keys from */
+    bool tickets;
+    bool rpk;                 /* raw public keys negotiated (our own key, or accepted peers) */
+    uint8_t (*peer_keys)[32]; /* accepted clients' raw keys: SHA-256 of their SPKI */
+    size_t npeer_keys;
+    unsigned generation; /* 0 at start-up, +1 per reload */
+} tp_tls_creds_t;
+
+/*
+ * Loads the endpoint's credentials. `prev` (may be NULL) passes on the session ticket key, so
+ * tickets issued before a reload still resume. Returns 0, or TP_ERR_CONFIG (a file missing or
+ * unusable) / TP_ERR_NOMEM with a message in err.
+ */
+int tp__tls_creds_load(const tp_endpoint_cfg_t *cfg, const tp_tls_creds_t *prev,
+                       tp_tls_creds_t **out, char *err, size_t errlen);
+tp_tls_creds_t *tp__tls_creds_ref(tp_tls_creds_t *c);
+void tp__tls_creds_unref(tp_tls_creds_t *c);
+/* The certificate for a server name (exact, then wildcard, then the first); NULL: none at all. */
+const tp_tls_cert_t *tp__tls_creds_pick(const tp_tls_creds_t *c, tp_str_t sni);
+/* Logs the profile, versions and FIPS state of an endpoint at start-up. */
+void tp__tls_creds_log(const tp_tls_creds_t *c, const char *msg);
+
+/* ---- stream.c: a session over memory push/pull, driven by the connection's reads ---- */
+
+typedef struct tp_tls tp_tls_t;
+
+/* Called once when the handshake is over: rc 0, or a negative tp_err_t (see tp__tls_why()). */
+typedef void (*tp_tls_done_cb)(tp_conn_t *conn, tp_tls_t *t, int rc);
+
+struct tp_tls {
+    gnutls_session_t s;
+    tp_conn_t *conn;
+    tp_upstream_t *up; /* NULL: the client side (server mode) */
+    tp_worker_t *worker;
+    tp_tls_creds_t *creds; /* server mode: a reference on the endpoint's credentials */
+    tp_buf_t *in;          /* ciphertext read and not yet given to GnuTLS */
+    size_t in_off, in_len;
+    tp_buf_t *out; /* ciphertext GnuTLS produced, not yet written */
+    size_t out_len;
+    tp_tls_done_cb done;
+    tp_tls_t *ready_next, *ready_prev; /* in the worker's list of streams to pump */
+    bool ready;                        /* ... is in it */
+    bool handshaken;
+    bool sock_reading; /* the socket is being read */
+    bool sock_eof;     /* the socket reached EOF */
+    bool bye_sent;     /* close_notify went out */
+    bool failed;       /* a fatal error: nothing more goes through GnuTLS */
+    int gnutls_err;    /* the fatal GnuTLS error, for the log */
+    char why[160];     /* why the handshake or the stream failed, for the log */
+    /* Verification of the peer (server mode: the client's certificate or key). */
+    unsigned offered_version; /* server mode: the highest version the ClientHello offered */
+    unsigned verify_status;   /* gnutls_certificate_status_t bits (0: fine) */
+    bool peer_key_listed;     /* a raw key found in the allow list */
+    tp_tls_info_t info;       /* filled when the handshake completed */
+    char *info_mem;
+};
+
+/*
+ * Server mode on conn->client. `creds` gets a reference; `cert` is the one SNI picked; `in` (may
+ * be NULL) holds ciphertext already read (the ClientHello), and its reference passes to the
+ * stream. `offered_version` is the ClientHello's highest, for the log. The handshake starts at
+ * once; `done` runs when it is over. Returns 0 or a negative tp_err_t (then nothing was taken but
+ * `in`, which is released).
+ */
+int tp__tls_server_start(tp_conn_t *conn, tp_tls_creds_t *creds, const tp_tls_cert_t *cert,
+                         tp_buf_t *in, size_t in_len, unsigned offered_version,
+                         tp_tls_done_cb done);
+
+/* What a client-mode session needs; everything is borrowed and must outlive the session. */
+typedef struct tp_tls_client_params {
+    gnutls_certificate_credentials_t cred; /* trust anchors (and a client certificate for mTLS) */
+    gnutls_priority_t prio;                /* NULL: GnuTLS's defaults */
+    const char *server_name;    /* SNI and the name the certificate must match (NULL: none) */
+    bool verify;                /* verify the chain and the name (else the caller checks) */
+    const gnutls_datum_t *alpn; /* protocols offered (may be NULL) */
+    size_t nalpn;
+    const gnutls_datum_t *session_data; /* a saved session to resume (may be NULL) */
+} tp_tls_client_params_t;
+
+/*
+ * Client mode on `up` (connected, and adopted as conn->up): the handshake starts at once and
+ * `done` runs when it is over. Until then the protocol must not write toward the upstream; after
+ * it, tp__conn_write() / tp__conn_upstream_read() carry plaintext as on a plain upstream. The
+ * stream is freed with the upstream. Returns 0 or a negative tp_err_t.
+ */
+int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client_params_t *p,
+                         tp_tls_done_cb done);
+
+/* The GnuTLS session (for gnutls_session_get_data2() and the like), or NULL. */
+gnutls_session_t tp__tls_session(const tp_tls_t *t);
+/* Why the handshake or the stream failed ("" when it did not). */
+const char *tp__tls_why(const tp_tls_t *t);
+
+/* ---- the hooks into runtime/conn.c (a TLS side is a pointer; NULL means plain TCP) ---- */
+
+/* The protocol wants plaintext from this side (on) or not; conn->client_reading or up->reading
+ * is already set. */
+void tp__tls_read(tp_tls_t *t, bool on);
+/* Encrypts n buffers (freeing `heap` after) and writes the records; 0 or a negative tp_err_t. */
+int tp__tls_write(tp_tls_t *t, const uv_buf_t *bufs, unsigned n, char *heap);
+/* The ciphertext waiting in the stream goes to the socket (at uncork). */
+int tp__tls_flush(tp_tls_t *t);
+/* Sends close_notify (the TLS half-close) ahead of the socket's shutdown. */
+void tp__tls_shutdown(tp_tls_t *t);
+/* Best effort close_notify when the connection closes with nothing queued. */
+void tp__tls_close_notify(tp_tls_t *t);
+void tp__tls_free(tp_tls_t *t);
+/* Pumps the streams of a worker that have buffered bytes for a protocol that wants them again. */
+void tp__tls_worker_pump(tp_worker_t *w);
+void tp__tls_worker_pump_cb(uv_idle_t *h); /* the worker's tls_idle callback (data: worker) */
+
+/* conn.c: writes ciphertext held in slab `b` (len bytes) toward dir as any write, honouring
+ * cork; takes its own reference. */
+int tp__conn_write_raw(tp_conn_t *conn, int dir, tp_buf_t *b, size_t len);
+bool tp__conn_corked(const tp_conn_t *conn, int dir);
+
+/* ---- info.c ---- */
+/* Fills t->info from the finished handshake (`sni` from the ClientHello). */
+void tp__tls_info_fill(tp_tls_t *t, tp_str_t sni);
+
+/* ---- onramp/tls.c: the TLS stage after accept (and the PROXY header) ---- */
+void tp__tls_onramp_start(tp_conn_t *conn);
+/* timeouts.handshake passed. */
+void tp__tls_onramp_timeout(tp_conn_t *conn);
+/* Frees the ClientHello kept for the connection (at free). */
+void tp__tls_peek_free(tp_conn_t *conn);
+extern const tp_proto_t tp__tls_proto;
+
+#endif
