@@ -248,9 +248,18 @@ static void answer(tp_exchange_t *x, const tp_response_t *resp, bool fatal) {
     client_parse(conn); /* drop the body, then the exchange ends */
 }
 
+/* The connection becomes a tunnel; client bytes read after the request head go upstream first. */
+static void tunnel_start(tp_conn_t *conn) {
+    tp_h1_t *h = conn->h1;
+    tp_buf_t *early = h->in;
+    h->in = NULL;
+    tp__tunnel_start(conn, early, early ? early->data + h->in_off : NULL, early ? h->in_len : 0);
+    if (early)
+        tp__buf_unref(early);
+}
+
 static void tunnel(tp_exchange_t *x, const tp_response_t *resp) {
     tp_conn_t *conn = x->conn;
-    tp_h1_t *h = conn->h1;
     tp_h1_out_t o;
     tp__h1_out_init(&o, resp->edits.added_len + 64);
     TP_H1_OUT_LIT(&o, "HTTP/1.1 200 Connection established\r\n");
@@ -258,17 +267,11 @@ static void tunnel(tp_exchange_t *x, const tp_response_t *resp) {
     TP_H1_OUT_LIT(&o, "\r\n");
     if (out_write(conn, &o) != 0)
         return;
-    tp_buf_t *early = h->in;
-    size_t off = h->in_off, n = h->in_len;
-    h->in = NULL;
-    tp__tunnel_start(conn, early, early ? early->data + off : NULL, n);
-    if (early)
-        tp__buf_unref(early);
+    tunnel_start(conn);
 }
 
 static void upgraded(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n) {
     tp_conn_t *conn = x->conn;
-    tp_h1_t *h = conn->h1;
     if (n) {
         uv_buf_t ub = uv_buf_init((char *)rest, (unsigned)n);
         if (tp__conn_write(conn, TP_TO_CLIENT, &ub, 1, b, NULL) != 0) {
@@ -277,12 +280,7 @@ static void upgraded(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n) 
         }
     }
     tp__buf_unref(b);
-    tp_buf_t *early = h->in;
-    size_t off = h->in_off, len = h->in_len;
-    h->in = NULL;
-    tp__tunnel_start(conn, early, early ? early->data + off : NULL, len);
-    if (early)
-        tp__buf_unref(early);
+    tunnel_start(conn);
 }
 
 static void request_flow(tp_exchange_t *x, bool on) {

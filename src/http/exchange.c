@@ -124,23 +124,23 @@ static void request_free(tp_exchange_t *x) {
     memset(&req->target, 0, sizeof(req->target));
 }
 
-void tp__x_free(tp_exchange_t *x) {
+/* Frees what the last request and its answers held (the exchange itself stays usable). */
+static void messages_free(tp_exchange_t *x) {
     request_free(x);
     response_free(&x->fwd_resp);
     response_free(&x->connect_resp);
     response_free(&x->answer);
     body_dir_free(&x->body[0]);
     body_dir_free(&x->body[1]);
+}
+
+void tp__x_free(tp_exchange_t *x) {
+    messages_free(x);
     tp__h1c_free(&x->up);
 }
 
 void tp__x_reset(tp_exchange_t *x) {
-    request_free(x);
-    response_free(&x->fwd_resp);
-    response_free(&x->connect_resp);
-    response_free(&x->answer);
-    body_dir_free(&x->body[0]);
-    body_dir_free(&x->body[1]);
+    messages_free(x);
     if (x->up.rest) {
         tp__buf_unref(x->up.rest);
         x->up.rest = NULL;
