@@ -518,7 +518,7 @@ void tp__conn_uncork(tp_conn_t *conn, int dir) {
     tp_batch_t *b = &conn->batch[dir];
     if (b->depth == 1) {
         tp_tls_t *t = tls_of(conn, dir);
-        if (t && tp__tls_flush(t) < 0) /* the records encrypted while corked join the batch */
+        if (t && tp__tls_uncork(t) < 0) /* the records encrypted while corked join the batch */
             return;
     }
     if (b->depth > 0 && --b->depth == 0 && batch_flush(conn, dir) == 1 && !conn->closing)

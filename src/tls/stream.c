@@ -616,9 +616,49 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
 
 /* ---- writing and closing ---- */
 
+/*
+ * Writes below this size gather in GnuTLS until the connection uncorks, so that an HTTP head and a
+ * small body (or several small chunks) leave as one record: one AEAD pass and one record header
+ * instead of one per buffer. Bigger writes are encrypted at once (no extra copy).
+ */
+#define TLS_GATHER_MAX 16384
+
+/* Turns the gathered plaintext into records (in t->out); 0 or a negative tp_err_t. */
+static int record_uncork(tp_tls_t *t) {
+    if (!t->rec_corked)
+        return 0;
+    t->rec_corked = false;
+    t->rec_bytes = 0;
+    return gnutls_record_uncork(t->s, GNUTLS_RECORD_WAIT) < 0 ? TP_ERR_IO : 0;
+}
+
+int tp__tls_uncork(tp_tls_t *t) {
+    int rc = t->failed ? 0 : record_uncork(t);
+    if (rc < 0) {
+        tp_conn_t *conn = conn_of(t);
+        t->failed = true;
+        if (conn && !conn->closing)
+            tp__conn_close(conn, TP_CLOSE_TLS_ERROR);
+        return rc;
+    }
+    return tp__tls_flush(t);
+}
+
 int tp__tls_write(tp_tls_t *t, const uv_buf_t *bufs, unsigned n, char *heap) {
     tp_conn_t *conn = conn_of(t);
     int rc = !t->handshaken || t->failed || t->bye_sent ? TP_ERR_STATE : 0;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (rc == 0 && t->rec_corked && t->rec_bytes + total > TLS_GATHER_MAX)
+        rc = record_uncork(t); /* what was gathered goes first, in its own records */
+    if (rc == 0 && !t->rec_corked && total < TLS_GATHER_MAX &&
+        (n > 1 || tp__conn_corked(conn, dir_of(t)))) {
+        gnutls_record_cork(t->s);
+        t->rec_corked = true;
+    }
+    if (t->rec_corked)
+        t->rec_bytes += total;
     for (unsigned i = 0; i < n && rc == 0; i++) {
         size_t off = 0;
         while (off < bufs[i].len && rc == 0) {
@@ -629,9 +669,9 @@ int tp__tls_write(tp_tls_t *t, const uv_buf_t *bufs, unsigned n, char *heap) {
                 rc = conn->closing ? TP_ERR_CLOSED : TP_ERR_IO;
         }
     }
-    free(heap); /* GnuTLS has encrypted it: the plaintext is not needed any more */
+    free(heap); /* GnuTLS has encrypted (or copied) it: the plaintext is not needed any more */
     if (rc == 0 && !tp__conn_corked(conn, dir_of(t)))
-        rc = tp__tls_flush(t);
+        rc = tp__tls_uncork(t);
     if (rc < 0 && !conn->closing)
         tp__conn_close(conn, rc == TP_ERR_NOMEM ? TP_CLOSE_INTERNAL : TP_CLOSE_TLS_ERROR);
     return rc;
@@ -641,6 +681,10 @@ void tp__tls_shutdown(tp_tls_t *t) {
     if (!t->handshaken || t->failed || t->bye_sent)
         return;
     t->bye_sent = true;
+    if (record_uncork(t) < 0) { /* the gathered plaintext goes before close_notify */
+        t->failed = true;
+        return;
+    }
     gnutls_bye(t->s, GNUTLS_SHUT_WR); /* never waits: the push always takes the bytes */
     tp__tls_flush(t);
 }
@@ -648,7 +692,7 @@ void tp__tls_shutdown(tp_tls_t *t) {
 void tp__tls_close_notify(tp_tls_t *t) {
     tp_conn_t *conn = conn_of(t);
     if (!t->handshaken || t->failed || t->bye_sent || !conn || conn->queued[dir_of(t)] ||
-        tp__conn_corked(conn, dir_of(t)))
+        tp__conn_corked(conn, dir_of(t)) || t->rec_corked)
         return;
     t->bye_sent = true;
     gnutls_bye(t->s, GNUTLS_SHUT_WR);

@@ -83,6 +83,8 @@ struct tp_tls {
     bool sock_eof;     /* the socket reached EOF */
     bool bye_sent;     /* close_notify went out */
     bool failed;       /* a fatal error: nothing more goes through GnuTLS */
+    bool rec_corked;   /* small writes gather in GnuTLS (gnutls_record_cork) into one record */
+    size_t rec_bytes;  /* ... this many plaintext bytes so far */
     int gnutls_err;    /* the fatal GnuTLS error, for the log */
     char why[160];     /* why the handshake or the stream failed, for the log */
     /* Verification of the peer (server mode: the client's certificate or key). */
@@ -136,8 +138,11 @@ const char *tp__tls_why(const tp_tls_t *t);
 void tp__tls_read(tp_tls_t *t, bool on);
 /* Encrypts n buffers (freeing `heap` after) and writes the records; 0 or a negative tp_err_t. */
 int tp__tls_write(tp_tls_t *t, const uv_buf_t *bufs, unsigned n, char *heap);
-/* The ciphertext waiting in the stream goes to the socket (at uncork). */
+/* The ciphertext waiting in the stream goes to the socket. */
 int tp__tls_flush(tp_tls_t *t);
+/* At the connection's uncork: the plaintext gathered by small writes becomes records, and they go
+ * to the socket with everything else encrypted meanwhile. 0 or a negative tp_err_t. */
+int tp__tls_uncork(tp_tls_t *t);
 /* Sends close_notify (the TLS half-close) ahead of the socket's shutdown. */
 void tp__tls_shutdown(tp_tls_t *t);
 /* Best effort close_notify when the connection closes with nothing queued. */
