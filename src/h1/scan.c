@@ -38,11 +38,15 @@ enum {
     S_ERROR,
 };
 
-/* tchar (RFC 9110 5.6.2): the characters of a token. */
+/* tchar (RFC 9110 5.6.2): the characters of a token ("!#$%&'*+-.^_`|~", digits, letters), as
+ * two 64-bit sets for the bytes 0-63 and 64-127. */
 static bool is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    static const uint64_t lo = 0x3ff6cfa00000000ULL, hi = 0x57ffffffc7fffffeULL;
+    return c < 64 ? (lo >> c) & 1 : c < 128 ? (hi >> (c - 64)) & 1 : false;
 }
+
+/* A byte of a field value or reason phrase that needs no closer look: VCHAR, SP, HTAB, obs-text. */
+static bool is_plain(unsigned char c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
 
 static int hex_value(unsigned char c) {
     if (c >= '0' && c <= '9')
@@ -195,6 +199,12 @@ size_t tp__h1_scan_run(tp_h1_scan_t *s, const char *data, size_t len) {
             break;
         case S_TARGET_FIRST:
         case S_TARGET:
+            if (s->state == S_TARGET) /* the bulk of the target, without the switch per byte */
+                while (c > 0x20 && c < 0x7f) {
+                    if (++i == len)
+                        return i;
+                    c = (unsigned char)data[i];
+                }
             if (c == ' ' && s->state == S_TARGET_FIRST) {
                 return fail(s, i, 400, "more than one space in the request line");
             } else if (c == ' ') {
@@ -259,6 +269,11 @@ size_t tp__h1_scan_run(tp_h1_scan_t *s, const char *data, size_t len) {
             }
             break;
         case S_REASON:
+            while (is_plain(c)) {
+                if (++i == len)
+                    return i;
+                c = (unsigned char)data[i];
+            }
             if (c == '\r') {
                 s->state = S_LINE_LF;
                 s->sub = 1;
@@ -294,6 +309,11 @@ size_t tp__h1_scan_run(tp_h1_scan_t *s, const char *data, size_t len) {
             s->sub = 0;
             break;
         case S_NAME:
+            while (is_tchar(c)) {
+                if (++i == len)
+                    return i;
+                c = (unsigned char)data[i];
+            }
             if (c == ':')
                 s->state = S_VALUE;
             else if (c == ' ' || c == '\t')
@@ -307,6 +327,11 @@ size_t tp__h1_scan_run(tp_h1_scan_t *s, const char *data, size_t len) {
                                                   : "invalid character in a field name");
             break;
         case S_VALUE:
+            while (is_plain(c)) {
+                if (++i == len)
+                    return i;
+                c = (unsigned char)data[i];
+            }
             if (c == '\r')
                 s->state = S_LINE_LF;
             else if ((c < 0x20 && c != '\t') || c == 0x7f)

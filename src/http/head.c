@@ -29,6 +29,7 @@ void tp__head_reset(tp_http_head_t *h) {
     h->len = 0;
     h->nfields = 0;
     h->connection = 0;
+    h->conn_names = false;
     h->state = TP_HEAD_IN_NONE;
     h->first = h->url = (tp_http_span_t){0, 0};
 }
@@ -45,6 +46,34 @@ int tp__head_append(tp_http_head_t *h, int element, const char *data, size_t len
     memcpy(h->buf + h->len, data, len);
     h->len += len;
     return 0;
+}
+
+static bool eq_nocase(tp_str_t a, const char *lit, size_t n);
+
+static bool is_connection(const tp_http_head_t *h, size_t i) {
+    tp_str_t f = tp__head_str(h, h->fields[i].name);
+    return eq_nocase(f, "connection", 10);
+}
+
+/* Whether a Connection value names a field that is not hop-by-hop anyway (the common
+ * "keep-alive" names none), so that tp__http_is_hop_by_hop() must look the names up. */
+static bool names_others(tp_str_t v) {
+    size_t i = 0;
+    while (i < v.len) {
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < v.len && v.ptr[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v.ptr[end - 1] == ' ' || v.ptr[end - 1] == '\t'))
+            end--;
+        tp_str_t t = {v.ptr + start, end - start};
+        if (t.len && !eq_nocase(t, "keep-alive", 10) && !eq_nocase(t, "upgrade", 7) &&
+            !eq_nocase(t, "te", 2) && !eq_nocase(t, "trailer", 7))
+            return true;
+    }
+    return false;
 }
 
 int tp__head_complete(tp_http_head_t *h, int element) {
@@ -65,8 +94,11 @@ int tp__head_complete(tp_http_head_t *h, int element) {
             h->connection = h->nfields;
         break;
     case TP_HEAD_IN_VALUE:
-        if (h->nfields > 0)
+        if (h->nfields > 0) {
             h->fields[h->nfields - 1].value = s;
+            if (h->connection && !h->conn_names && is_connection(h, h->nfields - 1))
+                h->conn_names = names_others(tp__head_str(h, s));
+        }
         break;
     default: break;
     }
@@ -144,7 +176,7 @@ bool tp__http_is_hop_by_hop(const tp_http_head_t *h, tp_str_t name) {
         break;
     default: break;
     }
-    if (!h->connection)
+    if (!h->connection || !h->conn_names)
         return false;
     /* Headers the Connection header names are hop-by-hop too. */
     char tok[64];

@@ -26,6 +26,7 @@ typedef struct tp_http_head {
     size_t nfields, max_fields;
     int state;         /* which element the next bytes belong to */
     size_t connection; /* 1 + the index of the Connection field, 0 when there is none */
+    bool conn_names;   /* a Connection field names more than keep-alive, upgrade, te, trailer */
     uint32_t elem_start;
 } tp_http_head_t;
 

@@ -185,6 +185,25 @@ static void test_hop_by_hop(void **state) {
     assert_true(tp__http_is_hop_by_hop(&r.head, tp_str("connection")));
     assert_false(tp__http_is_hop_by_hop(&r.head, tp_str("X-Public")));
     tp__h1_req_free(&r);
+
+    /* Only "keep-alive" named: nothing else is hop-by-hop; a second Connection field counts. */
+    const char *two = "GET http://x/ HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive , upgrade\r\n"
+                      "X-Private: 1\r\nconnection: te,x-private\r\n\r\n";
+    const char *ka = "GET http://x/ HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n"
+                     "Close: 1\r\nX-Private: 1\r\n\r\n";
+    assert_int_equal(tp__h1_req_init(&r, 1024, 16, NULL), 0);
+    off = 0;
+    assert_int_equal(feed(&r, two, &off, 64), TP_H1_REQ_HEAD);
+    assert_true(tp__http_is_hop_by_hop(&r.head, tp_str("X-Private")));
+    assert_false(tp__http_is_hop_by_hop(&r.head, tp_str("Host")));
+    tp__h1_req_free(&r);
+    assert_int_equal(tp__h1_req_init(&r, 1024, 16, NULL), 0);
+    off = 0;
+    assert_int_equal(feed(&r, ka, &off, 64), TP_H1_REQ_HEAD);
+    assert_false(tp__http_is_hop_by_hop(&r.head, tp_str("X-Private")));
+    assert_false(tp__http_is_hop_by_hop(&r.head, tp_str("Close")));
+    assert_true(tp__http_is_hop_by_hop(&r.head, tp_str("Keep-Alive")));
+    tp__h1_req_free(&r);
 }
 
 /* One row of the strictness table: bytes, and either the refusal (status and a piece of the

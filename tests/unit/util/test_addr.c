@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -78,6 +79,18 @@ static void test_accessors(void **state) {
     assert_int_equal(tp_addr_port(&a), 65535);
     assert_int_equal(ntohs(a.u.in.sin_port), 65535);
     assert_string_equal(tp_addr_format_ip(&a, buf, sizeof(buf)), "192.0.2.7");
+    /* IPv4 is formatted by hand (not inet_ntop): every digit count, and truncation. */
+    static const char *const v4[] = {"0.0.0.0", "255.255.255.255", "10.0.100.9", "1.20.3.104",
+                                     "99.100.199.200"};
+    for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+        tp_addr_t v;
+        char in[32];
+        snprintf(in, sizeof(in), "%s:1", v4[i]);
+        assert_int_equal(tp_addr_parse(&v, in, false), 0);
+        assert_string_equal(tp_addr_format_ip(&v, buf, sizeof(buf)), v4[i]);
+    }
+    char four[5];
+    assert_string_equal(tp_addr_format_ip(&a, four, sizeof(four)), "192.");
 
     assert_int_equal(tp_addr_parse(&b, "[2001:db8::7]:1", false), 0);
     assert_int_equal(tp_addr_len(&b), sizeof(struct sockaddr_in6));
