@@ -48,6 +48,26 @@ static bool is_tchar(unsigned char c) {
 /* A byte of a field value or reason phrase that needs no closer look: VCHAR, SP, HTAB, obs-text. */
 static bool is_plain(unsigned char c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
 
+/*
+ * How many bytes from data[i] on are plain, eight at a time (field values are most of a head):
+ * a word with no byte below 0x20 and none equal to 0x7f is all plain. The test may flag a word
+ * that is in fact plain (a borrow), never the other way; the byte loop then decides.
+ */
+static size_t skip_plain8(const char *data, size_t i, size_t len) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (len - i >= 8) {
+        uint64_t x;
+        memcpy(&x, data + i, 8);
+        uint64_t below = (x - ones * 0x20) & ~x & highs; /* a byte < 0x20 (bytes >= 0x80 never) */
+        uint64_t del = x ^ (ones * 0x7f);
+        uint64_t is_del = (del - ones) & ~del & highs; /* a byte == 0x7f */
+        if (below | is_del)
+            break;
+        i += 8;
+    }
+    return i;
+}
+
 static int hex_value(unsigned char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -327,6 +347,10 @@ size_t tp__h1_scan_run(tp_h1_scan_t *s, const char *data, size_t len) {
                                                   : "invalid character in a field name");
             break;
         case S_VALUE:
+            i = skip_plain8(data, i, len);
+            if (i == len)
+                return i;
+            c = (unsigned char)data[i];
             while (is_plain(c)) {
                 if (++i == len)
                     return i;
