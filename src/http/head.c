@@ -55,20 +55,28 @@ static bool is_connection(const tp_http_head_t *h, size_t i) {
     return eq_nocase(f, "connection", 10);
 }
 
+/* The next element of a comma-separated list from *i on, without the blanks around it (empty
+ * when the list is done or the element is empty). */
+static tp_str_t next_element(tp_str_t list, size_t *i) {
+    size_t k = *i;
+    while (k < list.len && (list.ptr[k] == ' ' || list.ptr[k] == '\t' || list.ptr[k] == ','))
+        k++;
+    size_t start = k;
+    while (k < list.len && list.ptr[k] != ',')
+        k++;
+    size_t end = k;
+    while (end > start && (list.ptr[end - 1] == ' ' || list.ptr[end - 1] == '\t'))
+        end--;
+    *i = k;
+    return (tp_str_t){list.ptr + start, end - start};
+}
+
 /* Whether a Connection value names a field that is not hop-by-hop anyway (the common
  * "keep-alive" names none), so that tp__http_is_hop_by_hop() must look the names up. */
 static bool names_others(tp_str_t v) {
     size_t i = 0;
     while (i < v.len) {
-        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < v.len && v.ptr[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v.ptr[end - 1] == ' ' || v.ptr[end - 1] == '\t'))
-            end--;
-        tp_str_t t = {v.ptr + start, end - start};
+        tp_str_t t = next_element(v, &i);
         if (t.len && !eq_nocase(t, "keep-alive", 10) && !eq_nocase(t, "upgrade", 7) &&
             !eq_nocase(t, "te", 2) && !eq_nocase(t, "trailer", 7))
             return true;
@@ -120,15 +128,8 @@ bool tp__http_list_has(tp_str_t list, const char *token) {
     size_t tl = strlen(token);
     size_t i = 0;
     while (i < list.len) {
-        while (i < list.len && (list.ptr[i] == ' ' || list.ptr[i] == '\t' || list.ptr[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < list.len && list.ptr[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (list.ptr[end - 1] == ' ' || list.ptr[end - 1] == '\t'))
-            end--;
-        if (end - start == tl && strncasecmp(list.ptr + start, token, tl) == 0)
+        tp_str_t t = next_element(list, &i);
+        if (t.len == tl && strncasecmp(t.ptr, token, tl) == 0)
             return true;
     }
     return false;

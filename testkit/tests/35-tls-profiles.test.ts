@@ -68,6 +68,20 @@ function makeOcspResponse(certs: TestCerts): string {
     return f('ocsp.der');
 }
 
+/** The OCSP response stapled to a handshake (null: none), asking for one or not. */
+function stapleOf(port: number, certs: TestCerts, requestOCSP: boolean): Promise<Buffer | null> {
+    return new Promise<Buffer | null>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, ca: pem(certs.caFile), servername: 'localhost', requestOCSP } as tls.ConnectionOptions);
+        let got: Buffer | null = null;
+        s.on('OCSPResponse', (b: Buffer) => (got = b));
+        s.once('secureConnect', () => {
+            s.destroy();
+            resolve(got);
+        });
+        s.once('error', reject);
+    });
+}
+
 describe('TLS profiles and OCSP stapling', () => {
     afterEach(cleanup);
 
@@ -129,31 +143,13 @@ describe('TLS profiles and OCSP stapling', () => {
         const tlsSection = { certificates: [{ cert: certs.certFile, key: certs.keyFile, ocsp_staple_file: der }] };
         await withTurnpike({ config: l4Config(echo.port, certs, tlsSection) }, async (tp) => {
             const port = tp.endpoint('tls').port;
-            const stapled = await new Promise<Buffer | null>((resolve, reject) => {
-                const s = tls.connect({ host: '127.0.0.1', port, ca: pem(certs.caFile), servername: 'localhost', requestOCSP: true } as tls.ConnectionOptions);
-                let got: Buffer | null = null;
-                s.on('OCSPResponse', (b: Buffer) => (got = b));
-                s.once('secureConnect', () => {
-                    s.destroy();
-                    resolve(got);
-                });
-                s.once('error', reject);
-            });
+            const stapled = await stapleOf(port, certs, true);
             assert.ok(stapled, 'the handshake carried an OCSP response');
             assert.deepEqual(stapled, fs.readFileSync(der));
             const text = execFileSync('openssl', ['ocsp', '-respin', der, '-resp_text', '-noverify']).toString();
             assert.match(text, /Cert Status: good/);
             // A client that does not ask gets none.
-            const plain = await new Promise<Buffer | null>((resolve, reject) => {
-                const s = tls.connect({ host: '127.0.0.1', port, ca: pem(certs.caFile), servername: 'localhost' });
-                let got: Buffer | null = null;
-                s.on('OCSPResponse', (b: Buffer) => (got = b));
-                s.once('secureConnect', () => {
-                    s.destroy();
-                    resolve(got);
-                });
-                s.once('error', reject);
-            });
+            const plain = await stapleOf(port, certs, false);
             assert.equal(plain, null);
         });
     });
