@@ -22,10 +22,58 @@ static size_t chunk_size(size_t need) {
     return c;
 }
 
-tp_quic_stream_t *tp__quic_stream_new(int64_t id) {
+/* The cache class of a chunk capacity, or -1 for a size that is not kept. */
+static int chunk_class(size_t cap) {
+    for (int k = 0; k < TP_QUIC_CHUNK_CLASSES; k++) {
+        if (cap == (size_t)CHUNK_MIN << k) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+static tp_quic_chunk_t *chunk_get(tp_quic_chunk_cache_t *cc, size_t cap) {
+    int k = chunk_class(cap);
+    if (cc && k >= 0 && cc->free[k]) {
+        tp_quic_chunk_t *t = cc->free[k];
+        cc->free[k] = t->next;
+        cc->n[k]--;
+        return t;
+    }
+    tp_quic_chunk_t *t = malloc(sizeof(*t) + cap);
+    if (t) {
+        t->cap = cap;
+    }
+    return t;
+}
+
+static void chunk_put(tp_quic_chunk_cache_t *cc, tp_quic_chunk_t *t) {
+    int k = chunk_class(t->cap);
+    if (cc && k >= 0 && cc->n[k] < TP_QUIC_CHUNK_KEEP) {
+        t->next = cc->free[k];
+        cc->free[k] = t;
+        cc->n[k]++;
+        return;
+    }
+    free(t);
+}
+
+void tp__quic_chunk_cache_clear(tp_quic_chunk_cache_t *cc) {
+    for (int k = 0; k < TP_QUIC_CHUNK_CLASSES; k++) {
+        while (cc->free[k]) {
+            tp_quic_chunk_t *t = cc->free[k];
+            cc->free[k] = t->next;
+            free(t);
+        }
+        cc->n[k] = 0;
+    }
+}
+
+tp_quic_stream_t *tp__quic_stream_new(int64_t id, tp_quic_chunk_cache_t *cache) {
     tp_quic_stream_t *s = calloc(1, sizeof(*s));
     if (s) {
         s->id = id;
+        s->cache = cache;
     }
     return s;
 }
@@ -37,7 +85,7 @@ void tp__quic_stream_del(tp_quic_stream_t *s) {
     tp_quic_chunk_t *c = s->head;
     while (c) {
         tp_quic_chunk_t *next = c->next;
-        free(c);
+        chunk_put(s->cache, c);
         c = next;
     }
     free(s);
@@ -51,13 +99,12 @@ ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t 
         if (!t || t->len == t->cap) {
             /* Once a stream has carried a chunk's worth, it is a bulk one: full chunks. */
             size_t cap = s->written >= CHUNK_MAX ? CHUNK_MAX : chunk_size(n - done);
-            t = malloc(sizeof(*t) + cap);
+            t = chunk_get(s->cache, cap);
             if (!t) {
                 break;
             }
             t->next = NULL;
             t->len = 0;
-            t->cap = cap;
             if (s->tail) {
                 s->tail->next = t;
             } else {
@@ -117,7 +164,7 @@ void tp__quic_stream_acked(tp_quic_stream_t *s, uint64_t upto) {
         if (!s->head) {
             s->tail = NULL;
         }
-        free(c);
+        chunk_put(s->cache, c);
     }
 }
 
