@@ -20,16 +20,22 @@ static size_t bchunk_size(size_t need) {
     return c;
 }
 
-void tp__h3_bodyq_init(tp_h3_bodyq_t *q, size_t cap) {
+void tp__h3_bodyq_init(tp_h3_bodyq_t *q, size_t cap, tp_quic_blocks_t *blocks) {
     memset(q, 0, sizeof(*q));
     q->cap = cap;
+    q->blocks = blocks;
+}
+
+/* Chunks are blocks of the endpoint's cache (their capacities are its classes). */
+static void bchunk_put(tp_h3_bodyq_t *q, tp_h3_bchunk_t *c) {
+    tp__quic_block_put(q->blocks, tp__quic_block_class(c->cap), c);
 }
 
 void tp__h3_bodyq_free(tp_h3_bodyq_t *q) {
     tp_h3_bchunk_t *c = q->head;
     while (c) {
         tp_h3_bchunk_t *next = c->next;
-        free(c);
+        bchunk_put(q, c);
         c = next;
     }
     q->head = q->tail = NULL;
@@ -43,8 +49,11 @@ ssize_t tp__h3_bodyq_push(tp_h3_bodyq_t *q, const uint8_t *data, size_t len) {
     while (done < want) {
         tp_h3_bchunk_t *t = q->tail;
         if (!t || t->len == t->cap) {
+            _Static_assert(sizeof(*t) <= TP_QUIC_BLOCK_HDR, "a chunk header fits a block's");
+            _Static_assert(BCHUNK == BCHUNK_MIN << (TP_QUIC_BLOCK_CLASSES - 1),
+                           "chunks are blocks");
             size_t cap = bchunk_size(want - done);
-            t = malloc(sizeof(*t) + cap);
+            t = tp__quic_block_get(q->blocks, tp__quic_block_class(cap));
             if (!t) {
                 break;
             }
@@ -116,6 +125,6 @@ void tp__h3_bodyq_release(tp_h3_bodyq_t *q, size_t n) {
         if (!q->head) {
             q->tail = NULL;
         }
-        free(c);
+        bchunk_put(q, c);
     }
 }

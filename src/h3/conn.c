@@ -23,7 +23,7 @@ tp_h3_stream_t *tp__h3_stream_new(tp_h3_conn_t *c, int64_t id) {
     }
     s->conn = c;
     s->id = id;
-    tp__h3_bodyq_init(&s->body, c->h3->s.body_buffer);
+    tp__h3_bodyq_init(&s->body, c->h3->s.body_buffer, tp__quic_conn_blocks(c->q));
     s->next = c->streams;
     if (c->streams) {
         c->streams->prev = s;

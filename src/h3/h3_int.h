@@ -4,6 +4,7 @@
 
 #include <nghttp3/nghttp3.h>
 
+#include "quic/blocks.h"
 #include "turnpike/h3.h"
 
 /* ---- fields.c: pure checks and codecs (unit-tested in tests/unit/h3/) ---- */
@@ -52,9 +53,10 @@ typedef struct tp_h3_bodyq {
     size_t held;
     size_t lent;
     size_t cap;
+    tp_quic_blocks_t *blocks; /* the endpoint's block cache the chunks come from (NULL: malloc) */
 } tp_h3_bodyq_t;
 
-void tp__h3_bodyq_init(tp_h3_bodyq_t *q, size_t cap);
+void tp__h3_bodyq_init(tp_h3_bodyq_t *q, size_t cap, tp_quic_blocks_t *blocks);
 void tp__h3_bodyq_free(tp_h3_bodyq_t *q);
 /* Copies up to the room left (cap - held); returns the count or TP_ERR_NOMEM (nothing taken). */
 ssize_t tp__h3_bodyq_push(tp_h3_bodyq_t *q, const uint8_t *data, size_t len);

@@ -275,7 +275,7 @@ static tp_quic_stream_t *stream_of(tp_quic_conn_t *c, int64_t id, void *sud, boo
     if (s || !create) {
         return s;
     }
-    s = tp__quic_stream_new(id, &c->ep->chunks);
+    s = tp__quic_stream_new(id, &c->ep->blocks);
     if (!s) {
         return NULL;
     }

@@ -66,7 +66,7 @@ int64_t tp_quic_stream_open(tp_quic_conn_t *conn, bool bidi) {
     if (!usable(conn) || conn->state != TP_QUIC_ESTABLISHED) {
         return TP_ERR_STATE;
     }
-    tp_quic_stream_t *s = tp__quic_stream_new(-1, &conn->ep->chunks);
+    tp_quic_stream_t *s = tp__quic_stream_new(-1, &conn->ep->blocks);
     if (!s) {
         return TP_ERR_NOMEM;
     }

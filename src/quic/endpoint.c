@@ -77,7 +77,7 @@ static void ep_free_mem(tp_quic_endpoint_t *ep) {
     tp__quic_udp_close_fd(&ep->udp);
     tp__quic_tls_free(&ep->tls);
     tp__quic_router_free(&ep->router);
-    tp__quic_chunk_cache_clear(&ep->chunks);
+    tp__quic_blocks_clear(&ep->blocks);
     free(ep->str_alpn);
     free(ep->str_cert);
     free(ep->str_key);

@@ -8,6 +8,7 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
+#include "quic/blocks.h"
 #include "turnpike/quic.h"
 
 /* ---- cid.c: connection IDs with a server id and a worker index ---- */
@@ -187,25 +188,10 @@ typedef struct tp_quic_chunk {
     uint8_t data[];
 } tp_quic_chunk_t;
 
-/*
- * Send-buffer chunks kept for reuse by an endpoint (so by one worker), by capacity class (1, 2,
- * 4, 8 and 16 KiB), at most TP_QUIC_CHUNK_KEEP each. A request/response stream takes a 1-2 KiB
- * chunk and gives it back: from malloc, every one of them was a large-bin request, and with the
- * small frees of nghttp3 about, glibc consolidated its fast bins for many of them.
- */
-#define TP_QUIC_CHUNK_CLASSES 5
-#define TP_QUIC_CHUNK_KEEP    32
-typedef struct tp_quic_chunk_cache {
-    tp_quic_chunk_t *free[TP_QUIC_CHUNK_CLASSES];
-    unsigned n[TP_QUIC_CHUNK_CLASSES];
-} tp_quic_chunk_cache_t;
-/* Frees every kept chunk (when the endpoint goes). */
-void tp__quic_chunk_cache_clear(tp_quic_chunk_cache_t *cc);
-
 typedef struct tp_quic_stream {
     int64_t id;
     void *app_data;
-    tp_quic_chunk_cache_t *cache; /* the endpoint's, where chunks come from and go back */
+    tp_quic_blocks_t *cache; /* the endpoint's, where chunks come from and go back */
     struct tp_quic_stream *pend_prev, *pend_next; /* on the connection's pending list */
     bool pending;
     bool fin_queued; /* the app finished the stream */
@@ -224,7 +210,7 @@ typedef struct tp_quic_stream {
     uint64_t delivered, consumed;
 } tp_quic_stream_t;
 
-tp_quic_stream_t *tp__quic_stream_new(int64_t id, tp_quic_chunk_cache_t *cache);
+tp_quic_stream_t *tp__quic_stream_new(int64_t id, tp_quic_blocks_t *cache);
 void tp__quic_stream_del(tp_quic_stream_t *s);
 /* Copies up to `room` bytes in; returns the count or TP_ERR_NOMEM. */
 ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t len, size_t room);
@@ -356,7 +342,7 @@ struct tp_quic_endpoint {
     tp_quic_tls_t tls;
     tp_quic_router_t router;
     tp_quic_conn_t *conns;        /* every connection */
-    tp_quic_chunk_cache_t chunks; /* streams' send-buffer chunks for reuse */
+    tp_quic_blocks_t blocks;      /* send-buffer blocks for reuse (streams, HTTP/3 bodies) */
     uint32_t handshakes_open;     /* for TP_QUIC_RETRY_UNDER_LOAD */
     tp_quic_conn_t *flush_head;   /* connections to wake or write on the next idle */
     tp_quic_conn_t *blocked_head; /* connections waiting for send-queue room */

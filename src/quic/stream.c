@@ -22,9 +22,10 @@ static size_t chunk_size(size_t need) {
     return c;
 }
 
-/* The cache class of a chunk capacity, or -1 for a size that is not kept. */
-static int chunk_class(size_t cap) {
-    for (int k = 0; k < TP_QUIC_CHUNK_CLASSES; k++) {
+/* ---- the endpoint's block cache (blocks.h) ---- */
+
+int tp__quic_block_class(size_t cap) {
+    for (int k = 0; k < TP_QUIC_BLOCK_CLASSES; k++) {
         if (cap == (size_t)CHUNK_MIN << k) {
             return k;
         }
@@ -32,44 +33,58 @@ static int chunk_class(size_t cap) {
     return -1;
 }
 
-static tp_quic_chunk_t *chunk_get(tp_quic_chunk_cache_t *cc, size_t cap) {
-    int k = chunk_class(cap);
-    if (cc && k >= 0 && cc->free[k]) {
-        tp_quic_chunk_t *t = cc->free[k];
-        cc->free[k] = t->next;
-        cc->n[k]--;
-        return t;
+void *tp__quic_block_get(tp_quic_blocks_t *cc, int k) {
+    if (k < 0 || k >= TP_QUIC_BLOCK_CLASSES) {
+        return NULL;
     }
-    tp_quic_chunk_t *t = malloc(sizeof(*t) + cap);
+    if (cc && cc->free[k]) {
+        void *p = cc->free[k];
+        memcpy(&cc->free[k], p, sizeof(void *)); /* the next free block */
+        cc->n[k]--;
+        return p;
+    }
+    return malloc(TP_QUIC_BLOCK_HDR + ((size_t)CHUNK_MIN << k));
+}
+
+void tp__quic_block_put(tp_quic_blocks_t *cc, int k, void *p) {
+    if (cc && k >= 0 && k < TP_QUIC_BLOCK_CLASSES && cc->n[k] < TP_QUIC_BLOCK_KEEP) {
+        memcpy(p, &cc->free[k], sizeof(void *));
+        cc->free[k] = p;
+        cc->n[k]++;
+        return;
+    }
+    free(p);
+}
+
+void tp__quic_blocks_clear(tp_quic_blocks_t *cc) {
+    for (int k = 0; k < TP_QUIC_BLOCK_CLASSES; k++) {
+        while (cc->free[k]) {
+            void *p = cc->free[k];
+            memcpy(&cc->free[k], p, sizeof(void *));
+            free(p);
+        }
+        cc->n[k] = 0;
+    }
+}
+
+tp_quic_blocks_t *tp__quic_conn_blocks(tp_quic_conn_t *c) { return &c->ep->blocks; }
+
+/* A chunk of `cap` data bytes (a power of two, CHUNK_MIN..CHUNK_MAX) from the cache. */
+static tp_quic_chunk_t *chunk_get(tp_quic_blocks_t *cc, size_t cap) {
+    _Static_assert(sizeof(tp_quic_chunk_t) <= TP_QUIC_BLOCK_HDR, "a chunk header fits a block's");
+    _Static_assert(CHUNK_MAX == CHUNK_MIN << (TP_QUIC_BLOCK_CLASSES - 1), "chunks are blocks");
+    tp_quic_chunk_t *t = tp__quic_block_get(cc, tp__quic_block_class(cap));
     if (t) {
         t->cap = cap;
     }
     return t;
 }
 
-static void chunk_put(tp_quic_chunk_cache_t *cc, tp_quic_chunk_t *t) {
-    int k = chunk_class(t->cap);
-    if (cc && k >= 0 && cc->n[k] < TP_QUIC_CHUNK_KEEP) {
-        t->next = cc->free[k];
-        cc->free[k] = t;
-        cc->n[k]++;
-        return;
-    }
-    free(t);
+static void chunk_put(tp_quic_blocks_t *cc, tp_quic_chunk_t *t) {
+    tp__quic_block_put(cc, tp__quic_block_class(t->cap), t);
 }
 
-void tp__quic_chunk_cache_clear(tp_quic_chunk_cache_t *cc) {
-    for (int k = 0; k < TP_QUIC_CHUNK_CLASSES; k++) {
-        while (cc->free[k]) {
-            tp_quic_chunk_t *t = cc->free[k];
-            cc->free[k] = t->next;
-            free(t);
-        }
-        cc->n[k] = 0;
-    }
-}
-
-tp_quic_stream_t *tp__quic_stream_new(int64_t id, tp_quic_chunk_cache_t *cache) {
+tp_quic_stream_t *tp__quic_stream_new(int64_t id, tp_quic_blocks_t *cache) {
     tp_quic_stream_t *s = calloc(1, sizeof(*s));
     if (s) {
         s->id = id;

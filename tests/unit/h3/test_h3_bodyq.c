@@ -21,7 +21,7 @@ static void fill(uint8_t *b, size_t off, size_t n) {
 
 static void test_bound(void **state) {
     tp_h3_bodyq_t q;
-    tp__h3_bodyq_init(&q, 50000);
+    tp__h3_bodyq_init(&q, 50000, NULL);
     uint8_t *b = malloc(80000);
     fill(b, 0, 80000);
     assert_int_equal(tp__h3_bodyq_push(&q, b, 80000), 50000);
@@ -36,7 +36,7 @@ static void test_bound(void **state) {
  * stay valid until released. */
 static void test_order(void **state) {
     tp_h3_bodyq_t q;
-    tp__h3_bodyq_init(&q, 100000);
+    tp__h3_bodyq_init(&q, 100000, NULL);
     const size_t total = 1000000;
     uint8_t *src = malloc(total);
     fill(src, 0, total);
@@ -94,7 +94,7 @@ static void test_order(void **state) {
 
 static void test_release_clamps(void **state) {
     tp_h3_bodyq_t q;
-    tp__h3_bodyq_init(&q, 1000);
+    tp__h3_bodyq_init(&q, 1000, NULL);
     uint8_t b[100];
     fill(b, 0, sizeof(b));
     assert_int_equal(tp__h3_bodyq_push(&q, b, 100), 100);
