@@ -617,23 +617,41 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
 /* ---- writing and closing ---- */
 
 /*
- * Writes below this size gather in GnuTLS until the connection uncorks, so that an HTTP head and a
- * small body (or several small chunks) leave as one record: one AEAD pass and one record header
- * instead of one per buffer. Bigger writes are encrypted at once (no extra copy).
+ * Small writes gather here while the connection is corked (or when one call writes several
+ * buffers), and are sealed as one record at uncork: an HTTP head and a small body leave as one
+ * record, one AEAD pass, not two. Our own buffer, not gnutls_record_cork(): GnuTLS 3.7's uncork
+ * skips the KeyUpdate answer a peer asked for, which must go before our next data (RFC 8446
+ * 4.6.3). Bigger writes are encrypted at once (no extra copy); what was gathered goes first.
  */
 #define TLS_GATHER_MAX 16384
 
-/* Turns the gathered plaintext into records (in t->out); 0 or a negative tp_err_t. */
-static int record_uncork(tp_tls_t *t) {
-    if (!t->rec_corked)
+/* Encrypts len bytes at p into t->out; 0 or a negative tp_err_t. */
+static int seal(tp_tls_t *t, const char *p, size_t len) {
+    size_t off = 0;
+    while (off < len) {
+        ssize_t r = gnutls_record_send(t->s, p + off, len - off);
+        if (r <= 0)
+            return TP_ERR_IO;
+        off += (size_t)r;
+    }
+    return 0;
+}
+
+/* Seals what was gathered; 0 or a negative tp_err_t. */
+static int seal_gathered(tp_tls_t *t) {
+    if (!t->gather)
         return 0;
-    t->rec_corked = false;
-    t->rec_bytes = 0;
-    return gnutls_record_uncork(t->s, GNUTLS_RECORD_WAIT) < 0 ? TP_ERR_IO : 0;
+    tp_buf_t *g = t->gather;
+    size_t len = t->gather_len;
+    t->gather = NULL;
+    t->gather_len = 0;
+    int rc = seal(t, g->data, len);
+    tp__buf_unref(g);
+    return rc;
 }
 
 int tp__tls_uncork(tp_tls_t *t) {
-    int rc = t->failed ? 0 : record_uncork(t);
+    int rc = t->failed ? 0 : seal_gathered(t);
     if (rc < 0) {
         tp_conn_t *conn = conn_of(t);
         t->failed = true;
@@ -647,30 +665,32 @@ int tp__tls_uncork(tp_tls_t *t) {
 int tp__tls_write(tp_tls_t *t, const uv_buf_t *bufs, unsigned n, char *heap) {
     tp_conn_t *conn = conn_of(t);
     int rc = !t->handshaken || t->failed || t->bye_sent ? TP_ERR_STATE : 0;
+    bool corked = tp__conn_corked(conn, dir_of(t));
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    if (rc == 0 && t->rec_corked && t->rec_bytes + total > TLS_GATHER_MAX)
-        rc = record_uncork(t); /* what was gathered goes first, in its own records */
-    if (rc == 0 && !t->rec_corked && total < TLS_GATHER_MAX &&
-        (n > 1 || tp__conn_corked(conn, dir_of(t)))) {
-        gnutls_record_cork(t->s);
-        t->rec_corked = true;
-    }
-    if (t->rec_corked)
-        t->rec_bytes += total;
-    for (unsigned i = 0; i < n && rc == 0; i++) {
-        size_t off = 0;
-        while (off < bufs[i].len && rc == 0) {
-            ssize_t r = gnutls_record_send(t->s, bufs[i].base + off, bufs[i].len - off);
-            if (r > 0)
-                off += (size_t)r;
-            else
-                rc = conn->closing ? TP_ERR_CLOSED : TP_ERR_IO;
+    if (rc == 0 && t->gather && t->gather_len + total > t->gather->cap)
+        rc = seal_gathered(t); /* what was gathered goes first, in its own record */
+    if (rc == 0 && !t->gather && total < TLS_GATHER_MAX && (n > 1 || corked)) {
+        t->gather = tp__buf_get(&t->worker->bufs);
+        t->gather_len = 0;
+        if (t->gather && t->gather->cap < total) {
+            tp__buf_unref(t->gather);
+            t->gather = NULL;
         }
     }
-    free(heap); /* GnuTLS has encrypted (or copied) it: the plaintext is not needed any more */
-    if (rc == 0 && !tp__conn_corked(conn, dir_of(t)))
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        if (t->gather) {
+            memcpy(t->gather->data + t->gather_len, bufs[i].base, bufs[i].len);
+            t->gather_len += bufs[i].len;
+        } else {
+            rc = seal(t, bufs[i].base, bufs[i].len);
+        }
+    }
+    if (rc < 0 && conn->closing)
+        rc = TP_ERR_CLOSED;
+    free(heap); /* encrypted or copied: the plaintext is not needed any more */
+    if (rc == 0 && !corked)
         rc = tp__tls_uncork(t);
     if (rc < 0 && !conn->closing)
         tp__conn_close(conn, rc == TP_ERR_NOMEM ? TP_CLOSE_INTERNAL : TP_CLOSE_TLS_ERROR);
@@ -681,7 +701,7 @@ void tp__tls_shutdown(tp_tls_t *t) {
     if (!t->handshaken || t->failed || t->bye_sent)
         return;
     t->bye_sent = true;
-    if (record_uncork(t) < 0) { /* the gathered plaintext goes before close_notify */
+    if (seal_gathered(t) < 0) { /* the gathered plaintext goes before close_notify */
         t->failed = true;
         return;
     }
@@ -692,7 +712,7 @@ void tp__tls_shutdown(tp_tls_t *t) {
 void tp__tls_close_notify(tp_tls_t *t) {
     tp_conn_t *conn = conn_of(t);
     if (!t->handshaken || t->failed || t->bye_sent || !conn || conn->queued[dir_of(t)] ||
-        tp__conn_corked(conn, dir_of(t)) || t->rec_corked)
+        tp__conn_corked(conn, dir_of(t)) || t->gather)
         return;
     t->bye_sent = true;
     gnutls_bye(t->s, GNUTLS_SHUT_WR);
@@ -712,6 +732,8 @@ void tp__tls_free(tp_tls_t *t) {
         tp__buf_unref(t->in);
     if (t->out)
         tp__buf_unref(t->out);
+    if (t->gather)
+        tp__buf_unref(t->gather);
     tp__tls_creds_unref(t->creds);
     free(t->info_mem);
     free(t);

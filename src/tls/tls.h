@@ -83,10 +83,10 @@ struct tp_tls {
     bool sock_eof;     /* the socket reached EOF */
     bool bye_sent;     /* close_notify went out */
     bool failed;       /* a fatal error: nothing more goes through GnuTLS */
-    bool rec_corked;   /* small writes gather in GnuTLS (gnutls_record_cork) into one record */
-    size_t rec_bytes;  /* ... this many plaintext bytes so far */
-    int gnutls_err;    /* the fatal GnuTLS error, for the log */
-    char why[160];     /* why the handshake or the stream failed, for the log */
+    tp_buf_t *gather;  /* small writes' plaintext, sealed as one record at uncork (may be NULL) */
+    size_t gather_len;
+    int gnutls_err; /* the fatal GnuTLS error, for the log */
+    char why[160];  /* why the handshake or the stream failed, for the log */
     /* Verification of the peer (server mode: the client's certificate or key). */
     unsigned offered_version; /* server mode: the highest version the ClientHello offered */
     unsigned verify_status;   /* gnutls_certificate_status_t bits (0: fine) */
