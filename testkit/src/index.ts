@@ -91,3 +91,13 @@ export {
     type TestCerts,
 } from './certs.js';
 export { runProcess, startProcess, TestProcess, type ProcessExit } from './process.js';
+export {
+    makeCrl,
+    makeOcspResponse,
+    startGnutlsServ,
+    startNginxTls,
+    type GnutlsServ,
+    type NginxLogEntry,
+    type NginxTlsOptions,
+    type NginxTlsOrigin,
+} from './tls-origins.js';
