@@ -44,6 +44,9 @@ export interface NginxTlsOrigin {
     body: string;
     /** The access log so far. */
     log(): NginxLogEntry[];
+    /** The log entry of the request for `uri`, waiting for nginx to write it (it logs after the
+     * response went). */
+    entry(uri: string, timeoutMs?: number): Promise<NginxLogEntry>;
     close(): Promise<void>;
 }
 
@@ -58,6 +61,8 @@ export interface NginxTlsOptions {
     issuerFile?: string;
     /** TLS versions served (default 'TLSv1.2 TLSv1.3'). */
     protocols?: string;
+    /** nginx keepalive_timeout (default 60s): an idle connection is closed after it. */
+    keepaliveTimeout?: string;
 }
 
 async function listening(port: number, timeoutMs = 10_000): Promise<void> {
@@ -100,7 +105,7 @@ export async function startNginxTls(options: NginxTlsOptions): Promise<NginxTlsO
         "        '\"uri\":\"$uri\",\"status\":$status}';",
         `    access_log ${logFile} tls;`,
         '    keepalive_requests 1000;',
-        '    keepalive_timeout 60s;',
+        `    keepalive_timeout ${options.keepaliveTimeout ?? '60s'};`,
         '    server {',
         `        listen 127.0.0.1:${port} ssl;`,
         `        ssl_certificate ${options.cert.certFile};`,
@@ -145,18 +150,21 @@ export async function startNginxTls(options: NginxTlsOptions): Promise<NginxTlsO
         return closing;
     };
     const untrack = track(`nginx tls origin 127.0.0.1:${port}`, close);
+    const log = (): NginxLogEntry[] =>
+        fs.existsSync(logFile)
+            ? fs
+                  .readFileSync(logFile, 'utf8')
+                  .split('\n')
+                  .filter((l) => l.trim())
+                  .map((l) => JSON.parse(l) as NginxLogEntry)
+            : [];
     return {
         port,
         address: `127.0.0.1:${port}`,
         body,
-        log() {
-            if (!fs.existsSync(logFile)) return [];
-            return fs
-                .readFileSync(logFile, 'utf8')
-                .split('\n')
-                .filter((l) => l.trim())
-                .map((l) => JSON.parse(l) as NginxLogEntry);
-        },
+        log,
+        entry: (uri, timeoutMs = 5000) =>
+            waitFor(() => log().find((e) => e.uri === uri), { timeoutMs, message: `nginx logged no request for ${uri}` }),
         close,
     };
 }

@@ -22,6 +22,7 @@ import {
     startGnutlsServ,
     startHttpOrigin,
     startNginxTls,
+    startTurnpike,
     withTurnpike,
     writeConfigFile,
     type HttpResponse,
@@ -87,10 +88,8 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             assert.equal(a.text(), origin.body);
             const b = await httpRequest(ep, { path: '/ip/y' });
             assert.equal(b.status, 200, b.text());
-            const log = origin.log();
-            const named = log.find((e) => e.uri === '/named/x');
-            const ip = log.find((e) => e.uri === '/ip/y');
-            assert.ok(named && ip, JSON.stringify(log));
+            const named = await origin.entry('/named/x');
+            const ip = await origin.entry('/ip/y');
             assert.equal(named.sni, 'localhost');
             assert.equal(named.alpn, 'http/1.1');
             assert.equal(named.protocol, 'TLSv1.3');
@@ -114,6 +113,7 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             { name: 'future', servers: [future.address], tls: { ca: ca.caFile } },
             { name: 'unknown', servers: [unknown.address], tls: { ca: ca.caFile } },
             { name: 'sysstore', servers: [good.address], tls: {} },
+            { name: 'noverify', servers: [unknown.address], tls: { verify: false } },
         ]);
         await withTurnpike({ config }, async (tp) => {
             const ep = tp.endpoint('web');
@@ -123,6 +123,9 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             assertTlsError(await httpRequest(ep, { path: '/unknown' }), 'tls_certificate_error', /unknown issuer/);
             // Without `ca`, the system trust store decides: the test CA is not in it.
             assertTlsError(await httpRequest(ep, { path: '/sysstore' }), 'tls_certificate_error', /unknown issuer/);
+            const nv = await httpRequest(ep, { path: '/noverify' });
+            assert.equal(nv.status, 200, 'verify: false accepts the unknown CA');
+            assert.ok(tp.findLog({ msg: 'tls client verification off' }), 'warned at start-up');
             const failed = await tp.waitForLog({ msg: 'egress failed', error: 'tls_certificate_error' });
             assert.match(String(failed.details), /hostname mismatch|expired|unknown issuer|not yet valid/);
             assert.equal(good.log().length, 0, 'nothing reached the origin');
@@ -195,7 +198,7 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             assert.match(no.text(), /No required SSL certificate/);
             const yes = await httpRequest(ep, { path: '/with' });
             assert.equal(yes.status, 200, yes.text());
-            const entry = origin.log().find((e) => e.uri === '/with');
+            const entry = await origin.entry('/with');
             assert.equal(entry?.clientVerify, 'SUCCESS');
             assert.match(entry?.clientSubject ?? '', /turnpike upstream client/);
         });
@@ -215,13 +218,12 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
                 const r = await httpRequest(ep, { path: p });
                 assert.equal(r.status, 200, `${p}: ${r.text()}`);
             }
-            const log = origin.log();
-            const by = (u: string) => log.find((e) => e.uri === u)!;
-            assert.equal(by('/resume/1').reused, '.', 'the first is a full handshake');
-            assert.equal(by('/resume/2').reused, 'r', 'the second resumes');
-            assert.equal(by('/resume/3').reused, 'r');
-            assert.notEqual(by('/resume/2').connection, by('/resume/1').connection);
-            assert.equal(by('/noresume/2').reused, '.', 'session_resumption: false');
+            const by = (u: string) => origin.entry(u);
+            assert.equal((await by('/resume/1')).reused, '.', 'the first is a full handshake');
+            assert.equal((await by('/resume/2')).reused, 'r', 'the second resumes');
+            assert.equal((await by('/resume/3')).reused, 'r');
+            assert.notEqual((await by('/resume/2')).connection, (await by('/resume/1')).connection);
+            assert.equal((await by('/noresume/2')).reused, '.', 'session_resumption: false');
             assert.ok(tp.findLog({ msg: 'upstream tls', resumed: true }), 'the log says resumed');
         });
     });
@@ -244,12 +246,36 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             assert.match(plain.text(), /plain HTTP request was sent to HTTPS port/);
             const b = await httpRequest(ep, { path: '/tls/2' });
             assert.equal(b.status, 200);
-            const log = origin.log();
-            const first = log.find((e) => e.uri === '/tls/1')!;
-            const second = log.find((e) => e.uri === '/tls/2')!;
+            const first = await origin.entry('/tls/1');
+            const second = await origin.entry('/tls/2');
             assert.equal(second.connection, first.connection, 'the parked TLS connection was reused');
             assert.equal(second.requests, 2, '$connection_requests');
         });
+    });
+
+    it('pool: a parked TLS connection the origin closes is dropped, the next request connects anew', async () => {
+        const ca = makeTestCerts();
+        const origin = await startNginxTls({ cert: serverCert(ca), keepaliveTimeout: '1s' });
+        const config = reverseConfig([{ name: 'o', servers: [origin.address], tls: { ca: ca.caFile } }]);
+        const tp = await startTurnpike({ config });
+        try {
+            const ep = tp.endpoint('web');
+            assert.equal((await httpRequest(ep, { path: '/a' })).status, 200);
+            await new Promise((r) => setTimeout(r, 1800)); // nginx closes its idle connection
+            const b = await httpRequest(ep, { path: '/b' });
+            assert.equal(b.status, 200, b.text());
+            const a = await origin.entry('/a');
+            const b2 = await origin.entry('/b');
+            assert.notEqual(b2.connection, a.connection, 'a new connection');
+            assert.equal(b2.requests, 1);
+        } finally {
+            await tp.stop();
+        }
+        const pool = tp.findLog({ msg: 'upstream pool' });
+        assert.ok(pool, 'the pool reported at stop');
+        assert.equal(pool.closed_peer, 1, JSON.stringify(pool));
+        assert.equal(pool.reused, 0);
+        await tp.assertCleanExit();
     });
 
     it('a fatal alert from the origin is 502 tls_alert_received with alert-id', async () => {
@@ -291,7 +317,7 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             const ok = await proxyRequest(ep, { url: `https://127.0.0.1:${origin.port}/fwd` });
             assert.equal(ok.status, 200, ok.text());
             assert.equal(ok.text(), origin.body);
-            assert.equal(origin.log()[0]?.uri, '/fwd');
+            assert.equal((await origin.entry('/fwd')).sni, '', 'an IP target: no SNI');
             const r = await proxyRequest(ep, { url: `https://127.0.0.1:${bad.port}/` });
             assertTlsError(r, 'tls_certificate_error', /unknown issuer/);
             const p = await proxyRequest(ep, { url: `http://127.0.0.1:${plain.port}/plain` });
