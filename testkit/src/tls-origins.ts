@@ -4,7 +4,7 @@
  * certificate) and gnutls-serv (with a stapled OCSP response); and the revocation material they
  * need, made with certtool and `openssl ocsp`: CRLs and OCSP responses.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -247,4 +247,61 @@ export function makeOcspResponse(ca: TestCerts, cert: IssuedCert, status: 'good'
         '-reqin', f('req.der'), '-respout', f('resp.der'), '-ndays', '1',
     ]);
     return f('resp.der');
+}
+
+export interface OpensslServer {
+    port: number;
+    address: string;
+    /** Everything the clients sent (s_server prints it), in order. */
+    received(): string;
+    /** Waits until `received()` matches. */
+    waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+    /** Sends text to the current connection (s_server's stdin; LF becomes CRLF). */
+    send(text: string): void;
+    /** TLS 1.3 KeyUpdate to the client (`requested`: the client must answer with its own). */
+    keyUpdate(requested: boolean): void;
+    close(): Promise<void>;
+}
+
+/**
+ * `openssl s_server` (one connection at a time, TLS 1.3): the test reads what the client sent and
+ * writes the answer itself, and can send TLS 1.3 post-handshake messages (KeyUpdate) at any time,
+ * e.g. to a connection that sits idle in Turnpike's pool.
+ */
+export async function startOpensslServer(options: { cert: { certFile: string; keyFile: string } }): Promise<OpensslServer> {
+    const port = await closedPort();
+    const child = spawn(
+        'openssl',
+        ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', options.cert.certFile, '-key', options.cert.keyFile, '-tls1_3', '-crlf', '-ign_eof', '-msg'],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.setEncoding('latin1').on('data', (s: string) => (out += s));
+    child.stderr.setEncoding('latin1').on('data', () => undefined);
+    child.stdin.on('error', () => undefined);
+    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    const close = async () => {
+        untrack();
+        child.kill('SIGTERM');
+        await exited;
+    };
+    const untrack = track(`openssl s_server 127.0.0.1:${port}`, close, () => child.kill('SIGKILL'));
+    try {
+        await listening(port);
+    } catch (e) {
+        await close();
+        throw new Error(`openssl s_server did not start: ${(e as Error).message}\n${out}`);
+    }
+    // The readiness probe was a connection too: let s_server finish with it.
+    await sleep(100);
+    return {
+        port,
+        address: `127.0.0.1:${port}`,
+        received: () => out,
+        waitFor: (re, timeoutMs = 5000) =>
+            waitFor(() => re.test(out), { timeoutMs, message: () => `s_server did not receive ${re}:\n${out}` }).then(() => undefined),
+        send: (text) => void child.stdin.write(text),
+        keyUpdate: (requested) => void child.stdin.write(requested ? 'K\n' : 'k\n'),
+        close,
+    };
 }

@@ -22,6 +22,7 @@ import {
     startGnutlsServ,
     startHttpOrigin,
     startNginxTls,
+    startOpensslServer,
     startTurnpike,
     withTurnpike,
     writeConfigFile,
@@ -275,6 +276,46 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
         assert.ok(pool, 'the pool reported at stop');
         assert.equal(pool.closed_peer, 1, JSON.stringify(pool));
         assert.equal(pool.reused, 0);
+        await tp.assertCleanExit();
+    });
+
+    it('pool: a parked TLS connection is read through TLS: a KeyUpdate keeps it, application data drops it', async () => {
+        const ca = makeTestCerts();
+        const srv = await startOpensslServer({ cert: serverCert(ca) });
+        const config = reverseConfig([{ name: 'o', servers: [srv.address], tls: { ca: ca.caFile } }]);
+        const reply = 'HTTP/1.1 200 OK\nContent-Length: 4\n\nok\n'; // s_server sends LF as CRLF
+        const exchange = async (ep: { host: string; port: number }, path: string) => {
+            const p = httpRequest(ep, { path, timeoutMs: 10_000 });
+            await srv.waitFor(new RegExp(`GET ${path} HTTP/1\\.1[^]*?\\r\\n\\r\\n`));
+            srv.send(reply);
+            const r = await p;
+            assert.equal(r.status, 200, r.text());
+        };
+        const accepts = () => srv.received().match(/<<< TLS 1\.3, Handshake \[length \w+\], ClientHello/g)?.length ?? 0;
+        const tp = await startTurnpike({ config });
+        try {
+            const ep = tp.endpoint('web');
+            await exchange(ep, '/one');
+            const acceptsBefore = accepts();
+            await new Promise((r) => setTimeout(r, 300)); // parked by now
+            srv.keyUpdate(true); // a post-handshake message to the parked connection, answer requested
+            await srv.waitFor(/>>> TLS 1\.3, Handshake \[length 0005\], KeyUpdate/);
+            await new Promise((r) => setTimeout(r, 300)); // read (through TLS) by the pool
+            await exchange(ep, '/two');
+            assert.equal(accepts(), acceptsBefore, 'the same connection served /two');
+            // RFC 8446 4.6.3: our own KeyUpdate went before the next application data.
+            assert.match(srv.received(), /<<< TLS 1\.3, Handshake \[length 0005\], KeyUpdate[^]*GET \/two/);
+            await new Promise((r) => setTimeout(r, 300));
+            srv.send('unexpected\n'); // application data while parked: the server spoke
+            await new Promise((r) => setTimeout(r, 300));
+            await exchange(ep, '/three');
+            assert.equal(accepts(), acceptsBefore + 1, 'a new connection served /three');
+        } finally {
+            await tp.stop();
+        }
+        const pool = tp.findLog({ msg: 'upstream pool' });
+        assert.equal(pool?.reused, 1, JSON.stringify(pool));
+        assert.equal(pool?.closed_peer, 1, JSON.stringify(pool));
         await tp.assertCleanExit();
     });
 
