@@ -298,6 +298,8 @@ static const tp_schema_t tls_client_schema = {.name = "tls",
 
 static const tp_setting_t origin_tls_settings[] = {
     TLS_CLIENT_COMMON,
+    TP_SETTING_BOOL(tp_tls_client_cfg_t, session_resumption, "true",
+                    "resume the last session with each origin host:port (per worker, 256 kept)"),
     TP_SETTING_END,
 };
 

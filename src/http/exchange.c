@@ -11,6 +11,7 @@
 #include "offramp/group.h"
 #include "offramp/pool.h"
 #include "runtime/log.h"
+#include "tls/tls.h"
 
 static void respond_failure(tp_exchange_t *x, const tp_failure_t *f);
 static void forward_start(tp_exchange_t *x);
@@ -675,6 +676,11 @@ static void choose_tls(tp_exchange_t *x, const tp_group_server_t *s) {
                                           .session = s ? s->tls_session : NULL};
     } else if (req->target.https && srv->tls_origins) {
         x->up_tls.client = srv->tls_origins[conn->ep->index];
+        if (x->up_tls.client && x->up_tls.client->cfg->session_resumption)
+            x->up_tls.session = tp__tls_origin_session(conn->worker, req->target.host.ptr,
+                                                       req->target.host.len, req->target.port);
+        if (x->up_tls.session)
+            x->up_tls.session_key = x->up_tls.session->key;
     }
 }
 

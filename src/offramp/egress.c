@@ -153,7 +153,7 @@ static void tls_done(tp_conn_t *conn, tp_tls_t *t, int rc) {
 static void start_tls(tp_conn_t *conn, tp_upstream_t *up) {
     tp_egress_t *eg = &conn->egress;
     tp_tls_client_params_t p;
-    tp__tls_client_params(eg->tls.client, tls_name(eg), eg->tls.session, &p);
+    tp__tls_client_params(eg->tls.client, tls_name(eg), eg->tls.session, eg->tls.session_key, &p);
     eg->handshaking = true;
     conn->connect_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.connect;
     tp__conn_rearm(conn);

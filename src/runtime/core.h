@@ -88,7 +88,8 @@ struct tp_worker {
     struct tp_wreq *free_wreqs;
     struct tp_group **groups; /* this worker's instance of each configured upstream group */
     struct tp_pool *pool;     /* idle kept-alive upstream connections, shared by the clients */
-    tp_conn_t *conns;         /* intrusive list of live connections */
+    struct tp_tls_saved *tls_origin_sessions; /* http_proxy: sessions with https:// origins */
+    tp_conn_t *conns;                         /* intrusive list of live connections */
     size_t nconns;
     uint64_t next_id;
     bool draining;
@@ -121,6 +122,7 @@ typedef struct tp_egress_tls {
     const struct tp_tls_client *client; /* NULL: plain TCP */
     const char *name;                   /* SNI and the name checked; NULL: the host connected to */
     struct tp_tls_saved *session;       /* where the session for resumption is kept (may be NULL) */
+    uint64_t session_key;               /* ... while it has this key (tp_tls_saved_t.key) */
 } tp_egress_tls_t;
 
 /* Most addresses one upstream set-up tries (RFC 8305 attempts), and at once. */

@@ -396,6 +396,7 @@ static void worker_free(tp_worker_t *w, size_t nep) {
         free(w->endpoints[e].ext);
     }
     release_tls(w);
+    tp__tls_origin_sessions_free(w);
     tp__worker_free_wreqs(w);
     tp__bufpool_free(&w->bufs);
     uv_loop_close(&w->loop);

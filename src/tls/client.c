@@ -10,7 +10,29 @@
 #include <gnutls/x509.h>
 
 #include "runtime/log.h"
+#include "util/hash.h"
 #include "tls/tls.h"
+
+tp_tls_saved_t *tp__tls_origin_session(tp_worker_t *w, const char *host, size_t hostlen,
+                                       uint16_t port) {
+    if (!w->tls_origin_sessions &&
+        !(w->tls_origin_sessions = calloc(TP_TLS_ORIGIN_SESSIONS, sizeof(tp_tls_saved_t))))
+        return NULL;
+    uint64_t key = tp__fnv1a_lower(TP_FNV1A_INIT ^ ((uint64_t)port << 32), host, hostlen) | 1;
+    tp_tls_saved_t *s = &w->tls_origin_sessions[key % TP_TLS_ORIGIN_SESSIONS];
+    if (s->key != key) { /* another origin had it: its session goes */
+        tp__tls_saved_free(s);
+        s->key = key;
+    }
+    return s;
+}
+
+void tp__tls_origin_sessions_free(tp_worker_t *w) {
+    for (size_t i = 0; w->tls_origin_sessions && i < TP_TLS_ORIGIN_SESSIONS; i++)
+        tp__tls_saved_free(&w->tls_origin_sessions[i]);
+    free(w->tls_origin_sessions);
+    w->tls_origin_sessions = NULL;
+}
 
 void tp__tls_saved_free(tp_tls_saved_t *s) {
     if (!s)
@@ -152,7 +174,7 @@ void tp__tls_client_log(const tp_tls_client_t *c) {
 }
 
 void tp__tls_client_params(const tp_tls_client_t *c, const char *name, tp_tls_saved_t *session,
-                           tp_tls_client_params_t *p) {
+                           uint64_t session_key, tp_tls_client_params_t *p) {
     memset(p, 0, sizeof(*p));
     p->cred = c->cred;
     p->prio = c->prio;
@@ -162,6 +184,7 @@ void tp__tls_client_params(const tp_tls_client_t *c, const char *name, tp_tls_sa
     p->alpn = c->alpn;
     p->nalpn = c->nalpn;
     p->session = c->cfg->session_resumption ? session : NULL;
+    p->session_key = session_key;
 }
 
 bool tp__tls_client_ocsp_ok(const tp_tls_t *t) {

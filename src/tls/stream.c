@@ -288,8 +288,8 @@ static void deliver_eof(tp_tls_t *t) {
  * resumed (TLS 1.2: after the handshake; TLS 1.3: once a NewSessionTicket came, which is after
  * the handshake, with the first records or while the connection is parked). */
 static void save_session(tp_tls_t *t) {
-    if (!t->saved || t->saved_done || !t->handshaken)
-        return;
+    if (!t->saved || t->saved_done || !t->handshaken || t->saved->key != t->saved_key)
+        return; /* not kept, done, too early, or the slot went to another origin */
     if (gnutls_protocol_get_version(t->s) == GNUTLS_TLS1_3 &&
         !(gnutls_session_get_flags(t->s) & GNUTLS_SFLAGS_SESSION_TICKET))
         return; /* without the flag, get_data2 would wait for a ticket */
@@ -647,7 +647,7 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
     }
     if (rc == 0 && p->nalpn && gnutls_alpn_set_protocols(t->s, p->alpn, (unsigned)p->nalpn, 0) < 0)
         rc = TP_ERR_IO;
-    if (rc == 0 && p->session && p->session->data)
+    if (rc == 0 && p->session && p->session->data && p->session->key == p->session_key)
         gnutls_session_set_data(t->s, p->session->data, p->session->len); /* stale: a full one */
     if (rc != 0) {
         gnutls_deinit(t->s);
@@ -655,6 +655,7 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
         return rc;
     }
     t->saved = p->session;
+    t->saved_key = p->session_key;
     up->tls = t;
     handshake(t);
     return 0;

@@ -70,6 +70,7 @@ typedef struct tp_tls tp_tls_t;
 typedef struct tp_tls_saved {
     uint8_t *data; /* gnutls_session_get_data2()'s bytes (malloc'd), or NULL */
     size_t len;
+    uint64_t key; /* whose slot it is (origin sessions: host and port; group servers: 0) */
 } tp_tls_saved_t;
 
 /* Frees what a slot holds (the slot itself is its owner's). */
@@ -106,6 +107,7 @@ struct tp_tls {
     char *info_mem;
     /* Client mode. */
     tp_tls_saved_t *saved; /* where the session is kept for resumption (NULL: not kept) */
+    uint64_t saved_key;    /* ... while the slot still has this key */
     bool saved_done;       /* ... this connection's session went there */
 };
 
@@ -134,6 +136,7 @@ typedef struct tp_tls_client_params {
      * the handshake; TLS 1.3: when the server's NewSessionTicket arrives, possibly while the
      * connection is parked). May be NULL; must outlive the stream's reads. */
     tp_tls_saved_t *session;
+    uint64_t session_key; /* the slot is ours while its key is this (see tp_tls_saved_t) */
 } tp_tls_client_params_t;
 
 /*
@@ -212,13 +215,21 @@ void tp__tls_client_free(tp_tls_client_t *c);
 void tp__tls_client_log(const tp_tls_client_t *c);
 /* The session parameters for a connection to `name` (SNI and the name checked). */
 void tp__tls_client_params(const tp_tls_client_t *c, const char *name, tp_tls_saved_t *session,
-                           tp_tls_client_params_t *p);
+                           uint64_t session_key, tp_tls_client_params_t *p);
 /*
  * Why a client handshake failed, as an RFC 9209 error: tls_certificate_error (with the reason:
  * expired, not yet valid, unknown issuer, name mismatch, revoked, OCSP ...), tls_alert_received
  * (with the alert), tls_protocol_error, or connection_terminated. `name` is the name checked.
  */
 void tp__tls_client_failure(const tp_tls_t *t, const char *name, tp_failure_t *f);
+/* A forward proxy's sessions with https:// origins, per worker: a direct-mapped cache of this many
+ * slots by host and port (a newcomer takes the slot over; a stream still holding the slot of the
+ * one it replaced does not write into it). */
+#define TP_TLS_ORIGIN_SESSIONS 256
+/* The slot for host:port in the worker's cache (allocated on first use; NULL: out of memory). */
+tp_tls_saved_t *tp__tls_origin_session(tp_worker_t *w, const char *host, size_t hostlen,
+                                       uint16_t port);
+void tp__tls_origin_sessions_free(tp_worker_t *w);
 /* Whether a finished handshake satisfies `ocsp: require` (a valid stapled response was checked,
  * or the session was resumed from one that had). */
 bool tp__tls_client_ocsp_ok(const tp_tls_t *t);

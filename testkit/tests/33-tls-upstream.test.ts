@@ -359,6 +359,11 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             assert.equal(ok.status, 200, ok.text());
             assert.equal(ok.text(), origin.body);
             assert.equal((await origin.entry('/fwd')).sni, '', 'an IP target: no SNI');
+            const again = await proxyRequest(ep, { url: `https://127.0.0.1:${origin.port}/fwd2` });
+            assert.equal(again.status, 200);
+            const second = await origin.entry('/fwd2');
+            assert.notEqual(second.connection, (await origin.entry('/fwd')).connection);
+            assert.equal(second.reused, 'r', 'the session with the origin was resumed');
             const r = await proxyRequest(ep, { url: `https://127.0.0.1:${bad.port}/` });
             assertTlsError(r, 'tls_certificate_error', /unknown issuer/);
             const p = await proxyRequest(ep, { url: `http://127.0.0.1:${plain.port}/plain` });
