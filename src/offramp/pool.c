@@ -63,6 +63,8 @@ static void pooled_close_cb(uv_handle_t *h) {
 /* Drops an idle connection: out of the pool and closed. */
 static void drop(tp_pool_t *p, tp_upstream_t *up) {
     unlink_up(p, up);
+    if (up->tls)
+        tp__tls_park_bye(up->tls);
     uv_close((uv_handle_t *)&up->tcp, pooled_close_cb);
 }
 

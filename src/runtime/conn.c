@@ -352,6 +352,8 @@ void tp__conn_upstream_close(tp_conn_t *conn) {
     tp_upstream_t *up = conn->up;
     if (!up)
         return;
+    if (up->tls) /* a clean end of the TLS stream when nothing is left to write */
+        tp__tls_close_notify(up->tls);
     batch_drop(conn, TP_TO_UPSTREAM);
     conn->up = NULL;
     conn->queued[TP_TO_UPSTREAM] = 0; /* its writes are cancelled with it */

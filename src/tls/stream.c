@@ -663,13 +663,36 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
 
 /* ---- parked in the worker's pool ---- */
 
+/* A parked connection holds no read slab while it has no ciphertext waiting (bounded memory:
+ * up to TP_POOL_MAX_IDLE of them per worker). */
+static void release_idle_in(tp_tls_t *t) {
+    if (t->in && t->in_len == 0) {
+        tp__buf_unref(t->in);
+        t->in = NULL;
+        t->in_off = 0;
+    }
+}
+
 bool tp__tls_park(tp_tls_t *t) {
     if (!t->handshaken || t->failed || t->bye_sent || t->sock_eof || t->in_len ||
         (t->out && t->out_len) || gnutls_record_check_pending(t->s))
         return false;
     unschedule(t);
     t->sock_reading = false; /* the pool reads the socket now */
+    release_idle_in(t);
     return true;
+}
+
+void tp__tls_park_bye(tp_tls_t *t) {
+    if (!t->handshaken || t->failed || t->bye_sent)
+        return;
+    t->bye_sent = true;
+    gnutls_bye(t->s, GNUTLS_SHUT_WR);
+    if (t->out && t->out_len) { /* one try: the connection is going away */
+        uv_buf_t b = uv_buf_init(t->out->data, (unsigned)t->out_len);
+        uv_try_write(sock_of(t), &b, 1);
+        t->out_len = 0;
+    }
 }
 
 void tp__tls_idle_alloc(tp_tls_t *t, uv_buf_t *buf) { sock_alloc(t, buf); }
@@ -694,6 +717,7 @@ int tp__tls_idle_input(tp_tls_t *t, ssize_t nread) {
         return r > 0 ? TP_ERR_PROTOCOL : TP_ERR_CLOSED;
     }
     save_session(t);
+    release_idle_in(t);
     if (t->out && t->out_len) { /* a KeyUpdate's answer: one try, all of it, or the end */
         uv_buf_t b = uv_buf_init(t->out->data, (unsigned)t->out_len);
         int w = uv_try_write(sock_of(t), &b, 1);

@@ -159,6 +159,8 @@ void tp__tls_idle_alloc(tp_tls_t *t, uv_buf_t *buf);
  * NewSessionTicket, KeyUpdate) are processed and keep the connection: 0. Application data, a
  * close_notify, an alert or the socket's end: a negative tp_err_t, the pool drops it. */
 int tp__tls_idle_input(tp_tls_t *t, ssize_t nread);
+/* The pool drops it: close_notify, one try, best effort. */
+void tp__tls_park_bye(tp_tls_t *t);
 
 /* The GnuTLS session (for gnutls_session_get_data2() and the like), or NULL. */
 gnutls_session_t tp__tls_session(const tp_tls_t *t);

@@ -316,6 +316,8 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
         const pool = tp.findLog({ msg: 'upstream pool' });
         assert.equal(pool?.reused, 1, JSON.stringify(pool));
         assert.equal(pool?.closed_peer, 1, JSON.stringify(pool));
+        // At stop the pool dropped the parked connection with a close_notify.
+        await srv.waitFor(/<<< TLS 1\.3, Alert \[length 0002\], warning close_notify/);
         await tp.assertCleanExit();
     });
 
