@@ -23,6 +23,8 @@ import {
     startHttpOrigin,
     startNginxTls,
     startOpensslServer,
+    startTcpServer,
+    startTcpSink,
     startTurnpike,
     withTurnpike,
     writeConfigFile,
@@ -334,6 +336,32 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
             assert.equal(ps.error, 'tls_alert_received', String(r.headers['proxy-status']));
             assert.equal(typeof ps['alert-id'], 'number');
             assert.equal(typeof ps['alert-message'], 'string');
+        });
+    });
+
+    it('a silent server is 504 after timeouts.connect, a plain HTTP server is tls_protocol_error', async () => {
+        const silent = await startTcpSink(); // accepts, reads the ClientHello, never answers
+        const plain = await startTcpServer((socket) => {
+            socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'));
+        });
+        const config = reverseConfig([
+            { name: 'silent', servers: [silent.address], tls: {} },
+            { name: 'plain', servers: [plain.address], tls: {} },
+        ]);
+        (config.endpoints[0] as Record<string, unknown>).timeouts = { connect: '500ms' };
+        await withTurnpike({ config }, async (tp) => {
+            const ep = tp.endpoint('web');
+            const t0 = Date.now();
+            const r = await httpRequest(ep, { path: '/silent' });
+            assert.equal(r.status, 504, r.text());
+            const ps = proxyStatusParams(r.headers['proxy-status']);
+            assert.equal(ps.error, 'connection_timeout');
+            assert.match(String(ps.details), /TLS handshake with 127\.0\.0\.1 did not finish in time/);
+            assert.ok(Date.now() - t0 >= 400, 'waited for the deadline');
+            assert.ok(silent.bytes > 0, 'the ClientHello went out');
+            const p = await httpRequest(ep, { path: '/plain' });
+            assert.equal(p.status, 502, p.text());
+            assert.equal(proxyStatusParams(p.headers['proxy-status']).error, 'tls_protocol_error', String(p.headers['proxy-status']));
         });
     });
 
