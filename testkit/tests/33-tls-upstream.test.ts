@@ -339,6 +339,37 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
         });
     });
 
+    it('a verification failure counts as a connect failure: retried on another server, passive health takes it out', async () => {
+        const ca = makeTestCerts();
+        const otherCa = makeTestCerts();
+        const bad = await startNginxTls({ cert: serverCert(otherCa) });
+        const good = await startNginxTls({ cert: serverCert(ca) });
+        const config = {
+            runtime: { workers: 1 },
+            endpoints: [{ name: 'web', type: 'http', listen: ['127.0.0.1:0'], routes: [{ upstream: 'o' }] }],
+            upstreams: [
+                {
+                    name: 'o',
+                    servers: [bad.address, good.address],
+                    retries: 1,
+                    health: { max_fails: 1, fail_timeout: '30s' },
+                    tls: { ca: ca.caFile },
+                },
+            ],
+        };
+        await withTurnpike({ config }, async (tp) => {
+            const ep = tp.endpoint('web');
+            for (let i = 0; i < 4; i++) {
+                const r = await httpRequest(ep, { path: `/${i}` });
+                assert.equal(r.status, 200, `request ${i}: ${r.text()}`);
+                assert.equal(r.text(), good.body);
+            }
+            const out = await tp.waitForLog({ msg: 'upstream health', healthy: false });
+            assert.equal(out.server, bad.address);
+            assert.equal(tp.logsWithMsg('egress failed').filter((l) => l.error === 'tls_certificate_error').length, 1, 'tried once, then out');
+        });
+    });
+
     it('a silent server is 504 after timeouts.connect, a plain HTTP server is tls_protocol_error', async () => {
         const silent = await startTcpSink(); // accepts, reads the ClientHello, never answers
         const plain = await startTcpServer((socket) => {
