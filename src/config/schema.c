@@ -279,7 +279,7 @@ static int tls_client_check(void *section, char *err, size_t errlen, const char 
                            "PEM files of CRLs; a certificate they revoke is refused"),             \
         TP_SETTING_ENUM(tp_tls_client_cfg_t, ocsp, "if_stapled", ocsp_names,                       \
                         "stapled OCSP: if_stapled (checked when sent: revoked fails), require "    \
-                        "(no valid staple fails) or off (not asked for)")
+                        "(no valid staple fails) or off (not checked; not with crl)")
 
 static const tp_setting_t tls_client_settings[] = {
     TLS_CLIENT_COMMON,
