@@ -856,6 +856,8 @@ static void test_optional_section(void **state) {
          "upstreams[0].tls.ocsp", "needs verify"},
         {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {}\n  health: {check: http}\n",
          "upstreams[0].health", "plain HTTP"},
+        {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {ocsp: 'off', crl: [/c]}\n",
+         "upstreams[0].tls.ocsp", "CRL checks off"},
         {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {ocsp: maybe}\n",
          "upstreams[0].tls.ocsp", "if_stapled"},
         {"endpoints:\n- name: p\n  type: http_proxy\n  listen: [127.0.0.1:0]\n  origin_tls: "
