@@ -820,6 +820,8 @@ static int apply(loader_t *L, const tp_setting_t *s, void *obj, const node_t *v)
 /* An absent key: its default, parsed like user input, or the zero value. */
 static int apply_default(loader_t *L, const tp_setting_t *s, void *obj, const node_t *where) {
     void *field = (char *)obj + s->offset;
+    if (s->type == TP_SETTING_T_SECTION && (s->flags & TP_SETTING_OPTIONAL))
+        return 0; /* absent: off */
     if (s->type == TP_SETTING_T_SECTION)
         return apply_section(L, s, field, NULL, where);
     if (s->type == TP_SETTING_T_LIST)

@@ -12,6 +12,11 @@
  * whose size is only known at run time. */
 #define TP_SETTING_INDIRECT (1u << 8)
 
+/* Internal flag, with TP_SETTING_INDIRECT: the section's pointer stays NULL while the key is
+ * absent, so its presence switches a feature on (an upstream group's `tls`). The default config
+ * shows it commented out. */
+#define TP_SETTING_OPTIONAL (1u << 9)
+
 /* Where and why a configuration was refused. */
 typedef struct tp_config_error {
     char file[256]; /* the file name given to the loader */

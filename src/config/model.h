@@ -117,6 +117,38 @@ typedef struct tp_pool_cfg {
     uint64_t idle_timeout; /* an idle pooled connection is closed after this long, ms */
 } tp_pool_cfg_t;
 
+typedef enum tp_tls_version {
+    TP_TLS_V1_2 = 0,
+    TP_TLS_V1_3,
+} tp_tls_version_t;
+
+typedef enum tp_tls_profile {
+    TP_TLS_MODERN = 0, /* AEAD suites, ECDHE, TLS 1.3 (and 1.2 when allowed) */
+    TP_TLS_COMPAT,     /* GnuTLS's NORMAL set: older clients too */
+    TP_TLS_FIPS,       /* FIPS 140-approved algorithms only */
+} tp_tls_profile_t;
+
+typedef enum tp_tls_ocsp_mode {
+    TP_OCSP_IF_STAPLED = 0, /* a stapled response is checked; revoked or invalid fails */
+    TP_OCSP_REQUIRE,        /* no valid stapled response fails the handshake */
+    TP_OCSP_OFF,            /* no status request is sent */
+} tp_tls_ocsp_mode_t;
+
+/* Turnpike as a TLS client: an upstream group's `tls`, an http_proxy endpoint's `origin_tls`. */
+typedef struct tp_tls_client_cfg {
+    char *ca;                /* PEM trust anchors (NULL: the system trust store) */
+    bool verify;             /* chain, validity, revocation and name are checked */
+    char *server_name;       /* SNI and the name checked (NULL: the server's host) */
+    tp_str_list_t alpn;      /* protocols offered (empty: http/1.1) */
+    char *certificate;       /* PEM chain for upstream mTLS (NULL: none) */
+    char *private_key;       /* ... and its key */
+    int profile;             /* tp_tls_profile_t */
+    int min_version;         /* tp_tls_version_t */
+    tp_str_list_t crl;       /* PEM files of CRLs checked with the chain */
+    int ocsp;                /* tp_tls_ocsp_mode_t */
+    bool session_resumption; /* per worker and server: the last session is resumed */
+} tp_tls_client_cfg_t;
+
 /* A named group of servers that routes send requests to. */
 typedef struct tp_upstream_cfg {
     char *name;
@@ -126,6 +158,7 @@ typedef struct tp_upstream_cfg {
     int64_t retries;       /* idempotent requests retried on a fresh connection, at most */
     tp_pool_cfg_t keepalive;
     tp_health_cfg_t health;
+    tp_tls_client_cfg_t *tls; /* TLS to the servers; NULL (no `tls:` key): plain TCP */
 } tp_upstream_cfg_t;
 
 /* Where an `http` endpoint sends a request: the first route that matches wins. */
@@ -161,16 +194,6 @@ typedef struct tp_quic_cfg {
     char *qlog_dir;
     char *keylog_file;
 } tp_quic_cfg_t;
-typedef enum tp_tls_version {
-    TP_TLS_V1_2 = 0,
-    TP_TLS_V1_3,
-} tp_tls_version_t;
-
-typedef enum tp_tls_profile {
-    TP_TLS_MODERN = 0, /* AEAD suites, ECDHE, TLS 1.3 (and 1.2 when allowed) */
-    TP_TLS_COMPAT,     /* GnuTLS's NORMAL set: older clients too */
-    TP_TLS_FIPS,       /* FIPS 140-approved algorithms only */
-} tp_tls_profile_t;
 
 typedef enum tp_tls_client_auth {
     TP_TLS_AUTH_NONE = 0,
@@ -227,7 +250,8 @@ typedef struct tp_endpoint_cfg {
     tp_quic_cfg_t quic; /* http3, http3_proxy */
     char *alt_svc;      /* http: an Alt-Svc field value added to responses (RFC 7838) */
     tp_tls_cfg_t tls;
-    void *app; /* the app's per-endpoint section (indirect) */
+    tp_tls_client_cfg_t origin_tls; /* http_proxy: TLS to https:// targets */
+    void *app;                      /* the app's per-endpoint section (indirect) */
 } tp_endpoint_cfg_t;
 
 typedef struct tp_runtime_cfg {

@@ -242,6 +242,7 @@ static void print_list(printer_t *P, const tp_setting_t *s, yaml_node_t *ex, int
 
 /* Prints one item of the list `s` with its defaults, every line commented out, so that the
  * printed configuration documents the item's keys and still loads as an empty list. */
+/* An example of a list item or of an optional section, as comment lines. */
 static void print_commented_item(printer_t *P, const tp_setting_t *s, int indent) {
     char *text = NULL;
     size_t len = 0;
@@ -253,7 +254,10 @@ static void print_commented_item(printer_t *P, const tp_setting_t *s, int indent
     FILE *saved = P->out;
     P->out = mem;
     fprintf(mem, "%*s%s:\n", indent, "", s->name);
-    print_list(P, s, NULL, indent);
+    if (s->type == TP_SETTING_T_SECTION)
+        print_body(P, s->sub, NULL, indent + 2, false);
+    else
+        print_list(P, s, NULL, indent);
     P->out = saved;
     fclose(mem);
     fprintf(saved, "%*s# for example:\n", indent, "");
@@ -317,6 +321,10 @@ static void print_setting(printer_t *P, const tp_setting_t *s, yaml_node_t *ex, 
     print_doc(out, s, at);
     switch (s->type) {
     case TP_SETTING_T_SECTION:
+        if ((s->flags & TP_SETTING_OPTIONAL) && !ex) { /* absent means off: shown, commented */
+            print_commented_item(P, s, at);
+            return;
+        }
         if (!has_settings(s->sub)) {
             fprintf(out, "%*s%s%s: {}\n", at, "", lead, s->name);
         } else {

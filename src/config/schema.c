@@ -209,6 +209,105 @@ static const tp_setting_t pool_settings[] = {
 static const tp_schema_t pool_schema = {
     .name = "keepalive", .size = sizeof(tp_pool_cfg_t), .settings = pool_settings};
 
+/* ---- Turnpike as a TLS client: upstream groups' tls, http_proxy's origin_tls ---- */
+
+static const char *const ocsp_names[] = {"if_stapled", "require", "off", NULL};
+
+static int alpn_check(const tp_str_list_t *alpn, char *err, size_t errlen, const char **key) {
+    if (alpn->n > 16) {
+        *key = "alpn";
+        snprintf(err, errlen, "at most 16 ALPN protocols");
+        return TP_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < alpn->n; i++) {
+        size_t n = strlen(alpn->items[i]);
+        if (n == 0 || n > 255) {
+            *key = "alpn";
+            snprintf(err, errlen, "an ALPN protocol name is 1 to 255 bytes");
+            return TP_ERR_CONFIG;
+        }
+    }
+    return 0;
+}
+
+static int tls_client_check(void *section, char *err, size_t errlen, const char **key) {
+    tp_tls_client_cfg_t *t = section;
+    if (!t->certificate != !t->private_key) {
+        *key = t->certificate ? "private_key" : "certificate";
+        snprintf(err, errlen,
+                 "a client certificate needs both 'certificate' (PEM chain) and 'private_key'");
+        return TP_ERR_CONFIG;
+    }
+    if (t->server_name && (!t->server_name[0] || strlen(t->server_name) > 253)) {
+        *key = "server_name";
+        snprintf(err, errlen, "server_name is a DNS name or an IP address (1 to 253 bytes)");
+        return TP_ERR_CONFIG;
+    }
+    if (t->ocsp == TP_OCSP_OFF && t->crl.n) {
+        *key = "ocsp";
+        snprintf(
+            err, errlen,
+            "ocsp: off also turns CRL checks off (GnuTLS's DISABLE_CRL_CHECKS): give no 'crl', "
+            "or keep ocsp: if_stapled");
+        return TP_ERR_CONFIG;
+    }
+    if (!t->verify && t->ocsp == TP_OCSP_REQUIRE) {
+        *key = "ocsp";
+        snprintf(err, errlen, "ocsp: require needs verify: true");
+        return TP_ERR_CONFIG;
+    }
+    return alpn_check(&t->alpn, err, errlen, key);
+}
+
+#define TLS_CLIENT_COMMON                                                                          \
+    TP_SETTING_STRING(tp_tls_client_cfg_t, ca, NULL,                                               \
+                      "PEM file of the CAs the server's chain must lead to (absent: the system "   \
+                      "trust store)"),                                                             \
+        TP_SETTING_BOOL(tp_tls_client_cfg_t, verify, "true",                                       \
+                        "check the chain, validity dates, revocation and the name (false: "        \
+                        "accept any certificate; logged as a warning at start)"),                  \
+        TP_SETTING_STRINGS(tp_tls_client_cfg_t, alpn, NULL,                                        \
+                           "ALPN protocols offered, in preference order (empty: http/1.1)"),       \
+        TP_SETTING_STRING(tp_tls_client_cfg_t, certificate, NULL,                                  \
+                          "PEM chain presented to servers that ask for a client certificate"),     \
+        TP_SETTING_STRING(tp_tls_client_cfg_t, private_key, NULL, "PEM key of 'certificate'"),     \
+        TP_SETTING_ENUM(tp_tls_client_cfg_t, profile, "modern", tls_profile_names,                 \
+                        "algorithms: modern, compat or fips (as on the server side)"),             \
+        TP_SETTING_ENUM(tp_tls_client_cfg_t, min_version, "1.2", tls_version_names,                \
+                        "lowest TLS version offered: 1.2 or 1.3"),                                 \
+        TP_SETTING_STRINGS(tp_tls_client_cfg_t, crl, NULL,                                         \
+                           "PEM files of CRLs; a certificate they revoke is refused"),             \
+        TP_SETTING_ENUM(tp_tls_client_cfg_t, ocsp, "if_stapled", ocsp_names,                       \
+                        "stapled OCSP: if_stapled (checked when sent: revoked fails), require "    \
+                        "(no valid staple fails) or off (not checked; not with crl)")
+
+static const tp_setting_t tls_client_settings[] = {
+    TLS_CLIENT_COMMON,
+    TP_SETTING_STRING(tp_tls_client_cfg_t, server_name, NULL,
+                      "SNI and the name the certificate must carry (absent: the server's host; "
+                      "an IP address sends no SNI and is checked against IP SANs)"),
+    TP_SETTING_BOOL(tp_tls_client_cfg_t, session_resumption, "true",
+                    "resume the last session with each server (per worker)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t tls_client_schema = {.name = "tls",
+                                              .size = sizeof(tp_tls_client_cfg_t),
+                                              .settings = tls_client_settings,
+                                              .check = tls_client_check};
+
+static const tp_setting_t origin_tls_settings[] = {
+    TLS_CLIENT_COMMON,
+    TP_SETTING_BOOL(tp_tls_client_cfg_t, session_resumption, "true",
+                    "resume the last session with each origin host:port (per worker, 256 kept)"),
+    TP_SETTING_END,
+};
+
+static const tp_schema_t origin_tls_schema = {.name = "origin_tls",
+                                              .size = sizeof(tp_tls_client_cfg_t),
+                                              .settings = origin_tls_settings,
+                                              .check = tls_client_check};
+
 static int upstream_check(void *section, char *err, size_t errlen, const char **key) {
     tp_upstream_cfg_t *u = section;
     if (u->servers.n == 0) {
@@ -230,6 +329,12 @@ static int upstream_check(void *section, char *err, size_t errlen, const char **
         (strncmp(u->hash_key, "header:", 7) != 0 || u->hash_key[7] == '\0')) {
         *key = "hash_key";
         snprintf(err, errlen, "hash_key is client_ip or header:<name>, not '%s'", u->hash_key);
+        return TP_ERR_CONFIG;
+    }
+    if (u->tls && u->health.check == TP_HEALTH_HTTP) {
+        *key = "health";
+        snprintf(err, errlen,
+                 "http health checks speak plain HTTP: a TLS group takes check: tcp (or none)");
         return TP_ERR_CONFIG;
     }
     return 0;
@@ -255,6 +360,12 @@ static const tp_setting_t upstream_settings[] = {
                        "the per-worker pool of kept-alive connections"),
     TP_SETTING_SECTION(tp_upstream_cfg_t, health, &health_schema,
                        "active health checks and passive failure detection"),
+    {.name = "tls",
+     .type = TP_SETTING_T_SECTION,
+     .offset = offsetof(tp_upstream_cfg_t, tls),
+     .sub = &tls_client_schema,
+     .doc = "TLS to the group's servers (present, even empty: on; absent: plain TCP)",
+     .flags = TP_SETTING_INDIRECT | TP_SETTING_OPTIONAL},
     TP_SETTING_END,
 };
 
@@ -654,6 +765,8 @@ void tp__config_schemas_init(tp_config_schemas_t *s, const tp_setting_t *app_set
                           "ma=86400' to announce an http3 endpoint (RFC 7838)"),
         TP_SETTING_SECTION(tp_endpoint_cfg_t, tls, &tls_schema,
                            "TLS termination: the client speaks TLS, then the endpoint's protocol"),
+        TP_SETTING_SECTION(tp_endpoint_cfg_t, origin_tls, &origin_tls_schema,
+                           "http_proxy: TLS to https:// request targets (port 443 by default)"),
         {.name = "app",
          .type = TP_SETTING_T_SECTION,
          .offset = offsetof(tp_endpoint_cfg_t, app),

@@ -419,20 +419,23 @@ int tp__h1_parse_target(const tp_h1_req_t *r, tp_http_target_t *t, const char **
         *detail = "unsupported HTTP version";
         return 400;
     }
+    size_t scheme = 0;
     if (url.len >= 8 && strncasecmp(url.ptr, "https://", 8) == 0) {
-        *detail = "https:// targets need CONNECT (TLS to origins is not enabled)";
-        return 501;
-    }
-    if (url.len < 7 || strncasecmp(url.ptr, "http://", 7) != 0) {
-        *detail = "a forward proxy needs an absolute-form target (http://host/path)";
+        t->https = true; /* TLS to the origin, as the endpoint's origin_tls says */
+        scheme = 8;
+    } else if (url.len >= 7 && strncasecmp(url.ptr, "http://", 7) == 0) {
+        scheme = 7;
+    } else {
+        *detail = "a forward proxy needs an absolute-form target (http://host/path or https://)";
         return 400;
     }
-    const char *a = url.ptr + 7, *end = url.ptr + url.len;
+    const char *a = url.ptr + scheme, *end = url.ptr + url.len;
     const char *slash = a;
     while (slash < end && *slash != '/' && *slash != '?' && *slash != '#')
         slash++;
     tp_str_t auth = {a, (size_t)(slash - a)};
-    if (memchr(auth.ptr, '@', auth.len) || !tp__h1_parse_authority(auth, 80, &t->host, &t->port)) {
+    if (memchr(auth.ptr, '@', auth.len) ||
+        !tp__h1_parse_authority(auth, t->https ? 443 : 80, &t->host, &t->port)) {
         *detail = "malformed authority in request target";
         return 400;
     }

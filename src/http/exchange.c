@@ -11,6 +11,7 @@
 #include "offramp/group.h"
 #include "offramp/pool.h"
 #include "runtime/log.h"
+#include "tls/tls.h"
 
 static void respond_failure(tp_exchange_t *x, const tp_failure_t *f);
 static void forward_start(tp_exchange_t *x);
@@ -153,6 +154,8 @@ void tp__x_reset(tp_exchange_t *x) {
     x->avoid = NULL;
     x->body_in = x->resp_deadline = x->body_at = x->resp_bytes = 0;
     x->rcode = NULL;
+    x->alert_name = NULL;
+    x->up_tls = (tp_egress_tls_t){0};
     x->up.error = NULL;
 }
 
@@ -214,6 +217,9 @@ void tp__x_respond_error(tp_exchange_t *x, uint16_t status, const char *error,
         int n = snprintf(ps, sizeof(ps), "turnpike; error=%s", error);
         if (x->rcode && n > 0 && (size_t)n < sizeof(ps) - 40) /* RFC 9209 2.3.2 */
             n += snprintf(ps + n, sizeof(ps) - (size_t)n, "; rcode=\"%s\"", x->rcode);
+        if (x->alert_name && n > 0 && (size_t)n < sizeof(ps) - 60) /* RFC 9209 2.3.13 */
+            n += snprintf(ps + n, sizeof(ps) - (size_t)n, "; alert-id=%u; alert-message=\"%s\"",
+                          x->alert_id, x->alert_name);
         if (details && *details && n > 0 && (size_t)n < sizeof(ps) - 12) {
             memcpy(ps + n, "; details=", 10);
             sf_string(ps + n + 10, sizeof(ps) - (size_t)n - 12, details);
@@ -253,6 +259,8 @@ void tp__x_respond_error(tp_exchange_t *x, uint16_t status, const char *error,
 /* An egress failure's answer: its status, error type, rcode and details. */
 static void respond_failure(tp_exchange_t *x, const tp_failure_t *f) {
     x->rcode = f->rcode;
+    x->alert_name = f->has_alert ? f->alert_name : NULL;
+    x->alert_id = f->alert;
     tp__x_respond_error(x, f->status, f->error, f->details);
 }
 
@@ -496,12 +504,12 @@ static void connect_decided(tp_conn_t *conn, tp_decision_t d) {
     }
     if (d.verdict == TP_VERDICT_REDIRECT) { /* tunnel to the hook's address instead */
         tp_addr_format_ip(&d.addr, x->up_ip, sizeof(x->up_ip));
-        tp__egress_start(conn, &x->req, x->up_ip, strlen(x->up_ip), tp_addr_port(&d.addr),
+        tp__egress_start(conn, &x->req, x->up_ip, strlen(x->up_ip), tp_addr_port(&d.addr), NULL,
                          connect_established);
         return;
     }
     tp__egress_start(conn, &x->req, x->req.target.host.ptr, x->req.target.host.len,
-                     x->req.target.port, connect_established);
+                     x->req.target.port, NULL, connect_established);
 }
 
 /* ---- forwarding ---- */
@@ -635,10 +643,45 @@ void tp__x_park_upstream(tp_exchange_t *x) {
                       ucfg->keepalive.idle_timeout);
 }
 
+/* Two server names of the pool key: config strings, or NULL for "the host". */
+static bool same_name(const char *a, const char *b) {
+    return a == b || (a && b && strcasecmp(a, b) == 0);
+}
+
+/* Whether `up` is a live kept-alive connection to host:port made with the exchange's TLS (a TLS
+ * and a plain connection, or two TLS configurations, are never taken for each other). */
 static bool upstream_serves(const tp_exchange_t *x, const tp_upstream_t *up, tp_str_t host,
                             uint16_t port) {
     return up && !up->eof && x->up.keep_alive && up->port == port && strlen(up->host) == host.len &&
-           strncasecmp(up->host, host.ptr, host.len) == 0;
+           strncasecmp(up->host, host.ptr, host.len) == 0 && up->tls_client == x->up_tls.client &&
+           same_name(up->tls_name, x->up_tls.name);
+}
+
+/*
+ * The TLS of the request's upstream connection: its group's `tls` (SNI and name: server_name or
+ * the server's host; the session kept per server), or for an https:// target on a forward proxy
+ * the endpoint's origin_tls (the target's host). A redirect keeps it, checked against the
+ * address redirected to.
+ */
+static void choose_tls(tp_exchange_t *x, const tp_group_server_t *s) {
+    tp_conn_t *conn = x->conn;
+    tp_server_t *srv = conn->worker->server;
+    tp_request_t *req = &x->req;
+    x->up_tls = (tp_egress_tls_t){0};
+    if (req->group >= 0) {
+        const tp_upstream_cfg_t *ucfg = tp__group_cfg(conn->worker->groups[req->group]);
+        if (ucfg->tls)
+            x->up_tls = (tp_egress_tls_t){.client = srv->tls_upstreams[req->group],
+                                          .name = ucfg->tls->server_name,
+                                          .session = s ? s->tls_session : NULL};
+    } else if (req->target.https && srv->tls_origins) {
+        x->up_tls.client = srv->tls_origins[conn->ep->index];
+        if (x->up_tls.client && x->up_tls.client->cfg->session_resumption)
+            x->up_tls.session = tp__tls_origin_session(conn->worker, req->target.host.ptr,
+                                                       req->target.host.len, req->target.port);
+        if (x->up_tls.session)
+            x->up_tls.session_key = x->up_tls.session->key;
+    }
 }
 
 /* Where the request goes: a redirect, a group's server, or (forward proxy) its target. */
@@ -646,6 +689,7 @@ static void forward_start(tp_exchange_t *x) {
     tp_conn_t *conn = x->conn;
     tp_request_t *req = &x->req;
     if (x->redirected) {
+        choose_tls(x, NULL);
         tp_addr_format_ip(&x->redirect_to, x->up_ip, sizeof(x->up_ip));
         x->up_host = (tp_str_t){x->up_ip, strlen(x->up_ip)};
         x->up_port = tp_addr_port(&x->redirect_to);
@@ -668,11 +712,12 @@ static void forward_start(tp_exchange_t *x) {
         }
         const tp_upstream_cfg_t *ucfg = tp__group_cfg(g);
         tp_str_t sh = {s->host, strlen(s->host)};
+        choose_tls(x, s);
         bool have = upstream_serves(x, conn->up, sh, s->port);
         if (!have && conn->ep->cfg->egress.send_proxy_protocol == TP_PP_NONE) {
             tp__x_park_upstream(x); /* the one it has goes elsewhere: others may use it */
-            tp_upstream_t *up =
-                tp__pool_take(conn->worker->pool, conn->ep->index, s->host, sh.len, s->port);
+            tp_upstream_t *up = tp__pool_take(conn->worker->pool, conn->ep->index, s->host, sh.len,
+                                              s->port, x->up_tls.client, x->up_tls.name);
             if (up) {
                 tp__conn_upstream_attach(conn, up);
                 x->up.keep_alive = true;
@@ -694,6 +739,7 @@ static void forward_start(tp_exchange_t *x) {
         x->up_host = sh;
         x->up_port = s->port;
     } else {
+        choose_tls(x, NULL);
         x->up_host = req->target.host;
         x->up_port = req->target.port;
     }
@@ -704,7 +750,8 @@ static void forward_start(tp_exchange_t *x) {
         return;
     }
     tp__conn_upstream_close(conn);
-    tp__egress_start(conn, req, x->up_host.ptr, x->up_host.len, x->up_port, forward_established);
+    tp__egress_start(conn, req, x->up_host.ptr, x->up_host.len, x->up_port, &x->up_tls,
+                     forward_established);
 }
 
 static void request_decided(tp_conn_t *conn, tp_decision_t d) {
@@ -948,7 +995,7 @@ void tp__x_response_failed(tp_exchange_t *x, ssize_t nread, const char *why) {
         x->forwarding = false;
         x->deciding = true;
         tp__conn_upstream_close(conn);
-        tp__egress_start(conn, &x->req, x->up_host.ptr, x->up_host.len, x->up_port,
+        tp__egress_start(conn, &x->req, x->up_host.ptr, x->up_host.len, x->up_port, &x->up_tls,
                          forward_established);
         return;
     }

@@ -187,6 +187,9 @@ struct tp_exchange {
     uint64_t resp_deadline;   /* the response head must come by then (0: not waiting) */
     uint64_t body_at;         /* when the request body last made progress */
     const char *rcode;        /* a DNS rcode for the next error answer's Proxy-Status */
+    const char *alert_name;   /* ... a TLS alert's name (and alert_id) for it, or NULL */
+    uint8_t alert_id;
+    tp_egress_tls_t up_tls; /* the TLS the upstream connection is made with (client NULL: none) */
     uint64_t resp_bytes;
 };
 

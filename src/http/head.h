@@ -49,6 +49,7 @@ typedef struct tp_http_target {
     tp_str_t host; /* without brackets */
     uint16_t port;
     tp_str_t path; /* may be empty or start with '?': "/" is put first when it goes on */
+    bool https;    /* a forward proxy's https:// target: TLS to the origin (origin_tls) */
 } tp_http_target_t;
 
 /* The first field named `name` (case-insensitive), or {NULL,0}. */

@@ -1,4 +1,5 @@
-/* egress.c: the TCP off-ramp's set-up: resolve, egress hook, policy, Happy Eyeballs connect. */
+/* egress.c: the TCP off-ramp's set-up: resolve, egress hook, policy, Happy Eyeballs connect, and
+ * the TLS handshake when the upstream speaks TLS. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include "dns/resolver.h"
 #include "runtime/core.h"
 #include "runtime/log.h"
+#include "tls/tls.h"
 
 /* Stops waiting for (the rest of) a name's answer. Not for a closing connection: the reference
  * dropped here may be its last (tp__egress_abort() does the same then). */
@@ -39,7 +41,7 @@ static void fail_with(tp_conn_t *conn, const tp_failure_t *f) {
     tp_egress_t *eg = &conn->egress;
     if (!conn->closing)
         stop_resolving(conn);
-    eg->resolving = eg->connecting = eg->deciding = false;
+    eg->resolving = eg->connecting = eg->deciding = eg->handshaking = false;
     drop_attempts(eg);
     conn->connect_deadline = 0;
     tp_logline_t l;
@@ -100,6 +102,67 @@ static void remove_attempt(tp_egress_t *eg, tp_upstream_t *up) {
 
 static void start_attempts(tp_conn_t *conn);
 
+/* ---- TLS after the connect ---- */
+
+static const char *tls_name(const tp_egress_t *eg) {
+    return eg->tls.name ? eg->tls.name : eg->host;
+}
+
+static void tls_done(tp_conn_t *conn, tp_tls_t *t, int rc) {
+    tp_egress_t *eg = &conn->egress;
+    if (!eg->handshaking || conn->closing)
+        return;
+    eg->handshaking = false;
+    conn->connect_deadline = 0;
+    tp__conn_rearm(conn);
+    const tp_tls_client_t *c = eg->tls.client;
+    if (rc != 0) {
+        tp_failure_t f = {0};
+        tp__tls_client_failure(t, tls_name(eg), &f);
+        fail_with(conn, &f);
+        return;
+    }
+    if (c->cfg->verify && c->cfg->ocsp == TP_OCSP_REQUIRE && !tp__tls_client_ocsp_ok(t)) {
+        fail(conn, 502, "tls_certificate_error", TP_CLOSE_UPSTREAM_FAILED,
+             "OCSP staple missing or invalid (ocsp: require)");
+        return;
+    }
+    gnutls_session_t s = tp__tls_session(t);
+    gnutls_datum_t alpn = {NULL, 0};
+    char ab[64] = "";
+    if (gnutls_alpn_get_selected_protocol(s, &alpn) == 0 && alpn.size < sizeof(ab))
+        memcpy(ab, alpn.data, alpn.size);
+    tp_logline_t l;
+    tp__log_begin(&l, TP_LOG_DEBUG, "upstream tls");
+    tp__log_u64(&l, "conn", conn->id);
+    tp__log_str(&l, "host", eg->host);
+    tp__log_u64(&l, "port", eg->port);
+    tp__log_str(&l, "server_name", tls_name(eg));
+    tp__log_str(&l, "version", gnutls_protocol_get_name(gnutls_protocol_get_version(s)));
+    tp__log_str(&l, "cipher", gnutls_ciphersuite_get(s));
+    tp__log_str(&l, "alpn", ab);
+    tp__log_bool(&l, "resumed", gnutls_session_is_resumed(s) != 0);
+    tp__log_end(&l);
+    conn->up->tls_client = c;
+    conn->up->tls_name = eg->tls.name;
+    eg->cb(conn, NULL);
+}
+
+/* The connection is up (and the PROXY header, if any, went in the clear): the handshake runs
+ * under the connect deadline, renewed for it. */
+static void start_tls(tp_conn_t *conn, tp_upstream_t *up) {
+    tp_egress_t *eg = &conn->egress;
+    tp_tls_client_params_t p;
+    tp__tls_client_params(eg->tls.client, tls_name(eg), eg->tls.session, eg->tls.session_key, &p);
+    eg->handshaking = true;
+    conn->connect_deadline = uv_now(&conn->worker->loop) + conn->ep->cfg->timeouts.connect;
+    tp__conn_rearm(conn);
+    int rc = tp__tls_client_start(conn, up, &p, tls_done);
+    if (rc != 0 && eg->handshaking)
+        fail(conn, 502, "proxy_internal_error", TP_CLOSE_INTERNAL, "cannot start TLS: %s",
+             tp_strerror(rc));
+}
+
 /* The winner: the others are dropped, it becomes the connection's upstream. */
 static void won(tp_conn_t *conn, tp_upstream_t *up) {
     tp_egress_t *eg = &conn->egress;
@@ -124,6 +187,10 @@ static void won(tp_conn_t *conn, tp_upstream_t *up) {
         return;
     if (tp__pp_send_upstream(conn) < 0) {
         fail(conn, 502, "proxy_internal_error", TP_CLOSE_INTERNAL, "cannot send a PROXY header");
+        return;
+    }
+    if (eg->tls.client) {
+        start_tls(conn, up);
         return;
     }
     eg->cb(conn, NULL);
@@ -235,6 +302,11 @@ void tp__egress_next_attempt(tp_conn_t *conn) {
 
 void tp__egress_cancel(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
+    if (eg->handshaking) {
+        fail(conn, 504, "connection_timeout", TP_CLOSE_CONNECT_TIMEOUT,
+             "the TLS handshake with %s did not finish in time", tls_name(eg));
+        return;
+    }
     if (!eg->connecting)
         return;
     char ab[TP_ADDR_STRLEN];
@@ -246,7 +318,7 @@ void tp__egress_cancel(tp_conn_t *conn) {
 void tp__egress_abort(tp_conn_t *conn) {
     tp_egress_t *eg = &conn->egress;
     stop_resolving(conn);
-    eg->connecting = eg->deciding = false;
+    eg->connecting = eg->deciding = eg->handshaking = false;
     if (eg->conn)
         drop_attempts(eg);
 }
@@ -529,9 +601,11 @@ static void take_addresses(tp_conn_t *conn, const tp_dns_result_t *res) {
 }
 
 void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size_t hostlen,
-                      uint16_t port, tp_egress_cb cb) {
+                      uint16_t port, const tp_egress_tls_t *tls, tp_egress_cb cb) {
     tp_egress_t *eg = &conn->egress;
     eg->conn = conn;
+    eg->tls = tls ? *tls : (tp_egress_tls_t){0};
+    eg->handshaking = false;
     eg->req = req;
     eg->cb = cb;
     eg->port = port;

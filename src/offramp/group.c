@@ -8,6 +8,7 @@
 #include "group_state.h"
 #include "h1/request.h"
 #include "runtime/log.h"
+#include "tls/tls.h"
 #include "util/hash.h"
 
 /* Virtual nodes per server on the hash ring: with 160 each, a server's share of the keys is
@@ -174,6 +175,10 @@ static int build_request(tp_group_srv_t *s, const tp_health_cfg_t *h) {
 }
 
 static void group_free(tp_group_t *g) {
+    for (size_t i = 0; i < g->n; i++) {
+        tp__tls_saved_free(g->srv[i].pub.tls_session);
+        free(g->srv[i].pub.tls_session);
+    }
     for (size_t i = 0; i < g->n; i++)
         free(g->srv[i].req);
     free(g->srv);
@@ -232,6 +237,8 @@ int tp__group_new(uv_loop_t *loop, const tp_upstream_cfg_t *cfg, tp_group_t **ou
         snprintf(s->port_str, sizeof(s->port_str), "%u", (unsigned)port);
         if (h->check == TP_HEALTH_HTTP)
             rc = build_request(s, h);
+        if (rc == 0 && cfg->tls && !(s->pub.tls_session = calloc(1, sizeof(tp_tls_saved_t))))
+            rc = TP_ERR_NOMEM;
     }
     if (rc == 0 && cfg->balance == TP_BALANCE_HASH)
         rc = ring_build(g);

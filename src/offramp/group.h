@@ -28,6 +28,8 @@ typedef struct tp_group_server {
     uint32_t inflight; /* exchanges using it now (tp__group_acquire .. release) */
     /* Counters for metrics and tests. */
     uint64_t picks, failures, checks_ok, checks_failed;
+    /* A TLS group: the session this worker resumes with the server (tls/tls.h), else NULL. */
+    struct tp_tls_saved *tls_session;
 } tp_group_server_t;
 
 /* How an exchange with a server ended, for passive failure detection. */

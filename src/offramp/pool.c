@@ -1,4 +1,4 @@
-/* pool.c: a worker's idle kept-alive upstream connections, by endpoint, host and port. */
+/* pool.c: a worker's idle kept-alive upstream connections, by endpoint, host, port and TLS. */
 #include "offramp/pool.h"
 
 #include <stdlib.h>
@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "runtime/core.h"
+#include "tls/tls.h"
 #include "util/hash.h"
 
 #define BUCKETS 1024
@@ -26,9 +27,11 @@ static uint64_t key_hash(size_t endpoint, const char *host, size_t len, uint16_t
 }
 
 static bool key_is(const tp_upstream_t *up, size_t endpoint, const char *host, size_t len,
-                   uint16_t port) {
+                   uint16_t port, const tp_tls_client_t *tls, const char *tls_name) {
     return up->pool_endpoint == endpoint && up->port == port && strlen(up->host) == len &&
-           strncasecmp(up->host, host, len) == 0;
+           strncasecmp(up->host, host, len) == 0 && up->tls_client == tls &&
+           (up->tls_name == tls_name ||
+            (up->tls_name && tls_name && strcasecmp(up->tls_name, tls_name) == 0));
 }
 
 /* Takes `up` out of its bucket and of the age list. */
@@ -51,11 +54,17 @@ static void unlink_up(tp_pool_t *p, tp_upstream_t *up) {
     p->nidle--;
 }
 
-static void pooled_close_cb(uv_handle_t *h) { free(h->data); }
+static void pooled_close_cb(uv_handle_t *h) {
+    tp_upstream_t *up = h->data;
+    tp__tls_free(up->tls);
+    free(up);
+}
 
 /* Drops an idle connection: out of the pool and closed. */
 static void drop(tp_pool_t *p, tp_upstream_t *up) {
     unlink_up(p, up);
+    if (up->tls)
+        tp__tls_park_bye(up->tls);
     uv_close((uv_handle_t *)&up->tcp, pooled_close_cb);
 }
 
@@ -72,6 +81,19 @@ static void idle_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (buf->base)
         tp__buf_unref(tp__buf_of(buf->base));
     if (nread == 0 || !up->pool)
+        return;
+    up->pool->st.closed_peer++;
+    drop(up->pool, up);
+}
+
+/* A parked TLS connection: the bytes go through its session (tls/stream.c decides). */
+static void tls_idle_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    tp__tls_idle_alloc(((tp_upstream_t *)h->data)->tls, buf);
+}
+
+static void tls_idle_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    tp_upstream_t *up = s->data;
+    if (nread == 0 || !up->pool || tp__tls_idle_input(up->tls, nread) == 0)
         return;
     up->pool->st.closed_peer++;
     drop(up->pool, up);
@@ -115,12 +137,12 @@ void tp__pool_close(tp_pool_t *p) {
 }
 
 tp_upstream_t *tp__pool_take(tp_pool_t *p, size_t endpoint, const char *host, size_t hostlen,
-                             uint16_t port) {
+                             uint16_t port, const tp_tls_client_t *tls, const char *tls_name) {
     size_t b = key_hash(endpoint, host, hostlen, port) % BUCKETS;
     /* The most recently parked first: the warmest connection, and the oldest time out. */
     tp_upstream_t *best = NULL;
     for (tp_upstream_t *up = p->bucket[b]; up; up = up->pool_next)
-        if (key_is(up, endpoint, host, hostlen, port) &&
+        if (key_is(up, endpoint, host, hostlen, port, tls, tls_name) &&
             (!best || up->pool_expires > best->pool_expires))
             best = up;
     if (!best)
@@ -132,11 +154,11 @@ tp_upstream_t *tp__pool_take(tp_pool_t *p, size_t endpoint, const char *host, si
 }
 
 size_t tp__pool_idle(const tp_pool_t *p, size_t endpoint, const char *host, size_t hostlen,
-                     uint16_t port) {
+                     uint16_t port, const tp_tls_client_t *tls, const char *tls_name) {
     size_t n = 0;
     size_t b = key_hash(endpoint, host, hostlen, port) % BUCKETS;
     for (const tp_upstream_t *up = p->bucket[b]; up; up = up->pool_next)
-        n += key_is(up, endpoint, host, hostlen, port);
+        n += key_is(up, endpoint, host, hostlen, port, tls, tls_name);
     return n;
 }
 
@@ -144,7 +166,8 @@ void tp__pool_park(tp_pool_t *p, tp_upstream_t *up, size_t endpoint, size_t max_
                    uint64_t idle_ms) {
     size_t hostlen = strlen(up->host);
     if (p->closing || max_idle == 0 ||
-        tp__pool_idle(p, endpoint, up->host, hostlen, up->port) >= max_idle) {
+        tp__pool_idle(p, endpoint, up->host, hostlen, up->port, up->tls_client, up->tls_name) >=
+            max_idle) {
         p->st.closed_full++;
         uv_close((uv_handle_t *)&up->tcp, pooled_close_cb);
         return;
@@ -170,7 +193,8 @@ void tp__pool_park(tp_pool_t *p, tp_upstream_t *up, size_t endpoint, size_t max_
     p->st.parked++;
     up->reading = false;
     uv_read_stop((uv_stream_t *)&up->tcp);
-    if (uv_read_start((uv_stream_t *)&up->tcp, idle_alloc_cb, idle_read_cb) != 0) {
+    if (up->tls ? uv_read_start((uv_stream_t *)&up->tcp, tls_idle_alloc_cb, tls_idle_read_cb)
+                : uv_read_start((uv_stream_t *)&up->tcp, idle_alloc_cb, idle_read_cb)) {
         p->st.closed_peer++;
         drop(p, up);
         return;

@@ -36,7 +36,7 @@ static void start(tp_conn_t *conn) {
     uint16_t port = 0;
     if (conn->ep->cfg->upstream)
         split_hostport(conn->ep->cfg->upstream, &host, &hostlen, &port);
-    tp__egress_start(conn, NULL, host, hostlen, port, connected);
+    tp__egress_start(conn, NULL, host, hostlen, port, NULL, connected);
 }
 
 static void on_client_read(tp_conn_t *conn, tp_buf_t *b, ssize_t nread) {

@@ -303,8 +303,11 @@ static void upstream_close_cb(uv_handle_t *h) {
 
 tp_upstream_t *tp__conn_upstream_detach(tp_conn_t *conn) {
     tp_upstream_t *up = conn->up;
-    /* A TLS upstream stays with its connection: the pool reads parked sockets raw. */
-    if (!up || conn->closing || up->eof || conn->queued[TP_TO_UPSTREAM] || up->shut || up->tls)
+    if (!up || conn->closing || up->eof || conn->queued[TP_TO_UPSTREAM] || up->shut ||
+        (up->tls && tp__conn_corked(conn, TP_TO_UPSTREAM)))
+        return NULL;
+    /* A TLS one goes with its session, which the pool reads through while it is parked. */
+    if (up->tls && !tp__tls_park(up->tls))
         return NULL;
     batch_drop(conn, TP_TO_UPSTREAM);
     conn->up = NULL;
@@ -349,6 +352,8 @@ void tp__conn_upstream_close(tp_conn_t *conn) {
     tp_upstream_t *up = conn->up;
     if (!up)
         return;
+    if (up->tls) /* a clean end of the TLS stream when nothing is left to write */
+        tp__tls_close_notify(up->tls);
     batch_drop(conn, TP_TO_UPSTREAM);
     conn->up = NULL;
     conn->queued[TP_TO_UPSTREAM] = 0; /* its writes are cancelled with it */

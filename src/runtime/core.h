@@ -67,6 +67,9 @@ struct tp_server {
     bool stopping;
     struct h3_onramp *h3_onramps;    /* per configured endpoint: its QUIC groups (onramp/http3.c) */
     struct tp_tls_creds **tls_creds; /* per endpoint: the current credentials (NULL: no TLS) */
+    /* TLS client configurations, loaded before the workers start and read-only after: */
+    struct tp_tls_client **tls_upstreams; /* per upstream group (NULL: plain TCP) */
+    struct tp_tls_client **tls_origins;   /* per endpoint: http_proxy's origin_tls (else NULL) */
 };
 
 struct tp_worker {
@@ -85,7 +88,8 @@ struct tp_worker {
     struct tp_wreq *free_wreqs;
     struct tp_group **groups; /* this worker's instance of each configured upstream group */
     struct tp_pool *pool;     /* idle kept-alive upstream connections, shared by the clients */
-    tp_conn_t *conns;         /* intrusive list of live connections */
+    struct tp_tls_saved *tls_origin_sessions; /* http_proxy: sessions with https:// origins */
+    tp_conn_t *conns;                         /* intrusive list of live connections */
     size_t nconns;
     uint64_t next_id;
     bool draining;
@@ -106,9 +110,20 @@ typedef struct tp_failure {
     const char *rcode; /* dns_error: the DNS rcode ("NXDOMAIN", ...), static, or NULL */
     char details[160]; /* Proxy-Status details (may be empty) */
     tp_close_reason_t reason;
+    bool has_alert;         /* tls_alert_received: the TLS alert the upstream sent: */
+    uint8_t alert;          /* ... its number (alert-id) */
+    const char *alert_name; /* ... and its RFC 8446 name (alert-message), static */
 } tp_failure_t;
 
 typedef void (*tp_egress_cb)(tp_conn_t *conn, const tp_failure_t *fail);
+
+/* TLS on top of an upstream connection (offramp/egress.c runs the handshake). */
+typedef struct tp_egress_tls {
+    const struct tp_tls_client *client; /* NULL: plain TCP */
+    const char *name;                   /* SNI and the name checked; NULL: the host connected to */
+    struct tp_tls_saved *session;       /* where the session for resumption is kept (may be NULL) */
+    uint64_t session_key;               /* ... while it has this key (tp_tls_saved_t.key) */
+} tp_egress_tls_t;
 
 /* Most addresses one upstream set-up tries (RFC 8305 attempts), and at once. */
 #define TP_EGRESS_MAX_ADDRS    16
@@ -133,9 +148,11 @@ struct tp_egress {
     struct tp_dns_entry *dnse; /* the cached answer used (a reference), for its extension */
     tp_egress_cb cb;
     bool resolving, connecting;
-    bool deciding; /* the egress hook's decision is awaited */
-    bool dns_more; /* only an early answer (one family) is in: the rest will follow */
-    bool trusted;  /* the destination came from the operator's config, not from a client */
+    bool deciding;       /* the egress hook's decision is awaited */
+    bool dns_more;       /* only an early answer (one family) is in: the rest will follow */
+    bool trusted;        /* the destination came from the operator's config, not from a client */
+    tp_egress_tls_t tls; /* TLS after the connect (tls.client NULL: none) */
+    bool handshaking;    /* ... which is in progress (the connect deadline covers it) */
 };
 
 /* An upstream TCP connection; allocated apart so a new one can open while the last closes. */
@@ -150,6 +167,10 @@ struct tp_upstream {
     char host[256]; /* the host and port it serves, for reuse between keep-alive requests */
     uint16_t port;
     struct tp_tls *tls; /* TLS over this connection (client mode), or NULL */
+    /* What the TLS was made with, part of the pool key (NULL, NULL: plain TCP): the client
+     * configuration, and the server name when it is not `host` (config memory). */
+    const struct tp_tls_client *tls_client;
+    const char *tls_name;
     bool pool_ok;   /* an http endpoint's connection to a group server: other clients may use it */
     int pool_group; /* ... of this upstream group (its keepalive settings) */
     /* While parked in the worker's pool (conn NULL): see src/offramp/pool.c. */
@@ -359,8 +380,10 @@ void tp__conn_upstream_attach(tp_conn_t *conn, tp_upstream_t *up);
 /* True when the request goes to a server of a configured upstream group (the operator's choice,
  * exempt from the destination policy like an L4 endpoint's upstream). */
 bool tp__request_trusted(const tp_request_t *req);
+/* `tls` (may be NULL: plain TCP) is copied: a handshake follows the connect, and its failure is
+ * the set-up's (502 tls_certificate_error, tls_alert_received, tls_protocol_error). */
 void tp__egress_start(tp_conn_t *conn, tp_request_t *req, const char *host, size_t hostlen,
-                      uint16_t port, tp_egress_cb cb);
+                      uint16_t port, const tp_egress_tls_t *tls, tp_egress_cb cb);
 /* The connect deadline passed: fail the set-up with 504 connection_timeout. */
 void tp__egress_cancel(tp_conn_t *conn);
 /* The attempt delay passed: start the next Happy Eyeballs attempt. */

@@ -268,6 +268,42 @@ static void on_reload(uv_signal_t *s, int signum) {
     tp__log_end(&l);
 }
 
+static int client_load(const tp_tls_client_cfg_t *cfg, const char *what, tp_tls_client_t **out) {
+    char err[512];
+    if (tp__tls_client_load(cfg, what, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "turnpike: %s: %s\n", what, err);
+        tp__log_msg(TP_LOG_ERROR, "tls client setup failed", "%s: %s", what, err);
+        return 1;
+    }
+    tp__tls_client_log(*out);
+    return 0;
+}
+
+/* The TLS client configurations (upstream groups' tls, http_proxy endpoints' origin_tls), on the
+ * main thread before the workers exist; the workers only read them. */
+static int load_tls_clients(tp_server_t *srv) {
+    size_t nu = srv->cfg.upstreams.n, nep = srv->cfg.endpoints.n;
+    srv->tls_upstreams = calloc(nu ? nu : 1, sizeof(tp_tls_client_t *));
+    srv->tls_origins = calloc(nep ? nep : 1, sizeof(tp_tls_client_t *));
+    if (!srv->tls_upstreams || !srv->tls_origins)
+        return 1;
+    char what[320];
+    for (size_t u = 0; u < nu; u++) {
+        const tp_upstream_cfg_t *ucfg = TP_LIST_AT(tp_upstream_cfg_t, srv->cfg.upstreams, u);
+        snprintf(what, sizeof(what), "upstream '%s': tls", ucfg->name);
+        if (ucfg->tls && client_load(ucfg->tls, what, &srv->tls_upstreams[u]) != 0)
+            return 1;
+    }
+    for (size_t e = 0; e < nep; e++) {
+        const tp_endpoint_cfg_t *cfg = TP_LIST_AT(tp_endpoint_cfg_t, srv->cfg.endpoints, e);
+        snprintf(what, sizeof(what), "endpoint '%s': origin_tls", cfg->name);
+        if (cfg->type == TP_ONRAMP_HTTP_PROXY &&
+            client_load(&cfg->origin_tls, what, &srv->tls_origins[e]) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Loads every TLS endpoint's credentials on the main thread, before the workers exist. */
 static int load_tls(tp_server_t *srv) {
     size_t nep = srv->cfg.endpoints.n;
@@ -286,7 +322,7 @@ static int load_tls(tp_server_t *srv) {
         }
         tp__tls_creds_log(srv->tls_creds[e], "tls");
     }
-    return 0;
+    return load_tls_clients(srv);
 }
 
 static void free_tls(tp_server_t *srv) {
@@ -294,6 +330,14 @@ static void free_tls(tp_server_t *srv) {
         tp__tls_creds_unref(srv->tls_creds[e]);
     free(srv->tls_creds);
     srv->tls_creds = NULL;
+    for (size_t u = 0; srv->tls_upstreams && u < srv->cfg.upstreams.n; u++)
+        tp__tls_client_free(srv->tls_upstreams[u]);
+    free(srv->tls_upstreams);
+    srv->tls_upstreams = NULL;
+    for (size_t e = 0; srv->tls_origins && e < srv->cfg.endpoints.n; e++)
+        tp__tls_client_free(srv->tls_origins[e]);
+    free(srv->tls_origins);
+    srv->tls_origins = NULL;
 }
 
 static void log_ready(tp_server_t *srv) {
@@ -352,6 +396,7 @@ static void worker_free(tp_worker_t *w, size_t nep) {
         free(w->endpoints[e].ext);
     }
     release_tls(w);
+    tp__tls_origin_sessions_free(w);
     tp__worker_free_wreqs(w);
     tp__bufpool_free(&w->bufs);
     uv_loop_close(&w->loop);

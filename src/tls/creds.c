@@ -33,6 +33,23 @@ static const char *const PROFILE[] = {
 
 bool tp_tls_fips_mode(void) { return gnutls_fips140_mode_enabled() != 0; }
 
+int tp__tls_priority_init(gnutls_priority_t *out, int profile, int min_version, bool rpk, char *err,
+                          size_t errlen) {
+    char prio[1024];
+    snprintf(prio, sizeof(prio), "%s:-VERS-ALL:+VERS-TLS1.3%s%s", PROFILE[profile],
+             min_version == TP_TLS_V1_2 ? ":+VERS-TLS1.2" : "",
+             rpk ? ":+CTYPE-CLI-ALL:+CTYPE-SRV-ALL" : "");
+    const char *where = NULL;
+    int grc = gnutls_priority_init(out, prio, &where);
+    if (grc < 0) {
+        *out = NULL;
+        snprintf(err, errlen, "profile: GnuTLS refused the priority string at '%s': %s",
+                 where ? where : "", gnutls_strerror(grc));
+        return TP_ERR_CONFIG;
+    }
+    return 0;
+}
+
 tp_tls_creds_t *tp__tls_creds_ref(tp_tls_creds_t *c) {
     if (c)
         atomic_fetch_add(&c->refs, 1);
@@ -195,19 +212,8 @@ int tp__tls_creds_load(const tp_endpoint_cfg_t *cfg, const tp_tls_creds_t *prev,
         }
         rc = cert_common(c, ct, err, errlen);
     }
-    char prio[1024];
-    if (rc == 0) {
-        snprintf(prio, sizeof(prio), "%s:-VERS-ALL:+VERS-TLS1.3%s%s", PROFILE[t->profile],
-                 t->min_version == TP_TLS_V1_2 ? ":+VERS-TLS1.2" : "",
-                 c->rpk ? ":+CTYPE-CLI-ALL:+CTYPE-SRV-ALL" : "");
-        const char *where = NULL;
-        int grc = gnutls_priority_init(&c->prio, prio, &where);
-        if (grc < 0) {
-            snprintf(err, errlen, "profile: GnuTLS refused the priority string at '%s': %s",
-                     where ? where : "", gnutls_strerror(grc));
-            rc = TP_ERR_CONFIG;
-        }
-    }
+    if (rc == 0)
+        rc = tp__tls_priority_init(&c->prio, t->profile, t->min_version, c->rpk, err, errlen);
     /* ALPN: the configured list, else what the on-ramp speaks. */
     static const char *const http11[] = {"http/1.1"};
     const char *const *protos = (const char *const *)t->alpn.items;

@@ -262,6 +262,11 @@ static void stream_fail(tp_tls_t *t, int grc) {
     tp__log_str(&l, "side", t->up ? "upstream" : "client");
     tp__log_str(&l, "reason", t->why);
     tp__log_end(&l);
+    if (t->up) { /* the exchange answers (502) or ends as for a failed upstream socket */
+        sock_read(t, false);
+        deliver_error(t, UV_EPROTO);
+        return;
+    }
     tp__conn_close(conn, TP_CLOSE_TLS_ERROR);
 }
 
@@ -277,6 +282,31 @@ static void deliver_eof(tp_tls_t *t) {
         conn->client_reading = false;
         conn->proto->on_client_read(conn, NULL, UV_EOF);
     }
+}
+
+/* Client mode: keeps this connection's session for the next one to the server, once it can be
+ * resumed (TLS 1.2: after the handshake; TLS 1.3: once a NewSessionTicket came, which is after
+ * the handshake, with the first records or while the connection is parked). */
+static void save_session(tp_tls_t *t) {
+    if (!t->saved || t->saved_done || !t->handshaken || t->saved->key != t->saved_key)
+        return; /* not kept, done, too early, or the slot went to another origin */
+    if (gnutls_protocol_get_version(t->s) == GNUTLS_TLS1_3 &&
+        !(gnutls_session_get_flags(t->s) & GNUTLS_SFLAGS_SESSION_TICKET))
+        return; /* without the flag, get_data2 would wait for a ticket */
+    gnutls_datum_t d = {NULL, 0};
+    if (gnutls_session_get_data2(t->s, &d) < 0 || d.size == 0) {
+        gnutls_free(d.data);
+        return;
+    }
+    uint8_t *copy = malloc(d.size);
+    if (copy) {
+        memcpy(copy, d.data, d.size);
+        tp__tls_saved_free(t->saved);
+        t->saved->data = copy;
+        t->saved->len = d.size;
+        t->saved_done = true;
+    }
+    gnutls_free(d.data);
 }
 
 /* Decrypts what `in` holds into slabs for the protocol while it wants them. */
@@ -310,10 +340,16 @@ static void pump_records(tp_tls_t *t) {
         }
         size_t got = 0;
         ssize_t r = 0;
+        size_t left = t->in_len;
         while (got < cap) {
             r = gnutls_record_recv(t->s, dst + got, cap - got);
             if (r > 0) {
                 got += (size_t)r;
+            } else if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && t->in_len &&
+                       t->in_len != left) {
+                /* A post-handshake message (TLS 1.3 NewSessionTicket, KeyUpdate) was handled
+                 * and GnuTLS says "again" although records wait behind it: go on with them. */
+                left = t->in_len;
             } else if (r == GNUTLS_E_REHANDSHAKE) {
                 /* TLS 1.2 renegotiation is refused, politely (RFC 5746 leaves it to us). */
                 gnutls_alert_send(t->s, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
@@ -324,6 +360,8 @@ static void pump_records(tp_tls_t *t) {
                 break;
             }
         }
+        if (t->up)
+            save_session(t);
         if (tp__tls_flush(t) < 0 || !current(t)) { /* alerts, KeyUpdate answers */
             if (slab)
                 tp__buf_unref(slab);
@@ -455,6 +493,8 @@ static void handshake(tp_tls_t *t) {
             return;
         if (rc == 0) {
             t->handshaken = true;
+            if (t->up)
+                save_session(t);
             sock_read(t, false); /* from now on the protocol says when to read */
             t->done(conn, t, 0);
             return;
@@ -579,7 +619,12 @@ int tp__tls_server_start(tp_conn_t *conn, tp_tls_creds_t *creds, const tp_tls_ce
 
 int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client_params_t *p,
                          tp_tls_done_cb done) {
-    tp_tls_t *t = stream_new(conn, up, GNUTLS_CLIENT, done);
+    unsigned flags = GNUTLS_CLIENT;
+#if GNUTLS_VERSION_NUMBER >= 0x030800
+    if (p->no_status_request)
+        flags |= GNUTLS_NO_STATUS_REQUEST;
+#endif
+    tp_tls_t *t = stream_new(conn, up, flags, done);
     if (!t)
         return TP_ERR_NOMEM;
     int rc = 0;
@@ -587,7 +632,7 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
         gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, p->cred) < 0)
         rc = TP_ERR_IO;
     if (rc == 0 && p->server_name) {
-        /* SNI carries DNS names only (RFC 6066 3). */
+        /* SNI carries DNS names only (RFC 6066 3); an IP is checked against IP SANs. */
         struct in6_addr a6;
         struct in_addr a4;
         bool ip = inet_pton(AF_INET, p->server_name, &a4) == 1 ||
@@ -602,15 +647,87 @@ int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client
     }
     if (rc == 0 && p->nalpn && gnutls_alpn_set_protocols(t->s, p->alpn, (unsigned)p->nalpn, 0) < 0)
         rc = TP_ERR_IO;
-    if (rc == 0 && p->session_data)
-        gnutls_session_set_data(t->s, p->session_data->data, p->session_data->size);
+    if (rc == 0 && p->session && p->session->data && p->session->key == p->session_key)
+        gnutls_session_set_data(t->s, p->session->data, p->session->len); /* stale: a full one */
     if (rc != 0) {
         gnutls_deinit(t->s);
         free(t);
         return rc;
     }
+    t->saved = p->session;
+    t->saved_key = p->session_key;
     up->tls = t;
     handshake(t);
+    return 0;
+}
+
+/* ---- parked in the worker's pool ---- */
+
+/* A parked connection holds no read slab while it has no ciphertext waiting (bounded memory:
+ * up to TP_POOL_MAX_IDLE of them per worker). */
+static void release_idle_in(tp_tls_t *t) {
+    if (t->in && t->in_len == 0) {
+        tp__buf_unref(t->in);
+        t->in = NULL;
+        t->in_off = 0;
+    }
+}
+
+bool tp__tls_park(tp_tls_t *t) {
+    if (!t->handshaken || t->failed || t->bye_sent || t->sock_eof || t->in_len ||
+        (t->out && t->out_len) || gnutls_record_check_pending(t->s))
+        return false;
+    unschedule(t);
+    t->sock_reading = false; /* the pool reads the socket now */
+    release_idle_in(t);
+    return true;
+}
+
+void tp__tls_park_bye(tp_tls_t *t) {
+    if (!t->handshaken || t->failed || t->bye_sent)
+        return;
+    t->bye_sent = true;
+    gnutls_bye(t->s, GNUTLS_SHUT_WR);
+    if (t->out && t->out_len) { /* one try: the connection is going away */
+        uv_buf_t b = uv_buf_init(t->out->data, (unsigned)t->out_len);
+        uv_try_write(sock_of(t), &b, 1);
+        t->out_len = 0;
+    }
+}
+
+void tp__tls_idle_alloc(tp_tls_t *t, uv_buf_t *buf) { sock_alloc(t, buf); }
+
+int tp__tls_idle_input(tp_tls_t *t, ssize_t nread) {
+    if (nread < 0) {
+        t->sock_eof = nread == UV_EOF;
+        return TP_ERR_CLOSED;
+    }
+    t->in_len += (size_t)nread;
+    for (;;) {
+        char sink[512]; /* anything decrypted ends the connection: its content does not matter */
+        size_t left = t->in_len;
+        ssize_t r = gnutls_record_recv(t->s, sink, sizeof(sink));
+        if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && t->in_len && t->in_len != left)
+            continue; /* a post-handshake message was handled; more records wait */
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+            break;
+        if (r < 0 && r != GNUTLS_E_REHANDSHAKE && !gnutls_error_is_fatal((int)r))
+            continue;     /* a warning alert */
+        t->failed = true; /* data, close_notify, an alert or a renegotiation: not reusable */
+        return r > 0 ? TP_ERR_PROTOCOL : TP_ERR_CLOSED;
+    }
+    save_session(t);
+    release_idle_in(t);
+    if (t->out && t->out_len) { /* a KeyUpdate's answer: one try, all of it, or the end */
+        uv_buf_t b = uv_buf_init(t->out->data, (unsigned)t->out_len);
+        int w = uv_try_write(sock_of(t), &b, 1);
+        bool all = w == (int)t->out_len;
+        t->out_len = 0;
+        if (!all) {
+            t->failed = true;
+            return TP_ERR_IO;
+        }
+    }
     return 0;
 }
 

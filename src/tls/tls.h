@@ -57,10 +57,24 @@ void tp__tls_creds_unref(tp_tls_creds_t *c);
 const tp_tls_cert_t *tp__tls_creds_pick(const tp_tls_creds_t *c, tp_str_t sni);
 /* Logs the profile, versions and FIPS state of an endpoint at start-up. */
 void tp__tls_creds_log(const tp_tls_creds_t *c, const char *msg);
+/* A profile (tp_tls_profile_t) and minimum version as a GnuTLS priority cache; `rpk` adds raw
+ * public key certificate types. 0, or TP_ERR_CONFIG with a message. */
+int tp__tls_priority_init(gnutls_priority_t *out, int profile, int min_version, bool rpk, char *err,
+                          size_t errlen);
 
 /* ---- stream.c: a session over memory push/pull, driven by the connection's reads ---- */
 
 typedef struct tp_tls tp_tls_t;
+
+/* A resumable session kept for one upstream server on one worker: the last one it gave. */
+typedef struct tp_tls_saved {
+    uint8_t *data; /* gnutls_session_get_data2()'s bytes (malloc'd), or NULL */
+    size_t len;
+    uint64_t key; /* whose slot it is (origin sessions: host and port; group servers: 0) */
+} tp_tls_saved_t;
+
+/* Frees what a slot holds (the slot itself is its owner's). */
+void tp__tls_saved_free(tp_tls_saved_t *s);
 
 /* Called once when the handshake is over: rc 0, or a negative tp_err_t (see tp__tls_why()). */
 typedef void (*tp_tls_done_cb)(tp_conn_t *conn, tp_tls_t *t, int rc);
@@ -93,6 +107,10 @@ struct tp_tls {
     bool peer_key_listed;     /* a raw key found in the allow list */
     tp_tls_info_t info;       /* filled when the handshake completed */
     char *info_mem;
+    /* Client mode. */
+    tp_tls_saved_t *saved; /* where the session is kept for resumption (NULL: not kept) */
+    uint64_t saved_key;    /* ... while the slot still has this key */
+    bool saved_done;       /* ... this connection's session went there */
 };
 
 /*
@@ -112,9 +130,15 @@ typedef struct tp_tls_client_params {
     gnutls_priority_t prio;                /* NULL: GnuTLS's defaults */
     const char *server_name;    /* SNI and the name the certificate must match (NULL: none) */
     bool verify;                /* verify the chain and the name (else the caller checks) */
+    bool no_status_request;     /* do not ask for a stapled OCSP response (GnuTLS 3.8 and later;
+                                 * before, the credentials' verify flags keep it unchecked) */
     const gnutls_datum_t *alpn; /* protocols offered (may be NULL) */
     size_t nalpn;
-    const gnutls_datum_t *session_data; /* a saved session to resume (may be NULL) */
+    /* A session to resume from, refreshed with the session this connection gets (TLS 1.2: at
+     * the handshake; TLS 1.3: when the server's NewSessionTicket arrives, possibly while the
+     * connection is parked). May be NULL; must outlive the stream's reads. */
+    tp_tls_saved_t *session;
+    uint64_t session_key; /* the slot is ours while its key is this (see tp_tls_saved_t) */
 } tp_tls_client_params_t;
 
 /*
@@ -125,6 +149,20 @@ typedef struct tp_tls_client_params {
  */
 int tp__tls_client_start(tp_conn_t *conn, tp_upstream_t *up, const tp_tls_client_params_t *p,
                          tp_tls_done_cb done);
+
+/* ---- a client-mode stream parked in the worker's pool (offramp/pool.c) ---- */
+
+/* Whether the stream may be parked: handshaken, healthy, nothing buffered either way. Stops its
+ * own reading (the pool reads the socket while it is parked). */
+bool tp__tls_park(tp_tls_t *t);
+/* The pool's alloc callback: room behind the ciphertext the stream holds. */
+void tp__tls_idle_alloc(tp_tls_t *t, uv_buf_t *buf);
+/* The pool read `nread` bytes (or an error/EOF) into that room. Post-handshake messages (TLS 1.3
+ * NewSessionTicket, KeyUpdate) are processed and keep the connection: 0. Application data, a
+ * close_notify, an alert or the socket's end: a negative tp_err_t, the pool drops it. */
+int tp__tls_idle_input(tp_tls_t *t, ssize_t nread);
+/* The pool drops it: close_notify, one try, best effort. */
+void tp__tls_park_bye(tp_tls_t *t);
 
 /* The GnuTLS session (for gnutls_session_get_data2() and the like), or NULL. */
 gnutls_session_t tp__tls_session(const tp_tls_t *t);
@@ -156,6 +194,52 @@ void tp__tls_worker_pump_cb(uv_idle_t *h); /* the worker's tls_idle callback (da
  * cork; takes its own reference. */
 int tp__conn_write_raw(tp_conn_t *conn, int dir, tp_buf_t *b, size_t len);
 bool tp__conn_corked(const tp_conn_t *conn, int dir);
+
+/* ---- client.c: Turnpike as a TLS client (upstream groups' tls, http_proxy's origin_tls) ---- */
+
+/*
+ * A TLS client configuration, loaded once on the main thread at start-up and only read by the
+ * workers afterwards (they take no reference: it lives until the workers have stopped). Its
+ * address is part of the upstream pool's key: connections made with different configurations
+ * are never mixed.
+ */
+typedef struct tp_tls_client {
+    const tp_tls_client_cfg_t *cfg;
+    char what[160]; /* "upstream 'o'" or "endpoint 'p' origin_tls", for logs */
+    gnutls_certificate_credentials_t cred;
+    gnutls_priority_t prio;
+    gnutls_datum_t alpn[16];
+    size_t nalpn;
+    size_t nanchors; /* trust anchors loaded (CA file or system store) */
+} tp_tls_client_t;
+
+/* Loads `cfg` (`what` names it in errors and logs). Returns 0, or TP_ERR_CONFIG (a file missing,
+ * unreadable or not PEM, a bad key) / TP_ERR_NOMEM with a message in err. */
+int tp__tls_client_load(const tp_tls_client_cfg_t *cfg, const char *what, tp_tls_client_t **out,
+                        char *err, size_t errlen);
+void tp__tls_client_free(tp_tls_client_t *c);
+/* Logs the configuration at start-up (and warns when verification is off). */
+void tp__tls_client_log(const tp_tls_client_t *c);
+/* The session parameters for a connection to `name` (SNI and the name checked). */
+void tp__tls_client_params(const tp_tls_client_t *c, const char *name, tp_tls_saved_t *session,
+                           uint64_t session_key, tp_tls_client_params_t *p);
+/*
+ * Why a client handshake failed, as an RFC 9209 error: tls_certificate_error (with the reason:
+ * expired, not yet valid, unknown issuer, name mismatch, revoked, OCSP ...), tls_alert_received
+ * (with the alert), tls_protocol_error, or connection_terminated. `name` is the name checked.
+ */
+void tp__tls_client_failure(const tp_tls_t *t, const char *name, tp_failure_t *f);
+/* A forward proxy's sessions with https:// origins, per worker: a direct-mapped cache of this many
+ * slots by host and port (a newcomer takes the slot over; a stream still holding the slot of the
+ * one it replaced does not write into it). */
+#define TP_TLS_ORIGIN_SESSIONS 256
+/* The slot for host:port in the worker's cache (allocated on first use; NULL: out of memory). */
+tp_tls_saved_t *tp__tls_origin_session(tp_worker_t *w, const char *host, size_t hostlen,
+                                       uint16_t port);
+void tp__tls_origin_sessions_free(tp_worker_t *w);
+/* Whether a finished handshake satisfies `ocsp: require` (a valid stapled response was checked,
+ * or the session was resumed from one that had). */
+bool tp__tls_client_ocsp_ok(const tp_tls_t *t);
 
 /* ---- info.c ---- */
 /* Fills t->info from the finished handshake (`sni` from the ClientHello). */

@@ -54,6 +54,8 @@ export interface IssueOptions {
     usage?: 'server' | 'client';
     /** Days of validity (default 1); a negative number makes a certificate that has expired. */
     days?: number;
+    /** A certificate whose validity starts in a year (not yet valid). */
+    notYetValid?: boolean;
 }
 
 let issued = 0;
@@ -71,7 +73,10 @@ export function issueCert(ca: TestCerts, options: IssueOptions = {}): IssuedCert
     for (const ip of options.ipAddresses ?? []) lines.push(`ip_address = "${ip}"`);
     for (const e of options.emails ?? []) lines.push(`email = "${e}"`);
     const days = options.days ?? 1;
-    if (days < 0) {
+    if (options.notYetValid) {
+        const y = new Date().getUTCFullYear() + 1;
+        lines.push(`activation_date = "${y}-01-01 00:00:00 UTC"`, `expiration_date = "${y}-12-31 00:00:00 UTC"`);
+    } else if (days < 0) {
         lines.push('activation_date = "2001-01-01 00:00:00 UTC"', 'expiration_date = "2001-01-02 00:00:00 UTC"');
     } else {
         lines.push(`expiration_days = ${days}`);

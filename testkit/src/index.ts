@@ -91,3 +91,15 @@ export {
     type TestCerts,
 } from './certs.js';
 export { runProcess, startProcess, TestProcess, type ProcessExit } from './process.js';
+export {
+    makeCrl,
+    makeOcspResponse,
+    startGnutlsServ,
+    startNginxTls,
+    startOpensslServer,
+    type GnutlsServ,
+    type OpensslServer,
+    type NginxLogEntry,
+    type NginxTlsOptions,
+    type NginxTlsOrigin,
+} from './tls-origins.js';

@@ -808,6 +808,75 @@ static void test_print_default_framework(void **state) {
     free(text);
 }
 
+/* An optional section (an upstream group's `tls`): absent is NULL (off), present (even empty) is
+ * on with its defaults; its check runs only when present; the default config shows it commented. */
+static void test_optional_section(void **state) {
+    tp_config_schemas_t s;
+    tp__config_schemas_init(&s, NULL, 0, NULL, 0);
+    tp_config_t cfg;
+    tp_config_error_t err;
+    memset(&cfg, 0, sizeof(cfg));
+    assert_int_equal(load(&s.root, &cfg, "upstreams: [{name: a, servers: ['h:1']}]\n", &err), 0);
+    assert_null(TP_LIST_AT(tp_upstream_cfg_t, cfg.upstreams, 0)->tls);
+    tp__config_free(&s.root, &cfg);
+
+    memset(&cfg, 0, sizeof(cfg));
+    assert_int_equal(
+        load(&s.root, &cfg, "upstreams: [{name: a, servers: ['h:1'], tls: {}}]\n", &err), 0);
+    const tp_tls_client_cfg_t *t = TP_LIST_AT(tp_upstream_cfg_t, cfg.upstreams, 0)->tls;
+    assert_non_null(t);
+    assert_true(t->verify);
+    assert_true(t->session_resumption);
+    assert_int_equal(t->ocsp, TP_OCSP_IF_STAPLED);
+    assert_int_equal(t->min_version, TP_TLS_V1_2);
+    assert_int_equal(t->profile, TP_TLS_MODERN);
+    assert_null(t->ca);
+    assert_null(t->server_name);
+    tp__config_free(&s.root, &cfg);
+
+    memset(&cfg, 0, sizeof(cfg));
+    assert_int_equal(load(&s.root, &cfg,
+                          "upstreams:\n- name: a\n  servers: ['h:1']\n  tls:\n    ca: /x.pem\n"
+                          "    server_name: api.example\n    ocsp: require\n    crl: [/c1, /c2]\n",
+                          &err),
+                     0);
+    t = TP_LIST_AT(tp_upstream_cfg_t, cfg.upstreams, 0)->tls;
+    assert_string_equal(t->ca, "/x.pem");
+    assert_string_equal(t->server_name, "api.example");
+    assert_int_equal(t->ocsp, TP_OCSP_REQUIRE);
+    assert_int_equal(t->crl.n, 2);
+    tp__config_free(&s.root, &cfg);
+
+    static const struct {
+        const char *yaml, *key, *msg;
+    } bad[] = {
+        {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {certificate: /c.pem}\n",
+         "upstreams[0].tls.private_key", "both 'certificate'"},
+        {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {verify: false, ocsp: require}\n",
+         "upstreams[0].tls.ocsp", "needs verify"},
+        {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {}\n  health: {check: http}\n",
+         "upstreams[0].health", "plain HTTP"},
+        {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {ocsp: 'off', crl: [/c]}\n",
+         "upstreams[0].tls.ocsp", "CRL checks off"},
+        {"upstreams:\n- name: a\n  servers: ['h:1']\n  tls: {ocsp: maybe}\n",
+         "upstreams[0].tls.ocsp", "if_stapled"},
+        {"endpoints:\n- name: p\n  type: http_proxy\n  listen: [127.0.0.1:0]\n  origin_tls: "
+         "{server_name: x}\n",
+         "endpoints[0].origin_tls.server_name", "unknown key"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&cfg, 0, sizeof(cfg));
+        int rc = load(&s.root, &cfg, bad[i].yaml, &err);
+        if (rc != TP_ERR_CONFIG || strcmp(err.key, bad[i].key) != 0 || !strstr(err.msg, bad[i].msg))
+            fail_msg("case %zu: rc %d key '%s': %s", i, rc, err.key, err.msg);
+    }
+
+    char *text = print_to_string(&s.root, NULL);
+    assert_non_null(strstr(text, "# tls:"));
+    assert_non_null(strstr(text, "origin_tls:\n"));
+    free(text);
+}
+
 static void test_print_default_app(void **state) {
     /* The every-type schema as an app plugged into the framework... */
     tp_config_schemas_t s;
@@ -904,6 +973,7 @@ int main(void) {
         cmocka_unit_test(test_invalid_default),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_print_default_framework),
+        cmocka_unit_test(test_optional_section),
         cmocka_unit_test(test_print_default_app),
         cmocka_unit_test(test_print_bad_example),
     };

@@ -120,7 +120,7 @@ static void test_bad_targets(void **state) {
         const char *target;
         int status;
     } cases[] = {
-        {"/origin-form", 400},   {"https://x/", 501},      {"http://user@x/", 400},
+        {"/origin-form", 400},   {"https://x/", 0},        {"http://user@x/", 400},
         {"http:///nohost", 400}, {"http://x:99999/", 400}, {"http://x", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -135,6 +135,37 @@ static void test_bad_targets(void **state) {
         assert_int_equal(tp__h1_parse_target(&r, &t, &detail), cases[i].status);
         if (cases[i].status)
             assert_non_null(detail);
+        tp__h1_req_free(&r);
+    }
+}
+
+/* https:// targets: TLS to the origin, port 443 unless given; http:// stays plain on 80. */
+static void test_https_targets(void **state) {
+    struct {
+        const char *target;
+        bool https;
+        uint16_t port;
+        const char *host;
+    } cases[] = {
+        {"https://a.example/p", true, 443, "a.example"},
+        {"HTTPS://a.example:8443/", true, 8443, "a.example"},
+        {"https://[::1]/", true, 443, "::1"},
+        {"http://a.example/", false, 80, "a.example"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", cases[i].target);
+        tp_h1_req_t r;
+        assert_int_equal(tp__h1_req_init(&r, 1024, 16, NULL), 0);
+        size_t off = 0;
+        assert_int_equal(feed(&r, req, &off, 64), TP_H1_REQ_HEAD);
+        tp_http_target_t t;
+        const char *detail = NULL;
+        assert_int_equal(tp__h1_parse_target(&r, &t, &detail), 0);
+        assert_int_equal(t.https, cases[i].https);
+        assert_int_equal(t.port, cases[i].port);
+        assert_int_equal(t.host.len, strlen(cases[i].host));
+        assert_memory_equal(t.host.ptr, cases[i].host, t.host.len);
         tp__h1_req_free(&r);
     }
 }
@@ -463,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_chunked_body_and_pipelining),
         cmocka_unit_test(test_connect_target),
         cmocka_unit_test(test_bad_targets),
+        cmocka_unit_test(test_https_targets),
         cmocka_unit_test(test_errors_and_limits),
         cmocka_unit_test(test_hop_by_hop),
         cmocka_unit_test(test_strict_framing),
