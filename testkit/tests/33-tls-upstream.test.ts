@@ -339,6 +339,35 @@ describe('TLS to upstreams (Turnpike as a TLS client)', () => {
         });
     });
 
+    it('profiles on the client side: fips refuses a ChaCha20-only origin that modern takes; min_version 1.3 refuses a TLS 1.2 origin that compat takes', async () => {
+        const ca = makeTestCerts();
+        const cert = serverCert(ca);
+        const chacha = await startGnutlsServ({ cert, priority: 'NORMAL:-CIPHER-ALL:+CHACHA20-POLY1305' });
+        const tls12 = await startGnutlsServ({ cert, priority: 'NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:-MAC-ALL:+SHA1' });
+        const groups: Group[] = [
+            { name: 'fips', servers: [chacha.address], tls: { ca: ca.caFile, profile: 'fips' } },
+            { name: 'modern', servers: [chacha.address], tls: { ca: ca.caFile, profile: 'modern' } },
+            { name: 'v13', servers: [tls12.address], tls: { ca: ca.caFile, min_version: '1.3' } },
+            { name: 'compat', servers: [tls12.address], tls: { ca: ca.caFile, profile: 'compat', min_version: '1.2' } },
+        ];
+        await withTurnpike({ config: reverseConfig(groups) }, async (tp) => {
+            const ep = tp.endpoint('web');
+            const fips = await httpRequest(ep, { path: '/fips/' });
+            assert.equal(fips.status, 502, fips.text());
+            assert.match(String(fips.headers['proxy-status']), /error=tls_/);
+            const modern = await httpRequest(ep, { path: '/modern/' });
+            assert.equal(modern.status, 200, modern.text());
+            assert.match(modern.text(), /CHACHA20/i, 'gnutls-serv reports the cipher it used');
+            const v13 = await httpRequest(ep, { path: '/v13/' });
+            assert.equal(v13.status, 502, v13.text());
+            assert.match(String(v13.headers['proxy-status']), /error=tls_/);
+            const compat = await httpRequest(ep, { path: '/compat/' });
+            assert.equal(compat.status, 200, compat.text());
+            assert.match(compat.text(), /TLS1\.2/);
+            assert.match(compat.text(), /AES-128-CBC/);
+        });
+    });
+
     it('a verification failure counts as a connect failure: retried on another server, passive health takes it out', async () => {
         const ca = makeTestCerts();
         const otherCa = makeTestCerts();
