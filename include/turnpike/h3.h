@@ -106,7 +106,9 @@ typedef struct tp_h3_callbacks {
     /* A short tp_h3_stream_send() has room again. */
     void (*on_writable)(tp_h3_stream_t *s);
     /* The peer reset its side of the stream (TP_QUIC_RESET_RECV: RESET_STREAM, no more body
-     * will come) or asked us to stop sending (TP_QUIC_RESET_SEND: STOP_SENDING) with `code`. */
+     * will come) with `code`, or asked us to stop sending (TP_QUIC_RESET_SEND: STOP_SENDING,
+     * `code` TP_QUIC_APP_ERROR_UNKNOWN: see turnpike/quic.h; our body ends, and what the peer
+     * sends is still delivered). */
     void (*on_reset)(tp_h3_stream_t *s, tp_quic_reset_dir_t dir, uint64_t code);
     /* The stream is gone (both sides done, reset, or the connection ended): free what
      * tp_h3_stream_data() points to. */
@@ -237,6 +239,14 @@ int tp_h3_stream_consume(tp_h3_stream_t *s, size_t n);
 /* Aborts the stream both ways (RESET_STREAM and STOP_SENDING) with an HTTP/3 error code, e.g.
  * TP_H3_REQUEST_CANCELLED. on_stream_close follows. Returns 0 or TP_ERR_CLOSED. */
 int tp_h3_stream_reset(tp_h3_stream_t *s, uint64_t h3_error);
+
+/*
+ * Stops reading the peer's side of the stream: STOP_SENDING with `h3_error` (TP_H3_NO_ERROR when
+ * a server answered completely and does not need the rest of the request, RFC 9114 4.1), and no
+ * more on_body for it (bytes still arriving are dropped and credited by the QUIC layer). Our side
+ * of the stream goes on. Returns 0 or TP_ERR_CLOSED.
+ */
+int tp_h3_stream_stop_reading(tp_h3_stream_t *s, uint64_t h3_error);
 
 /*
  * Sends an HTTP datagram (RFC 9297) tied to this request stream (its Quarter Stream ID is

@@ -358,6 +358,26 @@ int tp_h3_stream_reset(tp_h3_stream_t *s, uint64_t h3_error) {
     return 0;
 }
 
+int tp_h3_stream_stop_reading(tp_h3_stream_t *s, uint64_t h3_error) {
+    tp_h3_conn_t *c = s->conn;
+    int rc = stream_usable(s);
+    if (rc != 0) {
+        return rc;
+    }
+    if (s->read_stopped) {
+        return 0;
+    }
+    s->read_stopped = true;
+    if (s->fin_delivered) {
+        return 0; /* the peer's side is complete: nothing to stop */
+    }
+    s->stop_pending = true;
+    s->stop_code = h3_error;
+    c->has_pending = true;
+    tp__h3_conn_kick(c);
+    return 0;
+}
+
 size_t tp_h3_stream_datagram_max(const tp_h3_stream_t *s) {
     if (s->closed || !s->conn->peer_datagrams || !s->conn->h3->s.h3_datagram) {
         return 0;
