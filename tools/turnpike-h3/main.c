@@ -24,6 +24,10 @@
 #define STDIN_CHUNK 65536
 #define MAX_EXTRA   32 /* -H headers */
 #define BODY_CHUNK  65536
+#define BIG_MAX     ((size_t)1 << 20) /* --big-header-first */
+
+static uint8_t body_chunk[BODY_CHUNK]; /* the body being handed to a stream */
+static char big_buf[BIG_MAX];
 
 static void usage(void) {
     fprintf(
@@ -102,8 +106,7 @@ typedef struct tool {
     char body_len_str[24]; /* ... else its content-length */
     bool sequential;       /* one request at a time */
     size_t big_header;     /* --big-header-first: stream 0 gets an x-pad field this long */
-    char *big_value;
-    uint8_t *chunk; /* BODY_CHUNK bytes */
+    const char *big_value;
     /* rate */
     double seconds;
     unsigned nconns, per_conn;
@@ -205,15 +208,15 @@ static void body_push(xfer_t *x) {
         uint64_t left = t->body_len - x->sent;
         size_t n = left < BODY_CHUNK ? (size_t)left : BODY_CHUNK;
         if (n > 0 && t->body_fd >= 0) {
-            ssize_t r = pread(t->body_fd, t->chunk, n, (off_t)x->sent);
+            ssize_t r = pread(t->body_fd, body_chunk, n, (off_t)x->sent);
             if (r != (ssize_t)n) {
                 finish(t, 1, "cannot read the body file");
                 return;
             }
         } else if (n > 0) {
-            fill_pattern(t->chunk, x->sent, n);
+            fill_pattern(body_chunk, x->sent, n);
         }
-        ssize_t w = tp_h3_stream_send(x->s, t->chunk, n, x->sent + n == t->body_len);
+        ssize_t w = tp_h3_stream_send(x->s, body_chunk, n, x->sent + n == t->body_len);
         if (w < 0) {
             if (x->stopped) { /* the server stopped the body: its answer still comes */
                 x->body_done = true;
@@ -963,17 +966,14 @@ int main(int argc, char **argv) {
     }
     if (t.has_body) {
         snprintf(t.body_len_str, sizeof(t.body_len_str), "%" PRIu64, t.body_len);
-        t.chunk = malloc(BODY_CHUNK);
-        if (!t.chunk) {
-            return 1;
-        }
+    }
+    if (t.big_header > BIG_MAX) {
+        usage();
+        return 2;
     }
     if (t.big_header > 0) {
-        if (t.big_header > (size_t)1 << 20 || !(t.big_value = malloc(t.big_header))) {
-            usage();
-            return 2;
-        }
-        memset(t.big_value, 'p', t.big_header);
+        memset(big_buf, 'p', t.big_header);
+        t.big_value = big_buf;
     }
     if (!sni && !is_ip_literal(host)) {
         sni = host;
@@ -1082,8 +1082,6 @@ int main(int argc, char **argv) {
         t.exit_code = 1;
     }
     free(t.in_buf);
-    free(t.chunk);
-    free(t.big_value);
     if (t.body_fd >= 0) {
         close(t.body_fd);
     }
