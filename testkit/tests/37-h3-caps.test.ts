@@ -3,7 +3,8 @@
  * SETTINGS_MAX_FIELD_SECTION_SIZE the endpoint announces (limits.max_header_bytes + 32 per
  * limits.max_headers) is answered 431 by the H3 driver without keeping its fields; one within it
  * but over limits.max_header_bytes is answered 431 by the exchange, with Proxy-Status. Either way
- * only that stream is refused: the connection serves the next requests.
+ * only that stream is refused: the connection serves the next requests. And quic.max_streams
+ * bounds the requests a client has in flight on one connection: more wait for MAX_STREAMS.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -11,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
-import { cleanup, makeTestCerts, runProcess, startHttpOrigin, toolBinary, track, withTurnpike } from '../src/index.js';
+import { cleanup, makeTestCerts, runProcess, sleep, startHttpOrigin, toolBinary, track, withTurnpike } from '../src/index.js';
 
 const TOOL = toolBinary('turnpike-h3');
 
@@ -67,6 +68,41 @@ describe('peer-growable caps on the HTTP/3 on-ramp', () => {
             const padded = origin.requests.filter((q) => q.headers['x-pad']);
             assert.equal(padded.length, 1);
             assert.equal(String(padded[0]!.headers['x-pad']).length, 15_000);
+        });
+    });
+
+    it('quic.max_streams bounds the requests in flight on one connection; the rest wait and are served', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        let inFlight = 0;
+        let most = 0;
+        // Each request is held 150 ms at the origin: with 40 at once, the cap shows.
+        const origin = await startHttpOrigin(async (_req, res) => {
+            inFlight++;
+            most = Math.max(most, inFlight);
+            await sleep(150);
+            inFlight--;
+            res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 });
+            res.end('ok\n');
+        });
+        const cfg = {
+            runtime: { workers: 1 },
+            endpoints: [{
+                name: 'h3', type: 'http3', listen: ['127.0.0.1:0'],
+                quic: { certificate: certs.certFile, private_key: certs.keyFile, max_streams: 5 },
+                routes: [{ upstream: 'o' }],
+            }],
+            upstreams: [{ name: 'o', servers: [`127.0.0.1:${origin.port}`], keepalive: { max_idle: 64 } }],
+        };
+        await withTurnpike({ config: cfg }, async (tp) => {
+            const port = tp.endpoint('h3').port;
+            const r = await runProcess(TOOL, ['get', `https://127.0.0.1:${port}/held`, '--ca', certs.caFile, '--timeout-ms', '60000', '-n', '40'], 90_000);
+            assert.equal(r.proc.sanitizerReport(), null, r.stderr);
+            const summary = JSON.parse(r.stdout.trim().split('\n').pop() || '{}');
+            assert.equal(r.code, 0, JSON.stringify(summary) + tp.stderrTail(20));
+            assert.equal(summary.per_stream.filter((x: { status: number }) => x.status === 200).length, 40);
+            assert.equal(origin.requests.length, 40);
+            assert.ok(most <= 5, `${most} requests of one connection were at the origin at once; max_streams is 5`);
+            assert.ok(most >= 2, `the requests did run in parallel (at most ${most} at once)`);
         });
     });
 });
