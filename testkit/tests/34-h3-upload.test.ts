@@ -210,7 +210,7 @@ describe('uploads over the HTTP/3 on-ramp', () => {
         });
     });
 
-    it('a slow origin: a 160 MiB upload waits in the stream windows, not in Turnpike\'s memory', { timeout: 400_000 }, async () => {
+    it('a slow origin: a 160 MiB upload waits in the stream windows, not in Turnpike\'s memory', { timeout: 400_000 }, async (t) => {
         const certs = makeTestCerts();
         // Reads nothing for 3 s, then about 16 MiB/s: the client is far faster.
         const origin = await startUploadOrigin({ pauseMs: 3000, chunkDelayMs: 4 });
@@ -235,6 +235,7 @@ describe('uploads over the HTTP/3 on-ramp', () => {
             const [u] = await origin.waitForUploads(1);
             assert.deepEqual({ bytes: u!.bytes, patternOk: u!.patternOk }, { bytes: size, patternOk: true });
             const peak = Math.max(...samples);
+            t.diagnostic(`RSS ${mib(baseline)} at start, ${mib(peak)} at most, for ${mib(size)} through a slow origin`);
             // What may be held: the stream's receive window (auto-tuned up to 16 MiB), the
             // connection's (24 MiB), the upstream queue's high watermark and the slabs in flight.
             assert.ok(peak - baseline < 48 * MiB, `RSS grew from ${mib(baseline)} to ${mib(peak)} for a ${mib(size)} upload`);
