@@ -124,6 +124,12 @@ typedef struct tp_h3_callbacks {
     void (*on_streams_available)(tp_h3_conn_t *conn);
     /* The connection ended (why: `info`). Free what tp_h3_conn_data() points to. */
     void (*on_conn_close)(tp_h3_conn_t *conn, const tp_quic_close_info_t *info);
+    /* The peer's SETTINGS arrived: tp_h3_conn_peer_datagrams() and
+     * tp_h3_conn_peer_connect_protocol() say what it announced. A client sends an extended
+     * CONNECT only after this, and only if the server allows it (RFC 9220 3); but nghttp3 1.8
+     * drops SETTINGS_ENABLE_CONNECT_PROTOCOL on clients (tp_h3_conn_peer_connect_protocol() is
+     * then false there whatever the server said). */
+    void (*on_settings)(tp_h3_conn_t *conn);
 } tp_h3_callbacks_t;
 
 /* ---- The driver ---- */
@@ -177,7 +183,9 @@ void tp_h3_conn_set_data(tp_h3_conn_t *conn, void *data);
 tp_quic_conn_t *tp_h3_conn_quic(const tp_h3_conn_t *conn);
 /* The driver this connection belongs to. */
 tp_h3_t *tp_h3_conn_driver(const tp_h3_conn_t *conn);
-/* Whether the peer's SETTINGS arrived and announced H3 datagrams / extended CONNECT. */
+/* Whether the peer's SETTINGS arrived (on_settings), and announced H3 datagrams / extended
+ * CONNECT. */
+bool tp_h3_conn_peer_settings(const tp_h3_conn_t *conn);
 bool tp_h3_conn_peer_datagrams(const tp_h3_conn_t *conn);
 bool tp_h3_conn_peer_connect_protocol(const tp_h3_conn_t *conn);
 

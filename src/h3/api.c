@@ -104,6 +104,7 @@ void *tp_h3_conn_data(const tp_h3_conn_t *conn) { return conn->data; }
 void tp_h3_conn_set_data(tp_h3_conn_t *conn, void *data) { conn->data = data; }
 tp_quic_conn_t *tp_h3_conn_quic(const tp_h3_conn_t *conn) { return conn->q; }
 tp_h3_t *tp_h3_conn_driver(const tp_h3_conn_t *conn) { return conn->h3; }
+bool tp_h3_conn_peer_settings(const tp_h3_conn_t *conn) { return conn->peer_settings; }
 bool tp_h3_conn_peer_datagrams(const tp_h3_conn_t *conn) { return conn->peer_datagrams; }
 bool tp_h3_stream_headers_ended(const tp_h3_stream_t *s) { return s->headers_fin; }
 bool tp_h3_conn_peer_connect_protocol(const tp_h3_conn_t *conn) {

@@ -328,6 +328,9 @@ static int ng_recv_settings(nghttp3_conn *ng, const nghttp3_settings *st, void *
     c->peer_settings = true;
     c->peer_datagrams = st->h3_datagram != 0;
     c->peer_connect_protocol = st->enable_connect_protocol != 0;
+    if (c->h3->cb.on_settings) {
+        c->h3->cb.on_settings(c);
+    }
     return 0;
 }
 

@@ -15,7 +15,6 @@ import {
     cleanup,
     makeTestCerts,
     runProcess,
-    sleep,
     startWebSocketOrigin,
     toolBinary,
     track,
@@ -40,8 +39,8 @@ function config(certs: TestCerts, originPort: number, quicExtra: Record<string, 
 }
 
 /** turnpike-h3 connect with extended CONNECT: `payload` into the stream, what comes back out. */
-async function xconnect(port: number, certs: TestCerts, protocol: string, urlPath: string, payload: Buffer, headers: string[] = []) {
-    const args = ['connect', `127.0.0.1:${port}`, `127.0.0.1:${port}`, '--protocol', protocol, '--path', urlPath, '--ca', certs.caFile, '--timeout-ms', '60000'];
+async function xconnect(port: number, certs: TestCerts, protocol: string, urlPath: string, payload: Buffer, headers: string[] = [], extra: string[] = []) {
+    const args = ['connect', `127.0.0.1:${port}`, `127.0.0.1:${port}`, '--protocol', protocol, '--path', urlPath, '--ca', certs.caFile, '--timeout-ms', '60000', ...extra];
     for (const h of headers) args.push('-H', h);
     const child = spawn(TOOL, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     track(`turnpike-h3 connect pid ${child.pid}`, () => child.kill('SIGKILL'), () => child.kill('SIGKILL'));
@@ -52,7 +51,9 @@ async function xconnect(port: number, certs: TestCerts, protocol: string, urlPat
     child.stdin.on('error', () => undefined); // the tool may stop reading when refused
     const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     child.stdin.end(payload);
-    const code = await Promise.race([exited, sleep(90_000).then(() => 'timeout' as const)]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 90_000)));
+    const code = await Promise.race([exited, timeout]).finally(() => clearTimeout(timer));
     assert.doesNotMatch(stderr, /AddressSanitizer|runtime error:/, stderr);
     const fields = new Map<string, string>();
     for (const m of stderr.matchAll(/^< ([^:]+|:[a-z]+): (.*)$/gm)) fields.set(m[1]!, m[2]!);
@@ -163,6 +164,8 @@ describe('extended CONNECT (RFC 9220) on the http3 on-ramp', () => {
         const origin = await startWebSocketOrigin();
         await withTurnpike({ config: config(certs, origin.port, { extended_connect: false }) }, async (tp) => {
             const port = tp.endpoint('h3').port;
+            // turnpike-h3 waits for the SETTINGS but cannot read the flag (nghttp3 1.8 drops it
+            // on clients): it sends, and the stream is reset. quic-go reads the flag (below).
             const r = await xconnect(port, certs, 'websocket', '/ws', Buffer.from('x'));
             assert.notEqual(r.code, 0);
             assert.equal(r.fields.get(':status'), undefined, r.stderr);

@@ -120,6 +120,7 @@ typedef struct tool {
     /* connect */
     char target[300];
     const char *protocol; /* extended CONNECT's :protocol, or NULL */
+    bool ready, settings; /* on_conn_ready, on_settings came */
     char xpath[2048];     /* ... its :path */
     tp_h3_stream_t *tunnel;
     tp_h3_conn_t *conn;
@@ -369,7 +370,28 @@ static void on_conn_ready(tp_h3_conn_t *c) {
     switch (t->mode) {
     case MODE_GET: start_gets(t, c); break;
     case MODE_RATE: rate_fill(tp_h3_conn_data(c)); break;
-    case MODE_CONNECT: start_connect(t, c); break;
+    case MODE_CONNECT:
+        t->ready = true;
+        /* RFC 9220 3: an extended CONNECT waits for the server's SETTINGS. */
+        if (!t->protocol || t->settings) {
+            start_connect(t, c);
+        }
+        break;
+    }
+}
+
+/* RFC 9220 3: a client sends an extended CONNECT only once the server's SETTINGS allowed it.
+ * nghttp3 1.8 drops SETTINGS_ENABLE_CONNECT_PROTOCOL on the client side (it keeps it only when it
+ * is the server), so the value cannot be checked there: the request waits for the SETTINGS, and
+ * a server that did not allow it resets the stream (H3_MESSAGE_ERROR). */
+static void on_settings(tp_h3_conn_t *c) {
+    tool_t *t = tp_h3_data(tp_h3_conn_driver(c));
+    if (t->mode != MODE_CONNECT || !t->protocol || t->settings) {
+        return;
+    }
+    t->settings = true;
+    if (t->ready) {
+        start_connect(t, c);
     }
 }
 
@@ -644,6 +666,7 @@ static const tp_h3_callbacks_t callbacks = {
     .on_stream_close = on_stream_close,
     .on_streams_available = on_streams_available,
     .on_conn_close = on_conn_close,
+    .on_settings = on_settings,
 };
 
 static void deadline_cb(uv_timer_t *tm) {
