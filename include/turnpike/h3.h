@@ -106,7 +106,9 @@ typedef struct tp_h3_callbacks {
     /* A short tp_h3_stream_send() has room again. */
     void (*on_writable)(tp_h3_stream_t *s);
     /* The peer reset its side of the stream (TP_QUIC_RESET_RECV: RESET_STREAM, no more body
-     * will come) or asked us to stop sending (TP_QUIC_RESET_SEND: STOP_SENDING) with `code`. */
+     * will come) with `code`, or asked us to stop sending (TP_QUIC_RESET_SEND: STOP_SENDING,
+     * `code` TP_QUIC_APP_ERROR_UNKNOWN: see turnpike/quic.h; our body ends, and what the peer
+     * sends is still delivered). */
     void (*on_reset)(tp_h3_stream_t *s, tp_quic_reset_dir_t dir, uint64_t code);
     /* The stream is gone (both sides done, reset, or the connection ended): free what
      * tp_h3_stream_data() points to. */
@@ -122,6 +124,12 @@ typedef struct tp_h3_callbacks {
     void (*on_streams_available)(tp_h3_conn_t *conn);
     /* The connection ended (why: `info`). Free what tp_h3_conn_data() points to. */
     void (*on_conn_close)(tp_h3_conn_t *conn, const tp_quic_close_info_t *info);
+    /* The peer's SETTINGS arrived: tp_h3_conn_peer_datagrams() and
+     * tp_h3_conn_peer_connect_protocol() say what it announced. A client sends an extended
+     * CONNECT only after this, and only if the server allows it (RFC 9220 3); but nghttp3 1.8
+     * drops SETTINGS_ENABLE_CONNECT_PROTOCOL on clients (tp_h3_conn_peer_connect_protocol() is
+     * then false there whatever the server said). */
+    void (*on_settings)(tp_h3_conn_t *conn);
 } tp_h3_callbacks_t;
 
 /* ---- The driver ---- */
@@ -175,7 +183,9 @@ void tp_h3_conn_set_data(tp_h3_conn_t *conn, void *data);
 tp_quic_conn_t *tp_h3_conn_quic(const tp_h3_conn_t *conn);
 /* The driver this connection belongs to. */
 tp_h3_t *tp_h3_conn_driver(const tp_h3_conn_t *conn);
-/* Whether the peer's SETTINGS arrived and announced H3 datagrams / extended CONNECT. */
+/* Whether the peer's SETTINGS arrived (on_settings), and announced H3 datagrams / extended
+ * CONNECT. */
+bool tp_h3_conn_peer_settings(const tp_h3_conn_t *conn);
 bool tp_h3_conn_peer_datagrams(const tp_h3_conn_t *conn);
 bool tp_h3_conn_peer_connect_protocol(const tp_h3_conn_t *conn);
 
@@ -237,6 +247,14 @@ int tp_h3_stream_consume(tp_h3_stream_t *s, size_t n);
 /* Aborts the stream both ways (RESET_STREAM and STOP_SENDING) with an HTTP/3 error code, e.g.
  * TP_H3_REQUEST_CANCELLED. on_stream_close follows. Returns 0 or TP_ERR_CLOSED. */
 int tp_h3_stream_reset(tp_h3_stream_t *s, uint64_t h3_error);
+
+/*
+ * Stops reading the peer's side of the stream: STOP_SENDING with `h3_error` (TP_H3_NO_ERROR when
+ * a server answered completely and does not need the rest of the request, RFC 9114 4.1), and no
+ * more on_body for it (bytes still arriving are dropped and credited by the QUIC layer). Our side
+ * of the stream goes on. Returns 0 or TP_ERR_CLOSED.
+ */
+int tp_h3_stream_stop_reading(tp_h3_stream_t *s, uint64_t h3_error);
 
 /*
  * Sends an HTTP datagram (RFC 9297) tied to this request stream (its Quarter Stream ID is

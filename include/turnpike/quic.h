@@ -165,6 +165,10 @@ typedef enum tp_quic_reset_dir {
     TP_QUIC_RESET_SEND = 2, /* the peer sent STOP_SENDING: it discards what we write */
 } tp_quic_reset_dir_t;
 
+/* The app_error of on_stream_reset for TP_QUIC_RESET_SEND: ngtcp2 does not pass STOP_SENDING's
+ * code up (it answers the frame with RESET_STREAM itself). */
+#define TP_QUIC_APP_ERROR_UNKNOWN UINT64_MAX
+
 /*
  * What an application over QUIC implements: a constant table, copied by the endpoint. Members
  * marked "required" must be set; the others may be NULL. All run on the endpoint's loop; a
@@ -185,8 +189,10 @@ typedef struct tp_quic_app {
     /* Optional. A stream that refused bytes (a short tp_quic_stream_write()) has room again; or,
      * with stream_id -1, the peer allows more streams to be opened. */
     void (*on_writable)(tp_quic_conn_t *conn, int64_t stream_id, void *stream_data);
-    /* Optional. The peer reset its sending side (RESET_STREAM) or asked us to stop
-     * (STOP_SENDING) with `app_error`. */
+    /* Optional. The peer reset its sending side (RESET_STREAM) with `app_error`, or asked us to
+     * stop (STOP_SENDING; app_error TP_QUIC_APP_ERROR_UNKNOWN), which is seen when the stream
+     * has bytes to send: our unsent bytes are dropped, and what the peer sends still arrives.
+     * Not called for our own tp_quic_stream_shutdown(). */
     void (*on_stream_reset)(tp_quic_conn_t *conn, int64_t stream_id, tp_quic_reset_dir_t dir,
                             uint64_t app_error, void *stream_data);
     /* Optional. Both sides of the stream are done; free what stream_data points to. */

@@ -191,6 +191,7 @@ typedef struct tp_quic_cfg {
     int64_t max_streams;     /* concurrent requests per connection */
     int64_t max_connections; /* per worker */
     bool datagrams;
+    bool extended_connect; /* RFC 9220: SETTINGS_ENABLE_CONNECT_PROTOCOL, WebSocket over HTTP/3 */
     char *qlog_dir;
     char *keylog_file;
 } tp_quic_cfg_t;

@@ -455,6 +455,8 @@ static const tp_setting_t quic_settings[] = {
     TP_SETTING_INT(tp_quic_cfg_t, max_connections, "10000", 1, 1000000,
                    "QUIC connections per worker; Initials above it are refused"),
     TP_SETTING_BOOL(tp_quic_cfg_t, datagrams, "true", "DATAGRAM frames (RFC 9221, 9297)"),
+    TP_SETTING_BOOL(tp_quic_cfg_t, extended_connect, "true",
+                    "http3: extended CONNECT (RFC 9220): WebSocket becomes an HTTP/1.1 Upgrade"),
     TP_SETTING_STRING(tp_quic_cfg_t, qlog_dir, NULL,
                       "a qlog file per connection in this directory"),
     TP_SETTING_STRING(tp_quic_cfg_t, keylog_file, NULL,

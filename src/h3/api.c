@@ -104,6 +104,7 @@ void *tp_h3_conn_data(const tp_h3_conn_t *conn) { return conn->data; }
 void tp_h3_conn_set_data(tp_h3_conn_t *conn, void *data) { conn->data = data; }
 tp_quic_conn_t *tp_h3_conn_quic(const tp_h3_conn_t *conn) { return conn->q; }
 tp_h3_t *tp_h3_conn_driver(const tp_h3_conn_t *conn) { return conn->h3; }
+bool tp_h3_conn_peer_settings(const tp_h3_conn_t *conn) { return conn->peer_settings; }
 bool tp_h3_conn_peer_datagrams(const tp_h3_conn_t *conn) { return conn->peer_datagrams; }
 bool tp_h3_stream_headers_ended(const tp_h3_stream_t *s) { return s->headers_fin; }
 bool tp_h3_conn_peer_connect_protocol(const tp_h3_conn_t *conn) {
@@ -353,6 +354,26 @@ int tp_h3_stream_reset(tp_h3_stream_t *s, uint64_t h3_error) {
     s->reset_pending = true;
     s->reset_code = h3_error;
     s->want_writable = false;
+    c->has_pending = true;
+    tp__h3_conn_kick(c);
+    return 0;
+}
+
+int tp_h3_stream_stop_reading(tp_h3_stream_t *s, uint64_t h3_error) {
+    tp_h3_conn_t *c = s->conn;
+    int rc = stream_usable(s);
+    if (rc != 0) {
+        return rc;
+    }
+    if (s->read_stopped) {
+        return 0;
+    }
+    s->read_stopped = true;
+    if (s->fin_delivered) {
+        return 0; /* the peer's side is complete: nothing to stop */
+    }
+    s->stop_pending = true;
+    s->stop_code = h3_error;
     c->has_pending = true;
     tp__h3_conn_kick(c);
     return 0;

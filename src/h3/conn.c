@@ -132,7 +132,8 @@ static int ng_recv_data(nghttp3_conn *ng, int64_t id, const uint8_t *data, size_
                         void *sud) {
     tp_h3_conn_t *c = cud;
     tp_h3_stream_t *s = sud;
-    bool deliver = s && !s->reset_pending && !s->reject_pending && c->h3->cb.on_body;
+    bool deliver =
+        s && !s->reset_pending && !s->reject_pending && !s->read_stopped && c->h3->cb.on_body;
     if (deliver) {
         c->h3->cb.on_body(s, data, len, false);
     }
@@ -292,7 +293,7 @@ static int ng_end_trailers(nghttp3_conn *ng, int64_t id, int fin, void *cud, voi
 static int ng_end_stream(nghttp3_conn *ng, int64_t id, void *cud, void *sud) {
     tp_h3_conn_t *c = cud;
     tp_h3_stream_t *s = sud;
-    if (s && !s->fin_delivered && !s->reset_pending && !s->reject_pending) {
+    if (s && !s->fin_delivered && !s->reset_pending && !s->reject_pending && !s->read_stopped) {
         s->fin_delivered = true;
         if (c->h3->cb.on_body) {
             c->h3->cb.on_body(s, NULL, 0, true);
@@ -327,6 +328,9 @@ static int ng_recv_settings(nghttp3_conn *ng, const nghttp3_settings *st, void *
     c->peer_settings = true;
     c->peer_datagrams = st->h3_datagram != 0;
     c->peer_connect_protocol = st->enable_connect_protocol != 0;
+    if (c->h3->cb.on_settings) {
+        c->h3->cb.on_settings(c);
+    }
     return 0;
 }
 
@@ -457,6 +461,14 @@ static void run_pending(tp_h3_conn_t *c) {
                 tp__h3_conn_fail(c, rv, "shutdown stream");
             }
         }
+        if (s->stop_pending) {
+            s->stop_pending = false;
+            (void)tp_quic_stream_shutdown(c->q, s->id, TP_QUIC_RESET_RECV, s->stop_code);
+            int rv = nghttp3_conn_shutdown_stream_read(c->ng, s->id);
+            if (rv != 0) {
+                tp__h3_conn_fail(c, rv, "shutdown stream");
+            }
+        }
         if (s->reset_pending) {
             stream_do_reset(c, s, s->reset_code);
         }
@@ -579,6 +591,9 @@ void tp__h3_conn_kick(tp_h3_conn_t *c) {
     if ((c->again || c->has_pending) && !c->closing) {
         tp_quic_conn_wake(c->q); /* more next iteration */
     }
+    /* A final GOAWAY counts as sent once flushed: with no request left the connection ends now,
+     * not at the next stream close (an idle or vanished client would never cause one). */
+    check_drained(c);
 }
 
 /* ---- QUIC callbacks ---- */
@@ -661,19 +676,22 @@ static void q_stream_reset(tp_quic_conn_t *q, int64_t id, tp_quic_reset_dir_t di
         return;
     }
     if (dir == TP_QUIC_RESET_SEND) {
-        /* The QUIC stack answers STOP_SENDING with RESET_STREAM; nghttp3 stops producing. */
+        /* The QUIC stack answers STOP_SENDING with RESET_STREAM; nghttp3 stops producing. The
+         * other direction goes on: a server that stopped a request body with H3_NO_ERROR still
+         * sends its complete response (RFC 9114 4.1), and the client must read it. */
         nghttp3_conn_shutdown_stream_write(c->ng, id);
         if (s) {
             s->body_fin = true;
             s->want_writable = false;
         }
-    }
-    c->in_ng++;
-    int rv = nghttp3_conn_shutdown_stream_read(c->ng, id);
-    c->in_ng--;
-    if (rv != 0) {
-        tp__h3_conn_fail(c, rv, "shutdown stream");
-        return;
+    } else {
+        c->in_ng++;
+        int rv = nghttp3_conn_shutdown_stream_read(c->ng, id);
+        c->in_ng--;
+        if (rv != 0) {
+            tp__h3_conn_fail(c, rv, "shutdown stream");
+            return;
+        }
     }
     if (s && c->h3->cb.on_reset) {
         c->h3->cb.on_reset(s, dir, code);

@@ -108,7 +108,10 @@ struct tp_h3_stream {
     bool reset_pending; /* a reset requested while inside nghttp3 */
     uint64_t reset_code;
     bool reject_pending; /* answer 431 after the current read */
-    bool closed;         /* the QUIC stream closed: only the struct is left */
+    bool read_stopped;   /* tp_h3_stream_stop_reading(): nothing more is delivered */
+    bool stop_pending;   /* ... and its STOP_SENDING waits for the current nghttp3 call */
+    uint64_t stop_code;
+    bool closed; /* the QUIC stream closed: only the struct is left */
 };
 
 struct tp_h3_conn {

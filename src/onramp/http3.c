@@ -6,6 +6,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
 #include "h1/request.h"
 #include "h1/write.h"
 #include "http/exchange.h"
@@ -55,8 +58,12 @@ struct h3_flow {
     uint16_t refuse; /* the request's head was bad: answer this status */
     const char *refuse_detail;
     bool started;            /* the exchange has the request */
-    bool req_eof;            /* the request's end was seen */
-    bool fatal;              /* Turnpike answered with an error: the request body is dropped */
+    bool ws;                 /* extended CONNECT for WebSocket: an HTTP/1.1 Upgrade upstream */
+    bool ws_head_ended;      /* ... whose request (a GET without a body) went to the exchange */
+    char ws_key[25];         /* ... with this Sec-WebSocket-Key (RFC 6455 4.1) */
+    bool req_eof;            /* the request's end was seen (or it is not read any more) */
+    bool fatal;              /* Turnpike answered (an error, a direct response): the rest of the
+                                request is dropped */
     bool fin_sent;           /* the response's end went (or the head ended the stream) */
     bool finish;             /* close the flow once the response ended */
     tp_h3_field_t *trailers; /* trailers to send after the body (in one block with their bytes) */
@@ -98,11 +105,21 @@ static void fo_status(fields_out_t *o, unsigned status) {
     fo_add(o, (tp_str_t){":status", 7}, (tp_str_t){num, n});
 }
 
-/* Names HTTP/3 forbids (connection-specific, RFC 9114 4.2) and framing Turnpike derives. */
+/* Names HTTP/3 forbids (connection-specific, RFC 9114 4.2), framing Turnpike derives, and the
+ * HTTP/1.1 WebSocket handshake's key and answer, which extended CONNECT does without (RFC 8441 5,
+ * RFC 9220 3). */
 static bool not_for_h3(tp_str_t name) {
-    static const char *const names[] = {"connection", "keep-alive",        "proxy-connection",
-                                        "te",         "transfer-encoding", "upgrade",
-                                        "trailer",    "content-length",    NULL};
+    static const char *const names[] = {"connection",
+                                        "keep-alive",
+                                        "proxy-connection",
+                                        "te",
+                                        "transfer-encoding",
+                                        "upgrade",
+                                        "trailer",
+                                        "content-length",
+                                        "sec-websocket-key",
+                                        "sec-websocket-accept",
+                                        NULL};
     for (size_t i = 0; names[i]; i++)
         if (tp__h1_name_is(name, names[i]))
             return true;
@@ -156,11 +173,17 @@ static void fo_via(fields_out_t *o, const tp_conn_t *conn) {
 
 static h3_flow_t *flow_of(tp_exchange_t *x) { return x->conn->vc->ctx; }
 
-/* The flow is done with once its response ended: close it then (or now). */
+/* The flow is done with once its response ended: close it then (or now). What is left of the
+ * request (a body nobody needs any more, an extended CONNECT's stream) is not read: the client is
+ * asked to stop sending it with H3_NO_ERROR (RFC 9114 4.1) and keeps the complete response. */
 static void flow_finish(h3_flow_t *f) {
     tp_conn_t *conn = f->conn;
     if (!conn || conn->closing)
         return;
+    if (!f->req_eof && f->s) {
+        f->req_eof = true;
+        tp_h3_stream_stop_reading(f->s, TP_H3_NO_ERROR);
+    }
     if (conn->vc->ended || !f->s) {
         tp__conn_close(conn, conn->stats.reason ? conn->stats.reason : TP_CLOSE_DONE);
         return;
@@ -205,10 +228,82 @@ static int respond(h3_flow_t *f, fields_out_t *o, bool end_stream) {
     return 0;
 }
 
+/* Sec-WebSocket-Accept for a key (RFC 6455 4.2.2): base64(SHA-1(key + GUID)); false on failure. */
+static bool ws_accept_of(const char *key, char out[29]) {
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    char in[24 + sizeof(guid)];
+    size_t kl = strlen(key);
+    memcpy(in, key, kl);
+    memcpy(in + kl, guid, sizeof(guid) - 1);
+    uint8_t digest[20];
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA1, in, kl + sizeof(guid) - 1, digest) != 0)
+        return false;
+    gnutls_datum_t raw = {digest, sizeof(digest)}, b64 = {NULL, 0};
+    if (gnutls_base64_encode2(&raw, &b64) != 0)
+        return false;
+    bool ok = b64.size == 28;
+    if (ok) {
+        memcpy(out, b64.data, 28);
+        out[28] = '\0';
+    }
+    gnutls_free(b64.data);
+    return ok;
+}
+
+/* A fresh Sec-WebSocket-Key: 16 random bytes in base64 (RFC 6455 4.1). */
+static bool ws_key_new(char out[25]) {
+    uint8_t nonce[16];
+    if (gnutls_rnd(GNUTLS_RND_NONCE, nonce, sizeof(nonce)) != 0)
+        return false;
+    gnutls_datum_t raw = {nonce, sizeof(nonce)}, b64 = {NULL, 0};
+    if (gnutls_base64_encode2(&raw, &b64) != 0)
+        return false;
+    bool ok = b64.size == 24;
+    if (ok) {
+        memcpy(out, b64.data, 24);
+        out[24] = '\0';
+    }
+    gnutls_free(b64.data);
+    return ok;
+}
+
+/*
+ * The origin's answer to the HTTP/1.1 Upgrade an extended CONNECT became: a 101 to websocket with
+ * the right Sec-WebSocket-Accept is the tunnel's 200 (RFC 9220 3, RFC 8441 5); a 2xx that did not
+ * switch cannot be passed on (the client would take the stream for a WebSocket). A broken answer
+ * sets the client codec's error and fails: the exchange answers 502 with it.
+ */
+static int ws_switched(tp_exchange_t *x, h3_flow_t *f, const tp_response_t *resp,
+                       tp_str_t upgrade) {
+    const char *why = NULL;
+    char want[29];
+    if (!upgrade.ptr) {
+        why = "the origin answered the WebSocket upgrade with a 2xx, not 101";
+    } else if (upgrade.len != 9 || strncasecmp(upgrade.ptr, "websocket", 9) != 0) {
+        why = "the origin switched to another protocol than websocket";
+    } else {
+        tp_str_t accept =
+            resp->head ? tp__head_get(resp->head, "sec-websocket-accept") : (tp_str_t){NULL, 0};
+        if (!ws_accept_of(f->ws_key, want) || accept.len != 28 || memcmp(accept.ptr, want, 28) != 0)
+            why = "the origin's Sec-WebSocket-Accept does not match the key";
+    }
+    if (why) {
+        x->up.error = why;
+        return TP_ERR_INVAL;
+    }
+    fields_out_t o = {.n = 0};
+    fo_status(&o, 200);
+    fo_fields(&o, resp->head, 0, resp->head ? resp->nfields : 0, &resp->edits);
+    fo_via(&o, x->conn);
+    return respond(f, &o, false);
+}
+
 static int send_head(tp_exchange_t *x, const tp_response_t *resp, tp_http_framing_t framing,
                      uint64_t length, tp_str_t upgrade) {
     h3_flow_t *f = flow_of(x);
-    (void)upgrade; /* HTTP/3 has no 101 (RFC 9114 4.5): never asked for */
+    /* HTTP/3 has no 101 (RFC 9114 4.5): only an extended CONNECT's upgrade asks for one. */
+    if (f->ws && (upgrade.ptr || resp->status / 100 == 2))
+        return ws_switched(x, f, resp, upgrade);
     fields_out_t o = {.n = 0};
     fo_status(&o, resp->status);
     fo_fields(&o, resp->head, 0, resp->head ? resp->nfields : 0, &resp->edits);
@@ -267,6 +362,7 @@ static void answer(tp_exchange_t *x, const tp_response_t *resp, bool fatal) {
     fo_fields(&o, NULL, 0, 0, &resp->edits);
     if (resp->status != 204 && resp->status != 304)
         fo_length(&o, resp->body_len);
+    (void)fatal; /* each request has its own stream: an error ends only this one */
     if (respond(f, &o, no_body) != 0)
         return;
     if (!no_body) {
@@ -274,16 +370,9 @@ static void answer(tp_exchange_t *x, const tp_response_t *resp, bool fatal) {
             return;
         tp__conn_shutdown(conn, TP_TO_CLIENT);
     }
-    if (fatal) {
-        /* The request's body, if any, is read and dropped; the flow ends with both sides. */
-        f->fatal = true;
-        if (f->req_eof)
-            flow_finish(f);
-        else
-            tp__conn_client_read(conn, true);
-        return;
-    }
-    tp__conn_client_read(conn, true); /* drop the body, then the exchange ends */
+    /* The answer is complete: the rest of the request, if any, is not needed (flow_finish). */
+    f->fatal = true;
+    flow_finish(f);
 }
 
 static void tunnel(tp_exchange_t *x, const tp_response_t *resp) {
@@ -296,16 +385,42 @@ static void tunnel(tp_exchange_t *x, const tp_response_t *resp) {
     tp__tunnel_start(x->conn, NULL, NULL, 0);
 }
 
+/* The origin switched to websocket (its 200 is out): the stream and the upstream connection are
+ * a tunnel now; the origin's bytes after its 101 go first, then the client's that waited. */
 static void upgraded(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n) {
-    (void)rest;
-    (void)n;
-    tp__buf_unref(b); /* cannot happen: HTTP/3 requests never ask for an upgrade */
-    tp__conn_close(x->conn, TP_CLOSE_INTERNAL);
+    tp_conn_t *conn = x->conn;
+    if (!flow_of(x)->ws) { /* only an extended CONNECT asks for an upgrade */
+        tp__buf_unref(b);
+        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        return;
+    }
+    if (n) {
+        uv_buf_t ub = uv_buf_init((char *)rest, (unsigned)n);
+        if (tp__conn_write(conn, TP_TO_CLIENT, &ub, 1, b, NULL) != 0) {
+            tp__buf_unref(b);
+            return;
+        }
+    }
+    tp__buf_unref(b);
+    tp__tunnel_start(conn, NULL, NULL, 0);
 }
 
-static void request_flow(tp_exchange_t *x, bool on) { tp__conn_client_read(x->conn, on); }
+static void request_flow(tp_exchange_t *x, bool on) {
+    if (!flow_of(x)->ws) /* an extended CONNECT's bytes wait for the tunnel */
+        tp__conn_client_read(x->conn, on);
+}
 
 static void resume(tp_exchange_t *x) {
+    h3_flow_t *f = flow_of(x);
+    if (f->ws) {
+        /* The upgrade request went upstream and has no body: the stream's bytes are the
+         * tunnel's and wait for the 101 (upgraded) in the flow's client side. */
+        if (!f->ws_head_ended) {
+            f->ws_head_ended = true;
+            tp__x_request_end(x, NULL, 0);
+        }
+        return;
+    }
     if (!x->body[TP_TO_UPSTREAM].watermark)
         tp__conn_client_read(x->conn, true);
 }
@@ -362,9 +477,10 @@ static void flow_close(tp_conn_t *conn) {
         /* Not a clean end: the stream is aborted both ways, so the client never takes a cut
          * response for a whole one. After a complete response the request side is let be. */
         if (!f->fin_sent)
-            tp_h3_stream_reset(f->s, conn->stats.reason == TP_CLOSE_CLIENT_RESET
-                                         ? TP_H3_REQUEST_CANCELLED
-                                         : TP_H3_INTERNAL_ERROR);
+            tp_h3_stream_reset(
+                f->s, conn->stats.reason == TP_CLOSE_CLIENT_RESET ? TP_H3_REQUEST_CANCELLED
+                      : conn->proto == &tp__tunnel_proto ? TP_H3_CONNECT_ERROR /* RFC 9114 4.4 */
+                                                         : TP_H3_INTERNAL_ERROR);
     }
 }
 
@@ -523,16 +639,33 @@ static void describe(h3_flow_t *f, const tp_h3_field_t *fl, size_t n, bool ended
         else if (name_eq(&fl[i], ":protocol"))
             protocol = &fl[i];
     }
+    const tp_endpoint_cfg_t *cfg = f->conn->ep->cfg;
+    /* RFC 9220 3 / RFC 8441 5: an extended CONNECT for websocket is, toward HTTP/1.1, a GET of
+     * :path with Upgrade: websocket, the Sec-WebSocket-* fields carried over and a key of ours
+     * (the client sends none over HTTP/3); nghttp3 let :protocol through only because we
+     * announced SETTINGS_ENABLE_CONNECT_PROTOCOL (quic.extended_connect). */
+    f->ws = protocol && method && method->value_len == 7 &&
+            memcmp(method->value, "CONNECT", 7) == 0 && protocol->value_len == 9 &&
+            strncasecmp(protocol->value, "websocket", 9) == 0 && cfg->quic.extended_connect;
+    if (f->ws && !ws_key_new(f->ws_key)) {
+        f->refuse = 500;
+        f->refuse_detail = "no random bytes for a Sec-WebSocket-Key";
+    }
     tp_http_head_t *h = &f->head;
-    int rc =
-        head_add(h, TP_HEAD_IN_FIRST, method ? method->value : "", method ? method->value_len : 0);
+    int rc = f->ws ? head_add(h, TP_HEAD_IN_FIRST, "GET", 3)
+                   : head_add(h, TP_HEAD_IN_FIRST, method ? method->value : "",
+                              method ? method->value_len : 0);
     if (!rc)
         rc = head_add(h, TP_HEAD_IN_URL, path ? path->value : "", path ? path->value_len : 0);
-    bool has_host = false, has_cl = false;
+    bool has_host = false, has_cl = false, has_version = false;
     uint64_t cl = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         if (fl[i].name_len && fl[i].name[0] == ':')
             continue;
+        if (f->ws && name_eq(&fl[i], "sec-websocket-key"))
+            continue; /* not used over HTTP/3; the upstream gets ours */
+        if (name_eq(&fl[i], "sec-websocket-version"))
+            has_version = true;
         if (name_eq(&fl[i], "host"))
             has_host = true;
         if (name_eq(&fl[i], "content-length")) {
@@ -550,6 +683,19 @@ static void describe(h3_flow_t *f, const tp_h3_field_t *fl, size_t n, bool ended
         rc = head_add(h, TP_HEAD_IN_NAME, "host", 4);
     if (!rc && authority && !has_host)
         rc = head_add(h, TP_HEAD_IN_VALUE, authority->value, authority->value_len);
+    if (!rc && f->ws) {
+        rc = head_add(h, TP_HEAD_IN_NAME, "upgrade", 7);
+        if (!rc)
+            rc = head_add(h, TP_HEAD_IN_VALUE, "websocket", 9);
+        if (!rc)
+            rc = head_add(h, TP_HEAD_IN_NAME, "sec-websocket-key", 17);
+        if (!rc)
+            rc = head_add(h, TP_HEAD_IN_VALUE, f->ws_key, strlen(f->ws_key));
+        if (!rc && !has_version) /* RFC 6455 4.1: the one version there is */
+            rc = head_add(h, TP_HEAD_IN_NAME, "sec-websocket-version", 21);
+        if (!rc && !has_version)
+            rc = head_add(h, TP_HEAD_IN_VALUE, "13", 2);
+    }
     if (rc) {
         f->refuse = (uint16_t)rc;
         f->refuse_detail = "request head over limits.max_header_bytes or max_headers";
@@ -562,6 +708,20 @@ static void describe(h3_flow_t *f, const tp_h3_field_t *fl, size_t n, bool ended
     req->is_connect = req->method == TP_METHOD_CONNECT;
     req->framing = ended ? TP_FRAMING_NONE : has_cl ? TP_FRAMING_LENGTH : TP_FRAMING_STREAM;
     req->length = has_cl ? cl : 0;
+    if (f->ws) {
+        /* The stream's bytes after the head are the tunnel's, not a body. */
+        req->upgrade = true;
+        req->framing = TP_FRAMING_NONE;
+        req->length = 0;
+        if (has_cl && !f->refuse) {
+            f->refuse = 400;
+            f->refuse_detail = "extended CONNECT with a content-length";
+        }
+        if (ended && !f->refuse) {
+            f->refuse = 400;
+            f->refuse_detail = "extended CONNECT whose stream already ended";
+        }
+    }
     if (ended && has_cl && cl) {
         f->refuse = 400;
         f->refuse_detail = "content-length without a body";
@@ -576,12 +736,12 @@ static void describe(h3_flow_t *f, const tp_h3_field_t *fl, size_t n, bool ended
         f->refuse_detail = "no :method";
         return;
     }
-    if (protocol) {
+    if (protocol && !f->ws) {
+        /* connect-udp (RFC 9298) and connect-ip (RFC 9484) wait for MASQUE. */
         f->refuse = 501;
-        f->refuse_detail = "extended CONNECT (:protocol) is not served yet";
+        f->refuse_detail = "extended CONNECT is served for :protocol websocket only";
         return;
     }
-    const tp_endpoint_cfg_t *cfg = f->conn->ep->cfg;
     bool server = tp__onramp_routes(cfg->type);
     tp_str_t auth =
         authority ? (tp_str_t){authority->value, authority->value_len} : (tp_str_t){NULL, 0};
@@ -705,7 +865,7 @@ static void on_reset(tp_h3_stream_t *st, tp_quic_reset_dir_t dir, uint64_t code)
     if (!f || !f->conn)
         return;
     if (dir == TP_QUIC_RESET_RECV && f->req_eof)
-        return;
+        return; /* the request was complete, or Turnpike asked for no more of it */
     tp__conn_close(f->conn, TP_CLOSE_CLIENT_RESET);
 }
 
@@ -917,6 +1077,7 @@ int tp__h3_onramps_open(tp_server_t *srv) {
         tp_h3_settings_t hs;
         tp_h3_settings_default(&hs);
         hs.manual_consume = true;
+        hs.enable_connect_protocol = cfg->quic.extended_connect;
         hs.max_field_section_size =
             cfg->limits.max_header_bytes + 32 * (uint64_t)cfg->limits.max_headers;
         for (unsigned i = 0; i < srv->nworkers; i++) {

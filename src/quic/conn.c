@@ -370,18 +370,41 @@ static int stream_reset_cb(ngtcp2_conn *q, int64_t id, uint64_t final_size, uint
     return 0;
 }
 
+/* ngtcp2 calls this when *we* stop reading a stream (tp_quic_stream_shutdown with RESET_RECV),
+ * not when the peer sends STOP_SENDING: our sending side goes on (a server that stopped a request
+ * body still sends its response). A peer's STOP_SENDING shows as NGTCP2_ERR_STREAM_SHUT_WR when
+ * the stream is written next (write_one), and is told to the app from there. */
 static int stream_stop_sending_cb(ngtcp2_conn *q, int64_t id, uint64_t code, void *ud, void *sud) {
-    tp_quic_conn_t *c = ud;
-    tp_quic_stream_t *s = stream_of(c, id, sud, false);
-    if (s) {
-        /* ngtcp2 answers with RESET_STREAM itself; stop feeding it bytes. */
-        tp__quic_stream_drop_unsent(s);
-        pend_remove(c, s);
-    }
-    if (c->ep->app.on_stream_reset) {
-        c->ep->app.on_stream_reset(c, id, TP_QUIC_RESET_SEND, code, s ? s->app_data : NULL);
-    }
+    (void)q;
+    (void)id;
+    (void)code;
+    (void)ud;
+    (void)sud;
     return 0;
+}
+
+/* Tells the app about the streams the peer stopped (STOP_SENDING), outside the write loop so
+ * that it may write, reset or close from the callback. ngtcp2 does not pass the frame's error
+ * code up: the app gets TP_QUIC_APP_ERROR_UNKNOWN. */
+static void notify_peer_stops(tp_quic_conn_t *c) {
+    c->peer_stops = false;
+    /* One at a time, scanning again after each: a callback may close streams (the map shifts). */
+    for (bool found = true; found && c->state <= TP_QUIC_ESTABLISHED;) {
+        found = false;
+        for (size_t i = 0; c->streams.slots && i <= c->streams.mask; i++) {
+            tp_quic_stream_t *s = c->streams.slots[i];
+            if (!s || !s->peer_stopped) {
+                continue;
+            }
+            s->peer_stopped = false;
+            found = true;
+            if (c->ep->app.on_stream_reset) {
+                c->ep->app.on_stream_reset(c, s->id, TP_QUIC_RESET_SEND, TP_QUIC_APP_ERROR_UNKNOWN,
+                                           s->app_data);
+            }
+            break;
+        }
+    }
 }
 
 static int extend_max_stream_data_cb(ngtcp2_conn *q, int64_t id, uint64_t max_data, void *ud,
@@ -643,6 +666,14 @@ static void finish(tp_quic_conn_t *c) {
         return;
     }
     tp__quic_conn_write(c);
+    if (c->peer_stops && c->busy == 0) {
+        c->busy++;
+        notify_peer_stops(c);
+        c->busy--;
+        if (c->state != TP_QUIC_DEAD) {
+            tp__quic_conn_write(c); /* what the app did about it */
+        }
+    }
     if (c->state == TP_QUIC_DEAD && c->busy == 0) {
         conn_free(c);
     }
@@ -968,7 +999,13 @@ static ngtcp2_ssize write_one(tp_quic_conn_t *c, ngtcp2_path *path, ngtcp2_pkt_i
         case NGTCP2_ERR_STREAM_SHUT_WR:
         case NGTCP2_ERR_STREAM_NOT_FOUND:
             if (s) {
-                s->shut_wr = true;
+                if (n == NGTCP2_ERR_STREAM_SHUT_WR && !s->shut_wr) {
+                    /* Not ours: the peer's STOP_SENDING (ngtcp2 answered it with
+                     * RESET_STREAM). The app hears it once this write is over. */
+                    s->peer_stopped = true;
+                    c->peer_stops = true;
+                }
+                tp__quic_stream_drop_unsent(s);
                 pend_remove(c, s);
             }
             continue;
@@ -1134,6 +1171,14 @@ void tp__quic_conn_flush(tp_quic_conn_t *c) {
         return;
     }
     tp__quic_conn_write(c);
+    if (c->peer_stops && c->busy == 0) {
+        c->busy++;
+        notify_peer_stops(c);
+        c->busy--;
+        if (c->state != TP_QUIC_DEAD) {
+            tp__quic_conn_write(c); /* what the app did about it */
+        }
+    }
     if (c->state == TP_QUIC_DEAD && c->busy == 0) {
         conn_free(c);
     }

@@ -198,6 +198,7 @@ typedef struct tp_quic_stream {
     bool fin_sent;
     bool want_writable;    /* a write was short: tell the app when room frees up */
     bool shut_wr;          /* reset by us or stopped by the peer: nothing more goes out */
+    bool peer_stopped;     /* ... by the peer's STOP_SENDING: the app hears it after the write */
     uint64_t blocked_pass; /* the write pass in which flow control blocked it */
     /* Chunks hold bytes [acked, written); bytes [acked, sent) are with ngtcp2 until acked. */
     tp_quic_chunk_t *head, *tail;
@@ -286,6 +287,7 @@ struct tp_quic_conn {
     uint64_t start_ns;
     tp_quic_smap_t streams;
     uint64_t write_pass;
+    bool peer_stops;        /* some stream's peer_stopped waits to be told to the app */
     bool got_reset;         /* a stateless reset ended it */
     bool handshake_counted; /* counted in ep->handshakes_open */
     /* streams with bytes to send, round robin */

@@ -53,6 +53,8 @@ export {
     type RecordingOrigin,
     type RecordingOriginOptions,
 } from './recording-origin.js';
+export { startUploadOrigin, type UploadOrigin, type UploadOriginOptions, type UploadRecord } from './upload-origin.js';
+export { startWebSocketOrigin, webSocketAccept, type UpgradeRecord, type WebSocketOrigin } from './websocket-origin.js';
 export { startDnsmasq, type Dnsmasq } from './dnsmasq.js';
 export { startScriptedDns, type ScriptedDns, type ScriptedName } from './dns-server.js';
 export { canMakeNetns, createNetns, type Netns } from './netns.js';

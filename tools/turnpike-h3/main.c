@@ -1,12 +1,15 @@
 /* turnpike-h3: an HTTP/3 client tool on the QUIC runtime and the H3 driver, for tests and
- * benchmarks: GET with N parallel streams (and a download to a file), a request-rate mode over
- * C connections x S streams, and CONNECT with stdin/stdout through the stream. */
+ * benchmarks: requests (GET, or uploads of a file or of the pattern) on N parallel streams (and a
+ * download to a file), a request-rate mode over C connections x S streams, and CONNECT (plain or
+ * extended, RFC 9220) with stdin/stdout through the stream. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -20,16 +23,23 @@
 #define MAX_CONNS   1000
 #define STDIN_CHUNK 65536
 #define MAX_EXTRA   32 /* -H headers */
+#define BODY_CHUNK  65536
+#define BIG_MAX     ((size_t)1 << 20) /* --big-header-first */
+
+static uint8_t body_chunk[BODY_CHUNK]; /* the body being handed to a stream */
+static char big_buf[BIG_MAX];
 
 static void usage(void) {
     fprintf(
         stderr,
         "usage: turnpike-h3 get https://HOST:PORT/PATH [-n STREAMS] [-o FILE] [--verify-pattern]\n"
-        "                   [-H NAME:VALUE]...\n"
+        "                   [-H NAME:VALUE]... [-X METHOD] [--sequential] [--big-header-first B]\n"
+        "                   [--body-file FILE | --body-bytes N] [--no-content-length]\n"
         "                   [--rate SECONDS [-c CONNS] [-s STREAMS]]\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
         "                   [--qlog-dir DIR] [--keylog FILE]\n"
         "       turnpike-h3 connect HOST:PORT TARGET_HOST:TARGET_PORT [--datagrams K]\n"
+        "                   [--protocol P [--path /PATH]] [-H NAME:VALUE]...\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n");
 }
 
@@ -51,6 +61,11 @@ typedef struct xfer {
     bool reset;
     gnutls_hash_hd_t hash;
     char sha256[65];
+    /* the request body */
+    tp_h3_stream_t *s;
+    uint64_t sent;  /* body bytes the stream took */
+    bool body_done; /* the body ended (or the server stopped it) */
+    bool stopped;   /* the server sent STOP_SENDING */
 } xfer_t;
 
 /* One connection of the rate mode. */
@@ -83,6 +98,15 @@ typedef struct tool {
     const char *out_file;
     FILE *out;
     bool verify;
+    const char *method;    /* -X; GET, or POST with a body */
+    bool has_body;         /* --body-file or --body-bytes */
+    int body_fd;           /* --body-file (read as the stream takes it), or -1: the pattern */
+    uint64_t body_len;     /* bytes per stream */
+    bool no_length;        /* --no-content-length */
+    char body_len_str[24]; /* ... else its content-length */
+    bool sequential;       /* one request at a time */
+    size_t big_header;     /* --big-header-first: stream 0 gets an x-pad field this long */
+    const char *big_value;
     /* rate */
     double seconds;
     unsigned nconns, per_conn;
@@ -95,6 +119,9 @@ typedef struct tool {
     uint64_t rate_t0, rate_t1;
     /* connect */
     char target[300];
+    const char *protocol; /* extended CONNECT's :protocol, or NULL */
+    bool ready, settings; /* on_conn_ready, on_settings came */
+    char xpath[2048];     /* ... its :path */
     tp_h3_stream_t *tunnel;
     tp_h3_conn_t *conn;
     uv_pipe_t in_pipe;
@@ -144,22 +171,80 @@ static void finish(tool_t *t, int code, const char *error) {
 
 /* ---- requests ---- */
 
-static int send_get(tool_t *t, tp_h3_conn_t *c, void *data, tp_h3_stream_t **out) {
-    tp_h3_field_t f[5 + MAX_EXTRA] = {
-        {":method", 7, "GET", 3},
+/* The request of stream `x` (NULL in the rate mode); its body follows with body_push(). */
+static int send_get(tool_t *t, tp_h3_conn_t *c, xfer_t *x, tp_h3_stream_t **out) {
+    tp_h3_field_t f[7 + MAX_EXTRA] = {
+        {":method", 7, t->method, strlen(t->method)},
         {":scheme", 7, "https", 5},
         {":authority", 10, t->authority, strlen(t->authority)},
         {":path", 5, t->path, strlen(t->path)},
         {"user-agent", 10, "turnpike-h3", 11},
     };
-    memcpy(f + 5, t->extra, t->nextra * sizeof(tp_h3_field_t));
-    return tp_h3_request(c, f, 5 + t->nextra, true, data, out);
+    size_t n = 5;
+    if (t->has_body && !t->no_length) {
+        f[n++] = (tp_h3_field_t){"content-length", 14, t->body_len_str, strlen(t->body_len_str)};
+    }
+    if (x && x->idx == 0 && t->big_value) {
+        f[n++] = (tp_h3_field_t){"x-pad", 5, t->big_value, t->big_header};
+    }
+    memcpy(f + n, t->extra, t->nextra * sizeof(tp_h3_field_t));
+    return tp_h3_request(c, f, n + t->nextra, !t->has_body, x, out);
+}
+
+static void fill_pattern(uint8_t *b, uint64_t off, size_t n) {
+    uint8_t v = (uint8_t)(off % PERIOD);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = v;
+        if (++v == PERIOD) {
+            v = 0;
+        }
+    }
+}
+
+/* Gives the stream as much of the body as it takes now; on_writable calls again. The body is
+ * made (the pattern) or read (the file) a chunk at a time, never held whole. */
+static void body_push(xfer_t *x) {
+    tool_t *t = x->t;
+    while (x->s && !x->body_done && !t->finished) {
+        uint64_t left = t->body_len - x->sent;
+        size_t n = left < BODY_CHUNK ? (size_t)left : BODY_CHUNK;
+        if (n > 0 && t->body_fd >= 0) {
+            ssize_t r = pread(t->body_fd, body_chunk, n, (off_t)x->sent);
+            if (r != (ssize_t)n) {
+                finish(t, 1, "cannot read the body file");
+                return;
+            }
+        } else if (n > 0) {
+            fill_pattern(body_chunk, x->sent, n);
+        }
+        ssize_t w = tp_h3_stream_send(x->s, body_chunk, n, x->sent + n == t->body_len);
+        if (w < 0) {
+            if (x->stopped) { /* the server stopped the body: its answer still comes */
+                x->body_done = true;
+                return;
+            }
+            char msg[128];
+            snprintf(msg, sizeof(msg), "stream %u: body: %s", x->idx, tp_strerror((int)w));
+            finish(t, 1, msg);
+            return;
+        }
+        x->sent += (uint64_t)w;
+        if ((size_t)w < n) {
+            return; /* on_writable */
+        }
+        if (x->sent == t->body_len) {
+            x->body_done = true;
+        }
+    }
 }
 
 static void start_gets(tool_t *t, tp_h3_conn_t *c) {
     while (t->started < t->nstreams && !t->finished) {
+        if (t->sequential && t->done < t->started) {
+            return; /* the next one starts when this one's response is complete */
+        }
         xfer_t *x = &t->xfers[t->started];
-        int rc = send_get(t, c, x, NULL);
+        int rc = send_get(t, c, x, &x->s);
         if (rc == TP_ERR_RANGE) {
             return; /* on_streams_available */
         }
@@ -170,6 +255,9 @@ static void start_gets(tool_t *t, tp_h3_conn_t *c) {
             return;
         }
         t->started++;
+        if (t->has_body) {
+            body_push(x);
+        }
     }
 }
 
@@ -189,11 +277,19 @@ static void rate_fill(rconn_t *rc) {
 }
 
 static void start_connect(tool_t *t, tp_h3_conn_t *c) {
-    tp_h3_field_t f[] = {
+    tp_h3_field_t f[5 + MAX_EXTRA] = {
         {":method", 7, "CONNECT", 7},
         {":authority", 10, t->target, strlen(t->target)},
     };
-    int rc = tp_h3_request(c, f, 2, false, NULL, &t->tunnel);
+    size_t n = 2;
+    if (t->protocol) { /* extended CONNECT (RFC 9220): :protocol, :scheme and :path too */
+        f[n++] = (tp_h3_field_t){":protocol", 9, t->protocol, strlen(t->protocol)};
+        f[n++] = (tp_h3_field_t){":scheme", 7, "https", 5};
+        f[n++] = (tp_h3_field_t){":path", 5, t->xpath, strlen(t->xpath)};
+    }
+    memcpy(f + n, t->extra, t->nextra * sizeof(tp_h3_field_t));
+    n += t->nextra;
+    int rc = tp_h3_request(c, f, n, false, NULL, &t->tunnel);
     if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "CONNECT: %s", tp_strerror(rc));
@@ -274,7 +370,28 @@ static void on_conn_ready(tp_h3_conn_t *c) {
     switch (t->mode) {
     case MODE_GET: start_gets(t, c); break;
     case MODE_RATE: rate_fill(tp_h3_conn_data(c)); break;
-    case MODE_CONNECT: start_connect(t, c); break;
+    case MODE_CONNECT:
+        t->ready = true;
+        /* RFC 9220 3: an extended CONNECT waits for the server's SETTINGS. */
+        if (!t->protocol || t->settings) {
+            start_connect(t, c);
+        }
+        break;
+    }
+}
+
+/* RFC 9220 3: a client sends an extended CONNECT only once the server's SETTINGS allowed it.
+ * nghttp3 1.8 drops SETTINGS_ENABLE_CONNECT_PROTOCOL on the client side (it keeps it only when it
+ * is the server), so the value cannot be checked there: the request waits for the SETTINGS, and
+ * a server that did not allow it resets the stream (H3_MESSAGE_ERROR). */
+static void on_settings(tp_h3_conn_t *c) {
+    tool_t *t = tp_h3_data(tp_h3_conn_driver(c));
+    if (t->mode != MODE_CONNECT || !t->protocol || t->settings) {
+        return;
+    }
+    t->settings = true;
+    if (t->ready) {
+        start_connect(t, c);
     }
 }
 
@@ -315,6 +432,10 @@ static void on_response(tp_h3_stream_t *s, int status, const tp_h3_field_t *f, s
             }
         }
     } else if (t->mode == MODE_CONNECT) {
+        for (size_t i = 0; i < n; i++) { /* the answer's fields, for tests to check */
+            fprintf(stderr, "< %.*s: %.*s\n", (int)f[i].name_len, f[i].name, (int)f[i].value_len,
+                    f[i].value);
+        }
         if (status / 100 != 2) {
             char msg[64];
             snprintf(msg, sizeof(msg), "CONNECT answered %d", status);
@@ -332,6 +453,20 @@ static void on_response(tp_h3_stream_t *s, int status, const tp_h3_field_t *f, s
         }
         tunnel_push(t);
     }
+}
+
+/* Every response is complete, and every body too, or ended by the server: an upload answered
+ * before its end waits for its stream to close (our side ended by the server's STOP_SENDING). */
+static bool all_settled(const tool_t *t) {
+    if (t->done < t->nstreams) {
+        return false;
+    }
+    for (unsigned i = 0; t->has_body && i < t->nstreams; i++) {
+        if (!t->xfers[i].body_done && !t->xfers[i].closed) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin) {
@@ -397,8 +532,10 @@ static void on_body(tp_h3_stream_t *s, const uint8_t *data, size_t len, bool fin
             snprintf(x->sha256 + (size_t)i * 2, 3, "%02x", d[i]);
         }
         t->done++;
-        if (t->done == t->nstreams) {
+        if (all_settled(t)) {
             finish(t, 0, NULL);
+        } else if (t->sequential && t->done < t->nstreams) {
+            start_gets(t, tp_h3_stream_conn(s));
         }
     }
 }
@@ -407,15 +544,34 @@ static void on_writable(tp_h3_stream_t *s) {
     tool_t *t = tp_h3_data(tp_h3_conn_driver(tp_h3_stream_conn(s)));
     if (t->mode == MODE_CONNECT) {
         tunnel_push(t);
+    } else if (t->mode == MODE_GET && t->has_body) {
+        body_push(tp_h3_stream_data(s));
     }
 }
 
 static void on_reset(tp_h3_stream_t *s, tp_quic_reset_dir_t dir, uint64_t code) {
     tool_t *t = tp_h3_data(tp_h3_conn_driver(tp_h3_stream_conn(s)));
-    if (t->mode == MODE_GET) {
+    if (t->mode == MODE_GET && dir == TP_QUIC_RESET_SEND) {
+        /* STOP_SENDING: the server needs no more of the body (RFC 9114 4.1: with H3_NO_ERROR
+         * after a complete response, which still arrives). */
+        xfer_t *x = tp_h3_stream_data(s);
+        x->stopped = true;
+        x->body_done = true;
+    } else if (t->mode == MODE_GET) {
         xfer_t *x = tp_h3_stream_data(s);
         x->reset = true;
         x->reset_code = code;
+    } else if (t->mode == MODE_CONNECT && s == t->tunnel && dir == TP_QUIC_RESET_SEND) {
+        /* STOP_SENDING: nothing more of stdin goes; the answer (or the rest of the tunnel) may
+         * still come, and a refusal's response should be seen. */
+        fprintf(stderr, "turnpike-h3: the peer stopped our side (STOP_SENDING)\n");
+        t->in_eof = true;
+        t->tunnel_fin = true;
+        t->in_len = t->in_off = 0;
+        if (t->in_open && t->in_reading) {
+            uv_read_stop((uv_stream_t *)&t->in_pipe);
+            t->in_reading = false;
+        }
     } else if (t->mode == MODE_CONNECT && s == t->tunnel) {
         char msg[96];
         snprintf(msg, sizeof(msg), "tunnel reset by the peer (code 0x%" PRIx64 ")", code);
@@ -428,6 +584,16 @@ static void on_stream_close(tp_h3_stream_t *s) {
     if (t->mode == MODE_GET) {
         xfer_t *x = tp_h3_stream_data(s);
         x->closed = true;
+        x->s = NULL;
+        if (t->has_body && !x->body_done && x->fin) {
+            /* Our side closed without our end: the server stopped the body (STOP_SENDING), whose
+             * notice may not have come first (ngtcp2 tells it only at a write). */
+            x->stopped = true;
+            x->body_done = true;
+        }
+        if (x->fin && !t->finished && all_settled(t)) {
+            finish(t, 0, NULL);
+        }
         if (!x->fin && !t->finished) {
             char msg[96];
             snprintf(msg, sizeof(msg), "stream %u ended before its response did", x->idx);
@@ -500,6 +666,7 @@ static const tp_h3_callbacks_t callbacks = {
     .on_stream_close = on_stream_close,
     .on_streams_available = on_streams_available,
     .on_conn_close = on_conn_close,
+    .on_settings = on_settings,
 };
 
 static void deadline_cb(uv_timer_t *tm) {
@@ -631,6 +798,13 @@ static void print_get(tool_t *t) {
         if (x->reset) {
             printf(",\"reset_code\":%" PRIu64, x->reset_code);
         }
+        if (t->has_body) {
+            printf(",\"sent\":%" PRIu64 ",\"body_complete\":%s", x->sent,
+                   x->sent == t->body_len && !x->stopped ? "true" : "false");
+        }
+        if (x->stopped) { /* ngtcp2 does not tell STOP_SENDING's code */
+            printf(",\"stop_sending\":true");
+        }
         printf("}");
     }
     printf("]}\n");
@@ -685,6 +859,8 @@ int main(int argc, char **argv) {
     }
     tool_t t;
     memset(&t, 0, sizeof(t));
+    t.body_fd = -1;
+    snprintf(t.xpath, sizeof(t.xpath), "/");
     t.nstreams = 1;
     t.nconns = 1;
     t.per_conn = 1;
@@ -725,6 +901,14 @@ int main(int argc, char **argv) {
             t.verify = true;
             continue;
         }
+        if (!strcmp(a, "--no-content-length")) {
+            t.no_length = true;
+            continue;
+        }
+        if (!strcmp(a, "--sequential")) {
+            t.sequential = true;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             usage();
@@ -742,6 +926,26 @@ int main(int argc, char **argv) {
                 val++;
             }
             t.extra[t.nextra++] = (tp_h3_field_t){v, (size_t)(colon - v), val, strlen(val)};
+        } else if (!strcmp(a, "-X")) {
+            t.method = v;
+        } else if (!strcmp(a, "--body-bytes")) {
+            t.has_body = true;
+            t.body_len = parse_num(v, a);
+        } else if (!strcmp(a, "--body-file")) {
+            struct stat st;
+            t.has_body = true;
+            t.body_fd = open(v, O_RDONLY | O_CLOEXEC);
+            if (t.body_fd < 0 || fstat(t.body_fd, &st) != 0) {
+                fprintf(stderr, "turnpike-h3: cannot open %s: %s\n", v, strerror(errno));
+                return 2;
+            }
+            t.body_len = (uint64_t)st.st_size;
+        } else if (!strcmp(a, "--big-header-first")) {
+            t.big_header = (size_t)parse_num(v, a);
+        } else if (!strcmp(a, "--protocol")) {
+            t.protocol = v;
+        } else if (!strcmp(a, "--path")) {
+            snprintf(t.xpath, sizeof(t.xpath), "%s", v);
         } else if (!strcmp(a, "--datagrams")) {
             t.ndgrams = (unsigned)parse_num(v, a);
         } else if (!strcmp(a, "-n")) {
@@ -775,6 +979,24 @@ int main(int argc, char **argv) {
         (t.mode == MODE_RATE && !(t.seconds > 0 && t.seconds < 86400))) {
         usage();
         return 2;
+    }
+    if (t.has_body && t.mode != MODE_GET) {
+        usage();
+        return 2;
+    }
+    if (!t.method) {
+        t.method = t.has_body ? "POST" : "GET";
+    }
+    if (t.has_body) {
+        snprintf(t.body_len_str, sizeof(t.body_len_str), "%" PRIu64, t.body_len);
+    }
+    if (t.big_header > BIG_MAX) {
+        usage();
+        return 2;
+    }
+    if (t.big_header > 0) {
+        memset(big_buf, 'p', t.big_header);
+        t.big_value = big_buf;
     }
     if (!sni && !is_ip_literal(host)) {
         sni = host;
@@ -883,6 +1105,9 @@ int main(int argc, char **argv) {
         t.exit_code = 1;
     }
     free(t.in_buf);
+    if (t.body_fd >= 0) {
+        close(t.body_fd);
+    }
     uv_loop_close(&t.loop);
     tp_h3_del(t.h3);
     return t.exit_code;
