@@ -261,6 +261,7 @@ typedef struct tp_runtime_cfg {
     int log_level; /* tp_log_level_t */
     bool trace_hooks;
     uint64_t buffer_size; /* pooled read buffer size */
+    int64_t busy_poll_us; /* a worker polls without sleeping this long after its last read */
 } tp_runtime_cfg_t;
 
 typedef struct tp_config {

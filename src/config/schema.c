@@ -33,6 +33,10 @@ static const tp_setting_t runtime_settings[] = {
                     "log every hook point a flow passes (msg \"hook\"), for tests of hook order"),
     TP_SETTING_SIZE(tp_runtime_cfg_t, buffer_size, "64KiB", TP_KIB(4), TP_MIB(4),
                     "size of the pooled buffers that reads land in"),
+    TP_SETTING_INT(tp_runtime_cfg_t, busy_poll_us, "50", 0, 10000,
+                   "microseconds a busy worker keeps polling its sockets without sleeping after "
+                   "its last read (0: sleep at once); spares peers the wake-ups of a proxy that "
+                   "catches up and sleeps between every two requests"),
     TP_SETTING_END,
 };
 

@@ -168,6 +168,28 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = b->cap;
 }
 
+/*
+ * Busy polling (runtime.busy_poll_us). A proxy that does less work per request than its peers
+ * catches up and sleeps in epoll_wait between every two requests; each sleep costs the peer that
+ * wakes it (measured on the 2-core loopback bench: 0.55 sleeps per request, the origin and wrk
+ * spending 15-20% more CPU per request than behind HAProxy or h2o, 15% of the machine idle).
+ * After a read the worker keeps polling without sleeping for a moment (an active idle handle makes
+ * libuv poll with a zero timeout), so a peer's next bytes find it awake.
+ */
+static void spin_cb(uv_idle_t *h) {
+    tp_worker_t *w = h->data;
+    if (uv_hrtime() - w->busy_ns > w->spin_ns || w->draining)
+        uv_idle_stop(h);
+}
+
+void tp__worker_busy(tp_worker_t *w) {
+    if (!w->spin_ns)
+        return;
+    w->busy_ns = uv_hrtime();
+    if (!uv_is_active((uv_handle_t *)&w->spin))
+        uv_idle_start(&w->spin, spin_cb);
+}
+
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tp_conn_t *conn = s->data;
     if (conn->stash && buf->base == conn->stash->data + conn->stash_len) {
@@ -213,6 +235,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             conn->client_reading = false;
         }
     }
+    tp__worker_busy(conn->worker);
     conn->proto->on_client_read(conn, b, nread);
 }
 
@@ -262,6 +285,7 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             up->reading = false;
         }
     }
+    tp__worker_busy(conn->worker);
     conn->proto->on_upstream_read(conn, b, nread);
 }
 

@@ -80,6 +80,9 @@ struct tp_worker {
     uv_async_t wakeup;    /* the main thread asks for a drain or a TLS reload through it */
     atomic_int drain_req; /* set by the main thread before waking */
     uv_idle_t tls_idle;   /* runs while TLS streams have buffered bytes to hand over */
+    uv_idle_t spin;       /* active: the loop polls without sleeping (runtime.busy_poll_us) */
+    uint64_t busy_ns;     /* uv_hrtime() of the last read */
+    uint64_t spin_ns;     /* runtime.busy_poll_us, in ns (0: no spinning) */
     struct tp_tls *tls_ready;
     tp_endpoint_t *endpoints;
     tp_listener_t *listeners;
@@ -313,6 +316,8 @@ int tp__conn_write(tp_conn_t *conn, int dir, const uv_buf_t *bufs, unsigned n, t
 /* Between cork and uncork (nestable), writes toward dir are collected and leave as one writev. */
 void tp__conn_cork(tp_conn_t *conn, int dir);
 void tp__conn_uncork(tp_conn_t *conn, int dir);
+/* A read happened: the worker polls without sleeping for runtime.busy_poll_us from now. */
+void tp__worker_busy(tp_worker_t *w);
 /* Writes a copy of the bytes. */
 int tp__conn_write_copy(tp_conn_t *conn, int dir, const char *data, size_t len);
 /* Logs a hook point when tracing is on. */

@@ -136,6 +136,8 @@ static void worker_maybe_finish(tp_worker_t *w) {
     release_tls(w);
     if (!uv_is_closing((uv_handle_t *)&w->tls_idle))
         uv_close((uv_handle_t *)&w->tls_idle, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->spin))
+        uv_close((uv_handle_t *)&w->spin, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
@@ -417,6 +419,7 @@ static void workers_abort(tp_server_t *srv, unsigned ninit, size_t nep) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
         uv_close((uv_handle_t *)&w->tls_idle, NULL);
+        uv_close((uv_handle_t *)&w->spin, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         worker_free(w, nep);
     }
@@ -458,6 +461,9 @@ int tp__worker_run_all(tp_server_t *srv) {
         w->drain_timer.data = w;
         uv_idle_init(&w->loop, &w->tls_idle);
         w->tls_idle.data = w;
+        uv_idle_init(&w->loop, &w->spin);
+        w->spin.data = w;
+        w->spin_ns = (uint64_t)srv->cfg.runtime.busy_poll_us * 1000;
         tp__bufpool_init(&w->bufs, (uint32_t)srv->cfg.runtime.buffer_size, 256);
         w->endpoints = calloc(nep ? nep : 1, sizeof(*w->endpoints));
         w->listeners = calloc(nl ? nl : 1, sizeof(*w->listeners));

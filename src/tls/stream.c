@@ -213,13 +213,17 @@ static void on_sock_read(tp_tls_t *t, ssize_t nread) {
 }
 
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    on_sock_read(((tp_conn_t *)s->data)->tls, nread);
+    tp_conn_t *conn = s->data;
+    tp__worker_busy(conn->worker);
+    on_sock_read(conn->tls, nread);
 }
 
 static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tp_upstream_t *up = s->data;
-    if (up->tls)
+    if (up->tls) {
+        tp__worker_busy(up->tls->worker);
         on_sock_read(up->tls, nread);
+    }
 }
 
 static void sock_read(tp_tls_t *t, bool on) {

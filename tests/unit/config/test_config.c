@@ -271,6 +271,7 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.runtime.log_level, TP_LOG_INFO);
     assert_false(cfg.runtime.trace_hooks);
     assert_int_equal(cfg.runtime.buffer_size, 65536);
+    assert_int_equal(cfg.runtime.busy_poll_us, 50);
     assert_int_equal(cfg.endpoints.n, 0);
     assert_non_null(cfg.app); /* indirect sections exist even when the app declares nothing */
     tp__config_free(&s.root, &cfg);
@@ -321,6 +322,7 @@ static void test_full_config(void **state) {
                        "  log_level: debug\n"
                        "  trace_hooks: true\n"
                        "  buffer_size: 16KiB\n"
+                       "  busy_poll_us: 0\n"
                        "endpoints:\n"
                        "  - name: l4\n"
                        "    type: tcp\n"
@@ -344,6 +346,7 @@ static void test_full_config(void **state) {
     assert_int_equal(cfg.runtime.log_level, TP_LOG_DEBUG);
     assert_true(cfg.runtime.trace_hooks);
     assert_int_equal(cfg.runtime.buffer_size, 16384);
+    assert_int_equal(cfg.runtime.busy_poll_us, 0);
     assert_int_equal(cfg.endpoints.n, 2);
     tp_endpoint_cfg_t *a = TP_LIST_AT(tp_endpoint_cfg_t, cfg.endpoints, 0);
     tp_endpoint_cfg_t *b = TP_LIST_AT(tp_endpoint_cfg_t, cfg.endpoints, 1);
@@ -413,6 +416,8 @@ static const bad_t bad_configs[] = {
     {"runtime:\n  buffer_size: 1KiB\n", 2, 16, "runtime.buffer_size",
      "1KiB is out of range 4KiB..4MiB"},
     {"runtime:\n  buffer_size: 64 kB\n", 2, 16, "runtime.buffer_size", "expected a size"},
+    {"runtime:\n  busy_poll_us: 20000\n", 2, 17, "runtime.busy_poll_us",
+     "20000 is out of range 0..10000"},
     {"runtime:\n  drain_timeout: 2h\n", 2, 18, "runtime.drain_timeout", "2h is out of range 0..1h"},
     {"runtime: 5\n", 1, 10, "runtime", "expected a mapping of keys, got '5'"},
     {"endpoints:\n  name: a\n", 2, 3, "endpoints", "expected a list of mappings"},
