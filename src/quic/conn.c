@@ -407,6 +407,20 @@ static void notify_peer_stops(tp_quic_conn_t *c) {
     }
 }
 
+/* Writes; then tells the app of the peer's STOP_SENDINGs the write found, and writes what the app
+ * did about them. */
+static void write_and_notify(tp_quic_conn_t *c) {
+    tp__quic_conn_write(c);
+    if (c->peer_stops && c->busy == 0) {
+        c->busy++;
+        notify_peer_stops(c);
+        c->busy--;
+        if (c->state != TP_QUIC_DEAD) {
+            tp__quic_conn_write(c); /* what the app did about it */
+        }
+    }
+}
+
 static int extend_max_stream_data_cb(ngtcp2_conn *q, int64_t id, uint64_t max_data, void *ud,
                                      void *sud) {
     tp_quic_conn_t *c = ud;
@@ -665,15 +679,7 @@ static void finish(tp_quic_conn_t *c) {
         tp__quic_endpoint_schedule(c->ep, c);
         return;
     }
-    tp__quic_conn_write(c);
-    if (c->peer_stops && c->busy == 0) {
-        c->busy++;
-        notify_peer_stops(c);
-        c->busy--;
-        if (c->state != TP_QUIC_DEAD) {
-            tp__quic_conn_write(c); /* what the app did about it */
-        }
-    }
+    write_and_notify(c);
     if (c->state == TP_QUIC_DEAD && c->busy == 0) {
         conn_free(c);
     }
@@ -1170,15 +1176,7 @@ void tp__quic_conn_flush(tp_quic_conn_t *c) {
         conn_free(c);
         return;
     }
-    tp__quic_conn_write(c);
-    if (c->peer_stops && c->busy == 0) {
-        c->busy++;
-        notify_peer_stops(c);
-        c->busy--;
-        if (c->state != TP_QUIC_DEAD) {
-            tp__quic_conn_write(c); /* what the app did about it */
-        }
-    }
+    write_and_notify(c);
     if (c->state == TP_QUIC_DEAD && c->busy == 0) {
         conn_free(c);
     }

@@ -687,16 +687,21 @@ bool tp__tls_park(tp_tls_t *t) {
     return true;
 }
 
-void tp__tls_park_bye(tp_tls_t *t) {
-    if (!t->handshaken || t->failed || t->bye_sent)
-        return;
+/* close_notify with one try to write it: the connection is going away. */
+static void bye_once(tp_tls_t *t) {
     t->bye_sent = true;
     gnutls_bye(t->s, GNUTLS_SHUT_WR);
-    if (t->out && t->out_len) { /* one try: the connection is going away */
+    if (t->out && t->out_len) {
         uv_buf_t b = uv_buf_init(t->out->data, (unsigned)t->out_len);
         uv_try_write(sock_of(t), &b, 1);
         t->out_len = 0;
     }
+}
+
+void tp__tls_park_bye(tp_tls_t *t) {
+    if (!t->handshaken || t->failed || t->bye_sent)
+        return;
+    bye_once(t);
 }
 
 void tp__tls_idle_alloc(tp_tls_t *t, uv_buf_t *buf) { sock_alloc(t, buf); }
@@ -835,13 +840,7 @@ void tp__tls_close_notify(tp_tls_t *t) {
     if (!t->handshaken || t->failed || t->bye_sent || !conn || conn->queued[dir_of(t)] ||
         tp__conn_corked(conn, dir_of(t)) || t->gather)
         return;
-    t->bye_sent = true;
-    gnutls_bye(t->s, GNUTLS_SHUT_WR);
-    if (t->out && t->out_len) { /* one try: the connection is going away */
-        uv_buf_t b = uv_buf_init(t->out->data, (unsigned)t->out_len);
-        uv_try_write(sock_of(t), &b, 1);
-        t->out_len = 0;
-    }
+    bye_once(t);
 }
 
 void tp__tls_free(tp_tls_t *t) {

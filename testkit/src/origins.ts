@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 
-import { track } from './cleanup.js';
+import { extend, listenTracked } from './listen.js';
 import { PATTERN_PERIOD, patternBytes } from './pattern.js';
 import { waitFor } from './wait.js';
 
@@ -120,7 +120,7 @@ export async function startHttpOrigin(handler: OriginHandler = echoJson, options
         });
     });
     server.on('connection', (s: net.Socket) => connectionPorts.push(s.remotePort ?? 0));
-    const base = await listen(server, host, 'http origin', () => server.closeAllConnections(), options.port ?? 0);
+    const base = await listenTracked(server, host, 'http origin', () => server.closeAllConnections(), options.port ?? 0);
     return extend(base, {
         url: (p = '/') => `http://${base.address}${p.startsWith('/') ? p : '/' + p}`,
         requests,
@@ -155,7 +155,7 @@ export async function startTcpServer(
         socket.on('error', () => undefined); // resets from the proxy are normal in tests
         onConnection(socket);
     });
-    const base = await listen(server, host, options.label ?? 'tcp server', () => {
+    const base = await listenTracked(server, host, options.label ?? 'tcp server', () => {
         for (const s of sockets) s.destroy();
     });
     return extend(base, { sockets });
@@ -256,54 +256,3 @@ export async function startTcpSource(options: { bytes: number }): Promise<TcpSou
     });
 }
 
-async function listen(
-    server: net.Server,
-    host: string,
-    label: string,
-    dropConnections: () => void,
-    port0 = 0,
-): Promise<ServerBase> {
-    let connections = 0;
-    server.on('connection', () => connections++);
-    await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port0, host, () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    const port = (server.address() as net.AddressInfo).port;
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    let closing: Promise<void> | null = null;
-    const close = () => {
-        if (!closing) {
-            closing = new Promise<void>((resolve) => {
-                server.close(() => resolve());
-                dropConnections();
-            });
-            untrack();
-        }
-        return closing;
-    };
-    const untrack = track(`${label} ${address}`, close);
-    return {
-        host,
-        port,
-        address,
-        get connections() {
-            return connections;
-        },
-        async waitForConnections(n: number, timeoutMs = 5000) {
-            await waitFor(() => connections >= n, {
-                timeoutMs,
-                message: () => `${label} ${address} accepted ${connections} connections, expected ${n}`,
-            });
-        },
-        close,
-    };
-}
-
-/** Adds `props` to `base` keeping getters live (Object.assign would freeze their current values). */
-function extend<B extends object, P extends object>(base: B, props: P): B & P {
-    return Object.defineProperties(base, Object.getOwnPropertyDescriptors(props)) as B & P;
-}

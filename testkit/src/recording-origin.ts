@@ -6,7 +6,7 @@
 import http from 'node:http';
 import net from 'node:net';
 
-import { track } from './cleanup.js';
+import { listenTracked } from './listen.js';
 import type { ServerBase } from './origins.js';
 import { waitFor } from './wait.js';
 
@@ -83,7 +83,6 @@ export async function startRecordingOrigin(options: RecordingOriginOptions = {})
     const conns: ConnState[] = [];
     const requests: RecordedRequest[] = [];
     const bySocket = new WeakMap<net.Socket, ConnState>();
-    const sockets = new Set<net.Socket>();
     let bytes = 0;
 
     const server = http.createServer({ insecureHTTPParser: false, keepAliveTimeout: 30_000 }, (req, res) => {
@@ -119,7 +118,6 @@ export async function startRecordingOrigin(options: RecordingOriginOptions = {})
         };
         conns.push(conn);
         bySocket.set(socket, conn);
-        sockets.add(socket);
         // A 'data' listener makes node:http parse in JS (it stops consuming the handle natively),
         // so this tap sees exactly the bytes its parser sees.
         socket.on('data', (c: Buffer) => {
@@ -128,9 +126,7 @@ export async function startRecordingOrigin(options: RecordingOriginOptions = {})
         });
         socket.on('close', () => {
             conn.closed = true;
-            sockets.delete(socket);
         });
-        socket.on('error', () => undefined);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
         const conn = bySocket.get(socket);
@@ -139,27 +135,7 @@ export async function startRecordingOrigin(options: RecordingOriginOptions = {})
         socket.destroy();
     });
 
-    await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, host, () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    const port = (server.address() as net.AddressInfo).port;
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    let closing: Promise<void> | null = null;
-    const close = (): Promise<void> => {
-        if (!closing) {
-            closing = new Promise<void>((resolve) => {
-                server.close(() => resolve());
-                for (const s of sockets) s.destroy();
-            });
-            untrack();
-        }
-        return closing;
-    };
-    const untrack = track(`recording origin ${address}`, close);
+    const { port, address, close } = await listenTracked(server, host, 'recording origin');
 
     const views: RecordedConnection[] = [];
     const view = (c: ConnState): RecordedConnection => ({

@@ -5,9 +5,8 @@
  * to push back on whoever sends.
  */
 import http from 'node:http';
-import net from 'node:net';
 
-import { track } from './cleanup.js';
+import { extend, listenTracked } from './listen.js';
 import type { ServerBase } from './origins.js';
 import { PatternVerifier, StreamHash } from './pattern.js';
 import { waitFor } from './wait.js';
@@ -59,9 +58,7 @@ export interface UploadOrigin extends ServerBase {
 export async function startUploadOrigin(options: UploadOriginOptions = {}): Promise<UploadOrigin> {
     const host = options.host ?? '127.0.0.1';
     const uploads: UploadRecord[] = [];
-    const sockets = new Set<net.Socket>();
     let total = 0;
-    let connections = 0;
 
     const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
         const rec: UploadRecord = {
@@ -104,48 +101,9 @@ export async function startUploadOrigin(options: UploadOriginOptions = {}): Prom
         });
         setTimeout(() => req.resume(), options.pauseMs ?? 0);
     });
-    server.on('connection', (socket: net.Socket) => {
-        connections++;
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-        socket.on('error', () => undefined);
-    });
-
-    await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, host, () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    const port = (server.address() as net.AddressInfo).port;
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    let closing: Promise<void> | null = null;
-    const close = (): Promise<void> => {
-        if (!closing) {
-            closing = new Promise<void>((resolve) => {
-                server.close(() => resolve());
-                for (const s of sockets) s.destroy();
-            });
-            untrack();
-        }
-        return closing;
-    };
-    const untrack = track(`upload origin ${address}`, close);
-    return {
-        host,
-        port,
-        address,
-        get connections() {
-            return connections;
-        },
-        async waitForConnections(n: number, timeoutMs = 5000) {
-            await waitFor(() => connections >= n, {
-                timeoutMs,
-                message: () => `upload origin ${address} accepted ${connections} connections, expected ${n}`,
-            });
-        },
-        close,
+    const base = await listenTracked(server, host, 'upload origin');
+    const { address } = base;
+    return extend(base, {
         url: (p = '/') => `http://${address}${p.startsWith('/') ? p : '/' + p}`,
         uploads,
         get bytesReceived() {
@@ -159,5 +117,5 @@ export async function startUploadOrigin(options: UploadOriginOptions = {}): Prom
             });
             return uploads.filter((u) => u.complete);
         },
-    };
+    });
 }

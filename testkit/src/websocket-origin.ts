@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 
-import { track } from './cleanup.js';
+import { extend, listenTracked } from './listen.js';
 import type { ServerBase } from './origins.js';
 import { waitFor } from './wait.js';
 
@@ -47,8 +47,6 @@ export function webSocketAccept(key: string): string {
 export async function startWebSocketOrigin(options: { host?: string } = {}): Promise<WebSocketOrigin> {
     const host = options.host ?? '127.0.0.1';
     const upgrades: UpgradeRecord[] = [];
-    const sockets = new Set<net.Socket>();
-    let connections = 0;
     const server = http.createServer((_req, res) => {
         res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 10 });
         res.end('not found\n');
@@ -102,46 +100,9 @@ export async function startWebSocketOrigin(options: { host?: string } = {}): Pro
             socket.end();
         });
     });
-    server.on('connection', (socket: net.Socket) => {
-        connections++;
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, host, () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    const port = (server.address() as net.AddressInfo).port;
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    let closing: Promise<void> | null = null;
-    const close = (): Promise<void> => {
-        if (!closing) {
-            closing = new Promise<void>((resolve) => {
-                server.close(() => resolve());
-                for (const s of sockets) s.destroy();
-            });
-            untrack();
-        }
-        return closing;
-    };
-    const untrack = track(`websocket origin ${address}`, close);
-    return {
-        host,
-        port,
-        address,
-        get connections() {
-            return connections;
-        },
-        async waitForConnections(n: number, timeoutMs = 5000) {
-            await waitFor(() => connections >= n, {
-                timeoutMs,
-                message: () => `websocket origin ${address} accepted ${connections} connections, expected ${n}`,
-            });
-        },
-        close,
+    const base = await listenTracked(server, host, 'websocket origin');
+    const { address } = base;
+    return extend(base, {
         upgrades,
         async waitForUpgrades(n: number, timeoutMs = 5000) {
             await waitFor(() => upgrades.length >= n, {
@@ -150,5 +111,5 @@ export async function startWebSocketOrigin(options: { host?: string } = {}): Pro
             });
             return upgrades.slice();
         },
-    };
+    });
 }
