@@ -270,18 +270,7 @@ static void tunnel(tp_exchange_t *x, const tp_response_t *resp) {
     tunnel_start(conn);
 }
 
-static void upgraded(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n) {
-    tp_conn_t *conn = x->conn;
-    if (n) {
-        uv_buf_t ub = uv_buf_init((char *)rest, (unsigned)n);
-        if (tp__conn_write(conn, TP_TO_CLIENT, &ub, 1, b, NULL) != 0) {
-            tp__buf_unref(b);
-            return;
-        }
-    }
-    tp__buf_unref(b);
-    tunnel_start(conn);
-}
+static void upgraded(tp_exchange_t *x) { tunnel_start(x->conn); }
 
 static void request_flow(tp_exchange_t *x, bool on) {
     tp__conn_client_read(x->conn, on && !hof(x)->in);

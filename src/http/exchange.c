@@ -643,18 +643,12 @@ void tp__x_park_upstream(tp_exchange_t *x) {
                       ucfg->keepalive.idle_timeout);
 }
 
-/* Two server names of the pool key: config strings, or NULL for "the host". */
-static bool same_name(const char *a, const char *b) {
-    return a == b || (a && b && strcasecmp(a, b) == 0);
-}
-
 /* Whether `up` is a live kept-alive connection to host:port made with the exchange's TLS (a TLS
  * and a plain connection, or two TLS configurations, are never taken for each other). */
 static bool upstream_serves(const tp_exchange_t *x, const tp_upstream_t *up, tp_str_t host,
                             uint16_t port) {
-    return up && !up->eof && x->up.keep_alive && up->port == port && strlen(up->host) == host.len &&
-           strncasecmp(up->host, host.ptr, host.len) == 0 && up->tls_client == x->up_tls.client &&
-           same_name(up->tls_name, x->up_tls.name);
+    return up && !up->eof && x->up.keep_alive &&
+           tp__pool_same_dest(up, host.ptr, host.len, port, x->up_tls.client, x->up_tls.name);
 }
 
 /*
@@ -1029,7 +1023,15 @@ void tp__x_upgraded(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n) {
     x->forwarding = false;
     x->conn->header_deadline = 0;
     tp__log_msg(TP_LOG_DEBUG, "upgraded", "conn %llu", (unsigned long long)x->conn->id);
-    x->server->upgraded(x, b, rest, n);
+    if (n) { /* the upstream's first tunnel bytes came with its head */
+        uv_buf_t ub = uv_buf_init((char *)rest, (unsigned)n);
+        if (tp__conn_write(x->conn, TP_TO_CLIENT, &ub, 1, b, NULL) != 0) {
+            tp__buf_unref(b);
+            return;
+        }
+    }
+    tp__buf_unref(b);
+    x->server->upgraded(x);
 }
 
 static void maybe_done(tp_exchange_t *x) {

@@ -124,9 +124,9 @@ typedef struct tp_http_server_ops {
     void (*answer)(tp_exchange_t *x, const tp_response_t *resp, bool fatal);
     /* A CONNECT tunnel is up: the 2xx head, then bytes both ways between client and upstream. */
     void (*tunnel)(tp_exchange_t *x, const tp_response_t *resp);
-    /* The upstream agreed to an upgrade (101, head already sent): bytes both ways from now on;
-     * `rest` are the upstream's bytes after its head (b's reference is taken over). */
-    void (*upgraded)(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n);
+    /* The upstream agreed to an upgrade (101, head already sent, and the upstream's bytes after
+     * its head already written toward the client): bytes both ways from now on. */
+    void (*upgraded)(tp_exchange_t *x);
     /* Start or stop reading the request body (backpressure and watermarks). */
     void (*request_flow)(tp_exchange_t *x, bool on);
     /* Parse what the client already sent (the request body, after the head went upstream). */

@@ -26,12 +26,17 @@ static uint64_t key_hash(size_t endpoint, const char *host, size_t len, uint16_t
     return tp__fnv1a_lower(TP_FNV1A_INIT ^ endpoint ^ ((uint64_t)port << 32), host, len);
 }
 
-static bool key_is(const tp_upstream_t *up, size_t endpoint, const char *host, size_t len,
-                   uint16_t port, const tp_tls_client_t *tls, const char *tls_name) {
-    return up->pool_endpoint == endpoint && up->port == port && strlen(up->host) == len &&
-           strncasecmp(up->host, host, len) == 0 && up->tls_client == tls &&
+bool tp__pool_same_dest(const tp_upstream_t *up, const char *host, size_t len, uint16_t port,
+                        const tp_tls_client_t *tls, const char *tls_name) {
+    return up->port == port && strlen(up->host) == len && strncasecmp(up->host, host, len) == 0 &&
+           up->tls_client == tls &&
            (up->tls_name == tls_name ||
             (up->tls_name && tls_name && strcasecmp(up->tls_name, tls_name) == 0));
+}
+
+static bool key_is(const tp_upstream_t *up, size_t endpoint, const char *host, size_t len,
+                   uint16_t port, const tp_tls_client_t *tls, const char *tls_name) {
+    return up->pool_endpoint == endpoint && tp__pool_same_dest(up, host, len, port, tls, tls_name);
 }
 
 /* Takes `up` out of its bucket and of the age list. */

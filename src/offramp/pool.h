@@ -41,6 +41,11 @@ int tp__pool_new(uv_loop_t *loop, tp_bufpool_t *bufs, tp_pool_t **out);
 /* Closes every idle connection; the memory goes when their handles have closed. */
 void tp__pool_close(tp_pool_t *p);
 
+/* Whether `up` goes to host:port with the TLS client configuration and server name given (NULL,
+ * NULL: plain TCP): the part of the key that decides whether a connection can serve a request. */
+bool tp__pool_same_dest(const struct tp_upstream *up, const char *host, size_t hostlen,
+                        uint16_t port, const struct tp_tls_client *tls, const char *tls_name);
+
 /* An idle connection for the key, detached from the pool (not reading), or NULL. `tls` and
  * `tls_name` (NULL, NULL: plain TCP) as in tp_upstream_t. */
 struct tp_upstream *tp__pool_take(tp_pool_t *p, size_t endpoint, const char *host, size_t hostlen,

@@ -387,22 +387,12 @@ static void tunnel(tp_exchange_t *x, const tp_response_t *resp) {
 
 /* The origin switched to websocket (its 200 is out): the stream and the upstream connection are
  * a tunnel now; the origin's bytes after its 101 go first, then the client's that waited. */
-static void upgraded(tp_exchange_t *x, tp_buf_t *b, const char *rest, size_t n) {
-    tp_conn_t *conn = x->conn;
+static void upgraded(tp_exchange_t *x) {
     if (!flow_of(x)->ws) { /* only an extended CONNECT asks for an upgrade */
-        tp__buf_unref(b);
-        tp__conn_close(conn, TP_CLOSE_INTERNAL);
+        tp__conn_close(x->conn, TP_CLOSE_INTERNAL);
         return;
     }
-    if (n) {
-        uv_buf_t ub = uv_buf_init((char *)rest, (unsigned)n);
-        if (tp__conn_write(conn, TP_TO_CLIENT, &ub, 1, b, NULL) != 0) {
-            tp__buf_unref(b);
-            return;
-        }
-    }
-    tp__buf_unref(b);
-    tp__tunnel_start(conn, NULL, NULL, 0);
+    tp__tunnel_start(x->conn, NULL, NULL, 0);
 }
 
 static void request_flow(tp_exchange_t *x, bool on) {
