@@ -33,14 +33,14 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
-#define PKT_MAX         1200 /* every datagram sent, rewritten ones included */
-#define ECHO_BYTES      4096
-#define CRYPTO_CHUNK    1024     /* crypto-small: bytes per CRYPTO frame */
-#define MAX_INJECTED    (1u << 22) /* injected packets remembered (bounds the ack table) */
-#define MAX_COUNT       100000000ULL
-#define MAX_WINDOW      1024
-#define KEY_MAX         64
-#define CLOSE_GRACE_MS  2000 /* after the echo: how long to wait for the last ACKs */
+#define PKT_MAX        1200 /* every datagram sent, rewritten ones included */
+#define ECHO_BYTES     4096
+#define CRYPTO_CHUNK   1024       /* crypto-small: bytes per CRYPTO frame */
+#define MAX_INJECTED   (1u << 22) /* injected packets remembered (bounds the ack table) */
+#define MAX_COUNT      100000000ULL
+#define MAX_WINDOW     1024
+#define KEY_MAX        64
+#define CLOSE_GRACE_MS 2000 /* after the echo: how long to wait for the last ACKs */
 #define PRIORITY                                                                                   \
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:-AES-128-CCM-8:-AES-256-CCM-8:%DISABLE_TLS13_COMPAT_MODE"
 
@@ -89,6 +89,7 @@ typedef struct client {
     int64_t largest_pn; /* largest 1-RTT packet number sent, -1 before the first */
     uint64_t start_ns, deadline_ns;
     bool verbose;
+    bool no_echo;
 
     abuse_t mode;
     uint64_t count;  /* abusive frames to inject (mode-dependent meaning) */
@@ -123,7 +124,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: quic-misbehave HOST PORT --abuse MODE [--count N] [--offset O] [--window W]\n"
             "                     [--alpn ALPN] [--ca FILE | --insecure] [--sni NAME]\n"
-            "                     [--timeout-ms T] [--verbose]\n"
+            "                     [--timeout-ms T] [--no-echo] [--verbose]\n"
             "  MODE none           a well-behaved connection: handshake and an echo only\n"
             "       cids           N NEW_CONNECTION_ID frames (seq 100.., retire_prior_to 0;\n"
             "                      default 8): more than the server's active_connection_id_limit\n"
@@ -133,7 +134,8 @@ static void usage(void) {
             "                      128), the bytes before them never sent, one packet at a time\n"
             "       streams        a STREAM frame opening the first bidi stream past the server's\n"
             "                      initial_max_streams_bidi\n"
-            "  Then an echo on a new stream (quic-echo's ALPN tp-echo by default). Prints one\n"
+            "  Then an echo on a new stream (quic-echo's ALPN tp-echo by default; --no-echo for\n"
+            "  other servers, e.g. --alpn h3: wait for the ACKs, or a close, instead). Prints one\n"
             "  JSON line; exits 0 when the run went as designed (whatever the server did), 1 when\n"
             "  it could not (no handshake, timeout before the injection ended), 2 on bad usage.\n",
             CRYPTO_CHUNK, CRYPTO_CHUNK, 2 * CRYPTO_CHUNK);
@@ -178,11 +180,11 @@ static size_t varint_len(uint64_t v) {
 
 static size_t put_varint(uint8_t *p, uint64_t v) {
     size_t n = varint_len(v);
-    static const uint8_t prefix[] = {0, 0x40, 0x80, 0, 0xc0};
-    for (size_t i = 0; i < n; i++) {
+    uint8_t prefix = n == 8 ? 0xc0 : n == 4 ? 0x80 : n == 2 ? 0x40 : 0; /* the length, 2 bits */
+    p[0] = (uint8_t)(prefix | (uint8_t)(v >> (8 * (n - 1))));
+    for (size_t i = 1; i < n; i++) {
         p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
     }
-    p[0] |= prefix[n == 8 ? 4 : n == 4 ? 2 : n == 2 ? 1 : 0];
     return n;
 }
 
@@ -367,8 +369,7 @@ static ssize_t unprotect(client_t *cl, const uint8_t *p, size_t len, uint8_t *hd
 
 /* Appends `extra` to the payload of ngtcp2's short packet in `p` (len bytes, room for more up
  * to PKT_MAX) with the same packet number; returns the new length, or 0 if it cannot. */
-static size_t rewrite(client_t *cl, uint8_t *p, size_t len, const uint8_t *extra,
-                      size_t extralen) {
+static size_t rewrite(client_t *cl, uint8_t *p, size_t len, const uint8_t *extra, size_t extralen) {
     uint8_t hdr[64];
     int64_t pn;
     bool key_phase;
@@ -536,6 +537,10 @@ static bool inject_one(client_t *cl) {
     ngtcp2_ssize n =
         ngtcp2_conn_write_datagram(cl->conn, &cl->ps.path, &pi, pkt, sizeof(pkt), &accepted,
                                    NGTCP2_WRITE_DATAGRAM_FLAG_NONE, id, &one, 1, now_ns());
+    if (n == NGTCP2_ERR_INVALID_STATE) {
+        fail(cl, "the server does not accept DATAGRAM frames (they carry the injected frames)");
+        return false;
+    }
     if (n < 0) {
         fail(cl, ngtcp2_strerror((int)n));
         return false;
@@ -597,9 +602,9 @@ static void flush(client_t *cl) {
             v.len = ECHO_BYTES - cl->echo_sent;
             flags = NGTCP2_WRITE_STREAM_FLAG_FIN;
         }
-        ngtcp2_ssize n = ngtcp2_conn_writev_stream(cl->conn, &cl->ps.path, &pi, pkt, sizeof(pkt),
-                                                   &wlen, flags, sid, &v, sid >= 0 ? 1 : 0,
-                                                   now_ns());
+        ngtcp2_ssize n =
+            ngtcp2_conn_writev_stream(cl->conn, &cl->ps.path, &pi, pkt, sizeof(pkt), &wlen, flags,
+                                      sid, &v, sid >= 0 ? 1 : 0, now_ns());
         if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR) {
             n = ngtcp2_conn_write_pkt(cl->conn, &cl->ps.path, &pi, pkt, sizeof(pkt), now_ns());
         } else if (wlen >= 0) {
@@ -693,8 +698,8 @@ static int lost_datagram_cb(ngtcp2_conn *conn, uint64_t dgram_id, void *user_dat
     return 0;
 }
 
-static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *data,
-                            size_t datalen, void *user_data) {
+static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *data, size_t datalen,
+                            void *user_data) {
     return 0; /* quic-echo's echoes of the carrier datagrams */
 }
 
@@ -819,8 +824,8 @@ static int quic_setup(client_t *cl, const struct addrinfo *ai) {
         gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen) != 0) {
         return -1;
     }
-    if (ngtcp2_conn_client_new(&cl->conn, &dcid, &scid, &cl->ps.path, NGTCP2_PROTO_VER_V1, &cb,
-                               &st, &tp, NULL, cl) != 0) {
+    if (ngtcp2_conn_client_new(&cl->conn, &dcid, &scid, &cl->ps.path, NGTCP2_PROTO_VER_V1, &cb, &st,
+                               &tp, NULL, cl) != 0) {
         cl->conn = NULL;
         return -1;
     }
@@ -896,7 +901,11 @@ static void step(client_t *cl) {
             break;
         }
     }
-    if (cl->injecting_done && !cl->echo_started && !cl->done) {
+    if (cl->injecting_done && cl->no_echo && !cl->echo_done) {
+        cl->echo_done = true; /* nothing to echo: wait for the last ACKs, then close */
+        cl->echo_done_ns = now_ns();
+    }
+    if (cl->injecting_done && !cl->echo_started && !cl->no_echo && !cl->done) {
         int rv = ngtcp2_conn_open_bidi_stream(cl->conn, &cl->echo_sid, NULL);
         if (rv == 0) {
             cl->echo_started = true;
@@ -925,8 +934,8 @@ static void run(client_t *cl) {
             fail(cl, "timed out");
             break;
         }
-        if (cl->echo_done && (in_flight(cl) == 0 || now - cl->echo_done_ns >
-                                                        (uint64_t)CLOSE_GRACE_MS * 1000000)) {
+        if (cl->echo_done &&
+            (in_flight(cl) == 0 || now - cl->echo_done_ns > (uint64_t)CLOSE_GRACE_MS * 1000000)) {
             close_conn(cl);
             break;
         }
@@ -973,18 +982,17 @@ static void print_summary(client_t *cl) {
     bool echo_ok = cl->echo_done && !cl->echo_mismatch && cl->echo_recv == ECHO_BYTES;
     printf("{\"mode\":\"%s\",\"handshake\":%s,\"limit\":%" PRIu64 ",\"stream_id\":%" PRId64
            ",\"packets_injected\":%" PRIu64 ",\"packets_acked\":%" PRIu64
-           ",\"packets_lost\":%" PRIu64 ",\"frames_injected\":%" PRIu64
-           ",\"frames_acked\":%" PRIu64 ",\"crypto_end_acked\":%" PRIu64
-           ",\"rewrite_skipped\":%" PRIu64 ",\"injection_done\":%s,\"closed_by_peer\":%s",
+           ",\"packets_lost\":%" PRIu64 ",\"frames_injected\":%" PRIu64 ",\"frames_acked\":%" PRIu64
+           ",\"crypto_end_acked\":%" PRIu64 ",\"rewrite_skipped\":%" PRIu64
+           ",\"injection_done\":%s,\"closed_by_peer\":%s",
            ABUSE_NAMES[cl->mode], handshake ? "true" : "false", cl->limit, cl->stream_id,
-           cl->pkts_injected, cl->pkts_acked, cl->pkts_lost, cl->frames_injected,
-           cl->frames_acked, cl->crypto_end_acked, cl->rewrite_skipped,
-           cl->injecting_done ? "true" : "false", cl->closed_by_peer ? "true" : "false");
+           cl->pkts_injected, cl->pkts_acked, cl->pkts_lost, cl->frames_injected, cl->frames_acked,
+           cl->crypto_end_acked, cl->rewrite_skipped, cl->injecting_done ? "true" : "false",
+           cl->closed_by_peer ? "true" : "false");
     if (cl->closed_by_peer) {
         printf(",\"error_type\":\"%s\",\"error_code\":%" PRIu64 ",\"frame_type\":%" PRIu64
                ",\"reason\":\"%s\"",
-               ccerr_type(cl->ccerr.type), cl->ccerr.error_code, cl->ccerr.frame_type,
-               cl->reason);
+               ccerr_type(cl->ccerr.type), cl->ccerr.error_code, cl->ccerr.frame_type, cl->reason);
     }
     printf(",\"echo_ok\":%s,\"echo_bytes\":%zu,\"error\":\"%s\"}\n", echo_ok ? "true" : "false",
            cl->echo_recv, cl->error);
@@ -1020,6 +1028,10 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(a, "--verbose")) {
             cl.verbose = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-echo")) {
+            cl.no_echo = true;
             continue;
         }
         const char *v = i + 1 < argc ? argv[++i] : NULL;
@@ -1101,9 +1113,10 @@ int main(int argc, char **argv) {
         run(&cl);
         /* Ran as designed: the handshake happened and every planned frame went out, or the
          * server closed first (what the server made of them is for the caller to judge). */
-        rc = ngtcp2_conn_get_handshake_completed(cl.conn) && (cl.injecting_done || cl.closed_by_peer)
-                 ? 0
-                 : 1;
+        rc =
+            ngtcp2_conn_get_handshake_completed(cl.conn) && (cl.injecting_done || cl.closed_by_peer)
+                ? 0
+                : 1;
     }
     print_summary(&cl);
     if (ai) {
