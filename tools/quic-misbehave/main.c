@@ -886,6 +886,10 @@ static void step(client_t *cl) {
     if (cl->mode == ABUSE_STREAMS && cl->stream_id < 0) {
         const ngtcp2_transport_params *rp = ngtcp2_conn_get_remote_transport_params(cl->conn);
         cl->limit = rp->initial_max_streams_bidi;
+        if (cl->limit >= (1ULL << 60)) {
+            fail(cl, "the server allows the most streams QUIC can number: no limit to break");
+            return;
+        }
         /* Client-initiated bidi stream n has ID 4n: ID 4 * limit is stream number limit + 1. */
         cl->stream_id = (int64_t)(4 * cl->limit);
     }
