@@ -60,6 +60,7 @@ export { startScriptedDns, type ScriptedDns, type ScriptedName } from './dns-ser
 export { canMakeNetns, createNetns, type Netns } from './netns.js';
 export { startUdpImpair, type UdpImpair, type UdpImpairOptions, type UdpImpairStats } from './udp-impair.js';
 export { appBinary, buildDir, REPO_ROOT, toolBinary } from './paths.js';
+export { peakRssKiB, resetPeakRss, rssKiB } from './proc-memory.js';
 export { PATTERN_PERIOD, PatternVerifier, patternBytes, randomBytes, sha256, StreamHash } from './pattern.js';
 export {
     checkConfig,
