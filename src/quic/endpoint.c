@@ -329,24 +329,26 @@ void tp__quic_endpoint_flush_tx(tp_quic_endpoint_t *ep, bool force) {
 /* ---- receive ---- */
 
 static void on_readable(tp_quic_endpoint_t *ep) {
-    ep->in_recv++;
     for (int i = 0; i < MAX_RECV_BATCHES; i++) {
+        ep->in_recv++;
         int n = tp__quic_udp_recv_batch(&ep->udp, ep);
+        ep->in_recv--;
         if (n < 0) {
             /* A pending socket error (ICMP on a client socket): read the error queue. */
             tp__quic_udp_read_errors(&ep->udp, ep);
             continue;
         }
-        if (n < TP_QUIC_RX_BATCH) {
+        /* Every connection the batch touched writes once (ACKs and replies coalesce), before the
+         * next batch is read: the peer gets its answers while we read on, rather than all of
+         * them after the last batch (which turned a loaded endpoint into a ping-pong of bursts). */
+        tp__quic_endpoint_run_flush_list(ep);
+        tp__quic_endpoint_flush_tx(ep, false);
+        if (n < TP_QUIC_RX_BATCH || ep->closing) {
             break;
         }
     }
     ep->stats.udp_drops += ep->udp.rx_dropped;
     ep->udp.rx_dropped = 0;
-    ep->in_recv--;
-    /* Every connection the batch touched writes once (ACKs and replies coalesce). */
-    tp__quic_endpoint_run_flush_list(ep);
-    tp__quic_endpoint_flush_tx(ep, false);
     if (ep->flush_head && !ep->idle_active && !ep->closing) {
         ep->idle_active = true;
         uv_idle_start(&ep->idle, idle_cb);

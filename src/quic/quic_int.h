@@ -90,7 +90,9 @@ int tp__quic_token_regular_verify(const uint8_t *token, size_t len, const uint8_
 #define TP_QUIC_RX_BATCH   16    /* datagrams per recvmmsg */
 #define TP_QUIC_RX_BUFSIZE 65536 /* per datagram: room for a GRO train */
 #define TP_QUIC_TX_SLOTS   32    /* super-datagrams queued for one sendmmsg */
-#define TP_QUIC_GSO_MAX    32    /* packets per GSO super-datagram */
+#define TP_QUIC_GSO_MAX                                                                            \
+    64 /* packets per GSO super-datagram (the kernel's UDP_MAX_SEGMENTS; 64 KiB bounds it first)   \
+        */
 
 typedef struct tp_quic_tx {
     uint8_t *buf;  /* TP_QUIC_GSO_MAX * max_udp_payload bytes */
