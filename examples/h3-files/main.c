@@ -109,6 +109,22 @@ static void pump(tp_h3_stream_t *s, req_t *r) {
     }
 }
 
+/* Decimal digits of v into buf (room for 21), NUL-terminated; its length. (snprintf was a
+ * visible part of a small response's cost.) */
+static size_t fmt_u64(char *buf, unsigned long long v) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = tmp[n - 1 - i];
+    }
+    buf[n] = '\0';
+    return n;
+}
+
 static void answer(tp_h3_stream_t *s, const char *status, const char *body) {
     char len[24];
     snprintf(len, sizeof(len), "%zu", strlen(body));
@@ -327,10 +343,10 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
         }
         tp_h3_stream_set_data(s, r);
         char len[24];
-        snprintf(len, sizeof(len), "%llu", want);
+        size_t len_n = fmt_u64(len, want);
         tp_h3_field_t f[] = {
             {":status", 7, "200", 3},
-            {"content-length", 14, len, strlen(len)},
+            {"content-length", 14, len, len_n},
             {"content-type", 12, "application/octet-stream", 24},
         };
         if (tp_h3_respond(s, f, 3, r->left == 0) == 0) {

@@ -121,8 +121,10 @@ struct tp_h3_conn {
     void *data;
     tp_h3_stream_t *streams; /* live request streams */
     tp_h3_stream_t *wr_head; /* streams to tell on_writable */
-    bool ready;              /* control streams bound */
-    bool closing;            /* closed or closing: nghttp3 is not used any more */
+    tp_h3_stream_t *spare;   /* closed streams kept for reuse (linked by next) */
+    unsigned nspare;
+    bool ready;   /* control streams bound */
+    bool closing; /* closed or closing: nghttp3 is not used any more */
     bool goaway_final;
     bool goaway_received;
     bool peer_settings;
