@@ -2,14 +2,18 @@
  * Edges of the QUIC runtime seen from outside, against examples/h3-files: stateless resets only
  * for short-header packets whose unknown DCID has our layout and our server id (never for a
  * foreign CID, never for a packet too short to hide a reset), ECN marks both ways on a real
- * transfer, and the peer-opened stream limit holding concurrency while every request is served.
+ * transfer, the peer-opened stream limit holding concurrency while every request is served,
+ * Version Negotiation for an unknown version (RFC 9000 6, RFC 8999), and the anti-amplification
+ * limit (RFC 9000 8.1): before the client's address is validated the server sends at most three
+ * times what it received, even when its first flight (a certificate with many names) is larger.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
 
-import { cleanup, makeTestCerts, runProcess, toolBinary } from '../src/index.js';
+import { cleanup, makeTestCerts, runProcess, sleep, toolBinary } from '../src/index.js';
 import { MiB, startH3Files, stopH3Files } from './h3-helpers.js';
 
 const TOOL = toolBinary('turnpike-h3');
@@ -43,7 +47,61 @@ function ourCid(serverId: number, worker = 0): Buffer {
     return Buffer.concat([Buffer.from([0x0f, serverId >> 8, serverId & 0xff, worker]), crypto.randomBytes(12)]);
 }
 
-describe('QUIC edges (stateless reset, ECN, stream limit) against h3-files', () => {
+/** A long-header packet of `total` bytes: version, DCID and SCID as given, then padding. */
+function longHeader(version: number, dcid: Buffer, scid: Buffer, total: number): Buffer {
+    const head = Buffer.alloc(5);
+    head[0] = 0xc0 | (crypto.randomBytes(1)[0] & 0x3f);
+    head.writeUInt32BE(version >>> 0, 1);
+    const ids = Buffer.concat([Buffer.from([dcid.length]), dcid, Buffer.from([scid.length]), scid]);
+    return Buffer.concat([head, ids, Buffer.alloc(Math.max(0, total - head.length - ids.length))]);
+}
+
+/**
+ * A UDP relay between a client and the server that lets through only the client's first
+ * datagram until `open()` (then everything, both ways); it counts what the server sends while
+ * closed, and does not pass that on (the client keeps retransmitting its Initial).
+ */
+async function startGate(serverPort: number) {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+    const up = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => up.bind(0, '127.0.0.1', () => resolve()));
+    const st = { open: false, firstBytes: 0, clientDatagrams: 0, serverBytesWhileClosed: 0, serverDatagramsWhileClosed: 0 };
+    let client: { port: number; address: string } | null = null;
+    sock.on('message', (m, rinfo) => {
+        st.clientDatagrams++;
+        client = { port: rinfo.port, address: rinfo.address };
+        if (st.open) {
+            up.send(m, serverPort, '127.0.0.1');
+        } else if (st.firstBytes === 0) {
+            st.firstBytes = m.length;
+            up.send(m, serverPort, '127.0.0.1');
+        }
+    });
+    up.on('message', (m) => {
+        if (!st.open) {
+            st.serverBytesWhileClosed += m.length;
+            st.serverDatagramsWhileClosed++;
+            return;
+        }
+        if (client) {
+            sock.send(m, client.port, client.address);
+        }
+    });
+    return {
+        port: sock.address().port,
+        stats: st,
+        open: () => {
+            st.open = true;
+        },
+        close: () => {
+            sock.close();
+            up.close();
+        },
+    };
+}
+
+describe('QUIC edges (stateless reset, ECN, stream limit, version negotiation, amplification) against h3-files', () => {
     afterEach(cleanup);
 
     it('a stateless reset answers an unknown CID of ours, one byte shorter; foreign or short packets get nothing', { timeout: 60_000 }, async () => {
@@ -90,5 +148,67 @@ describe('QUIC edges (stateless reset, ECN, stream limit) against h3-files', () 
         assert.equal(st.requests, 50);
         assert.ok((st.downloads_peak as number) <= 10, `${st.downloads_peak} requests at once over a limit of 10`);
         assert.ok((st.downloads_peak as number) >= 5, 'the client did use the streams it had');
+    });
+    it('an unknown version gets Version Negotiation listing v1 and v2; a short one gets nothing', { timeout: 60_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startH3Files(certs);
+        const dcid = crypto.randomBytes(8);
+        const scid = crypto.randomBytes(8);
+        // 0x?a?a?a?a is reserved to exercise version negotiation (RFC 9000 15).
+        const vn = await probe(port, longHeader(0x1a2a3a4a, dcid, scid, 1200));
+        assert.ok(vn, 'no Version Negotiation for an unknown version');
+        assert.equal(vn[0] & 0x80, 0x80, 'a long header');
+        assert.equal(vn.readUInt32BE(1), 0, 'version 0 marks Version Negotiation');
+        let at = 5;
+        const dlen = vn[at++];
+        assert.ok(vn.subarray(at, at + dlen).equals(scid), 'its DCID is the SCID we sent');
+        at += dlen;
+        const slen = vn[at++];
+        assert.ok(vn.subarray(at, at + slen).equals(dcid), 'its SCID is the DCID we sent');
+        at += slen;
+        const versions: number[] = [];
+        for (; at + 4 <= vn.length; at += 4) {
+            versions.push(vn.readUInt32BE(at));
+        }
+        assert.ok(versions.includes(0x00000001), `QUIC v1 offered: ${versions.map((v) => v.toString(16))}`);
+        assert.ok(versions.includes(0x6b3343cf), `QUIC v2 offered: ${versions.map((v) => v.toString(16))}`);
+        assert.ok(!versions.includes(0x1a2a3a4a), 'not the version we asked for');
+        // A datagram under 1200 bytes is dropped, not answered (RFC 9000 14.1): no amplification.
+        assert.equal(await probe(port, longHeader(0x1a2a3a4a, crypto.randomBytes(8), crypto.randomBytes(8), 1100)), null);
+        const q = (await stopH3Files(srv)).stats as Record<string, number>;
+        assert.equal(q.version_negotiations, 1);
+        assert.equal(q.connections, 0, 'no state for either');
+    });
+
+    it('before the address is validated the server sends at most 3x what it got; then the handshake completes', { timeout: 120_000 }, async () => {
+        // Many names make the certificate, and so the server's first flight, larger than three
+        // client Initials: without the limit the whole flight would go out at once.
+        const names = Array.from({ length: 150 }, (_, i) => `host-${i}.amplification.turnpike.test`);
+        const certs = makeTestCerts({ dnsNames: ['localhost', ...names] });
+        const pem = fs.readFileSync(certs.certFile, 'utf8').replace(/-----[A-Z ]+-----|\s/g, '');
+        const der = Buffer.from(pem, 'base64').length;
+        assert.ok(der > 3 * 1200, `the certificate (${der} bytes) must exceed 3 x 1200`);
+        const { srv, port } = await startH3Files(certs, ['--retry', 'never']);
+        const gate = await startGate(port);
+        try {
+            const run = runProcess(TOOL, ['get', `https://127.0.0.1:${gate.port}/bytes/100000`, '--verify-pattern', '--ca', certs.caFile, '--sni', 'localhost', '--timeout-ms', '30000'], 60_000);
+            // The server's Initial and Handshake packets, and its PTO probes, for 3 s.
+            await sleep(3000);
+            const st = { ...gate.stats };
+            assert.ok(st.firstBytes >= 1200, `the client's first Initial is padded (${st.firstBytes})`);
+            assert.ok(st.clientDatagrams > 1, 'the client retransmitted while it heard nothing');
+            assert.ok(st.serverDatagramsWhileClosed >= 1, 'the server answered the Initial');
+            assert.ok(st.serverBytesWhileClosed <= 3 * st.firstBytes, `${st.serverBytesWhileClosed} bytes sent for ${st.firstBytes} received`);
+            gate.open();
+            const r = await run;
+            const summary = JSON.parse(r.stdout.trim().split('\n').pop() || '{}');
+            assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+            assert.ok(summary.per_stream.every((s: { pattern_ok: boolean; status: number }) => s.pattern_ok && s.status === 200), r.stdout);
+            console.log(`# amplification: ${st.serverBytesWhileClosed} bytes in ${st.serverDatagramsWhileClosed} datagrams for one ${st.firstBytes}-byte Initial; certificate ${der} bytes`);
+        } finally {
+            gate.close();
+        }
+        const q = (await stopH3Files(srv)).stats as Record<string, number>;
+        assert.equal(q.handshakes, 1);
     });
 });
