@@ -5,16 +5,18 @@
  * transfer, the peer-opened stream limit holding concurrency while every request is served,
  * Version Negotiation for an unknown version (RFC 9000 6, RFC 8999), and the anti-amplification
  * limit (RFC 9000 8.1): before the client's address is validated the server sends at most three
- * times what it received, even when its first flight (a certificate with many names) is larger.
+ * times what it received, even when its first flight (a certificate with many names) is larger;
+ * and the qlog and TLS key log options of both ends.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
 import { cleanup, makeTestCerts, runProcess, sleep, toolBinary } from '../src/index.js';
-import { MiB, startH3Files, stopH3Files } from './h3-helpers.js';
+import { MiB, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
 
 const TOOL = toolBinary('turnpike-h3');
 
@@ -210,5 +212,42 @@ describe('QUIC edges (stateless reset, ECN, stream limit, version negotiation, a
         }
         const q = (await stopH3Files(srv)).stats as Record<string, number>;
         assert.equal(q.handshakes, 1);
+    });
+    it('qlog and key log: one JSON-SEQ qlog per connection on each side, and the same TLS secrets logged by both', { timeout: 60_000 }, async () => {
+        const certs = makeTestCerts();
+        const dir = tempDir('tp-qlog-');
+        const sq = path.join(dir, 'server-qlog');
+        const cq = path.join(dir, 'client-qlog');
+        fs.mkdirSync(sq);
+        fs.mkdirSync(cq);
+        const skl = path.join(dir, 'server.keys');
+        const ckl = path.join(dir, 'client.keys');
+        const { srv, port } = await startH3Files(certs, ['--qlog-dir', sq, '--keylog', skl]);
+        const r = await runProcess(TOOL, ['get', `https://127.0.0.1:${port}/bytes/300000`, '--verify-pattern', '--ca', certs.caFile, '--qlog-dir', cq, '--keylog', ckl], 60_000);
+        assert.equal(r.code, 0, r.stdout);
+        await stopH3Files(srv);
+        for (const [side, d] of [['server', sq], ['client', cq]]) {
+            const files = fs.readdirSync(d);
+            assert.equal(files.length, 1, `${side}: one qlog for one connection: ${files}`);
+            const text = fs.readFileSync(path.join(d, files[0]), 'utf8');
+            // JSON text sequences (RFC 7464): each record starts with RS (0x1e).
+            const records = text.split('\x1e').filter((x) => x.trim()).map((x) => JSON.parse(x));
+            assert.ok(records.length > 20, `${side}: ${records.length} qlog records`);
+            assert.match(JSON.stringify(records[0]), /JSON-SEQ/, `${side}: the qlog header`);
+            const names = new Set(records.map((e) => e.name).filter(Boolean));
+            assert.ok([...names].some((n) => /packet_sent/.test(n)), `${side}: packet_sent events: ${[...names]}`);
+            assert.ok([...names].some((n) => /packet_received/.test(n)), `${side}: packet_received events: ${[...names]}`);
+        }
+        const lines = (f: string) => new Set(fs.readFileSync(f, 'utf8').split('\n').filter((l) => l.trim()));
+        const a = lines(skl);
+        const b = lines(ckl);
+        const labels = new Set([...a].map((l) => l.split(' ')[0]));
+        for (const want of ['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', 'SERVER_TRAFFIC_SECRET_0']) {
+            assert.ok(labels.has(want), `server key log has ${want}: ${[...labels]}`);
+        }
+        for (const l of a) {
+            assert.match(l, /^[A-Z_0-9]+ [0-9a-f]{64} [0-9a-f]{64,}$/, 'NSS key log format');
+        }
+        assert.deepEqual([...a].sort(), [...b].sort(), 'both ends logged the same client random and secrets');
     });
 });
