@@ -19,6 +19,8 @@
  * pick ports that hash to a given worker from outside: the secret is the kernel's.
  */
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import { afterEach, describe, it } from 'node:test';
 
 import { appBinary, cleanup, makeTestCerts, runProcess, sleep, startProcess, startUdpImpair, type TestCerts, type TestProcess } from '../src/index.js';
@@ -158,5 +160,52 @@ describe('QUIC hand-off between workers (quic-echo --workers 2)', () => {
         assert.equal(group.handed_off, 0);
         assert.equal(workers[0].retries_sent + workers[1].retries_sent, group.retries_sent);
         console.log(`# handshakes per worker: ${workers.map((w) => w.handshakes).join(' / ')}`);
+    });
+
+    it('an Initial whose random DCID looks like ours and names a worker the group lacks gets its Retry', { timeout: 60_000 }, async () => {
+        // A client's first DCID is random; about one 16-byte DCID in 2^24 starts 0x0f, carries
+        // server id 0 and so parses as one of ours, naming worker byte 3. Here that is worker 7
+        // of a 2-worker group. The endpoint must treat it as a new connection (Retry always:
+        // a Retry comes back), not as a hand-off to nobody (dropped, and so would be every
+        // retransmission). Only the header matters before the Retry: ngtcp2_accept() reads it
+        // and the payload is never decrypted, so the datagram is built by hand.
+        const certs = makeTestCerts();
+        const { srv, port } = await startServer(certs, ['--retry', 'always']);
+        const dcid = Buffer.concat([Buffer.from([0x0f, 0x00, 0x00, 0x07]), crypto.randomBytes(12)]);
+        const scid = crypto.randomBytes(8);
+        const head = Buffer.concat([
+            Buffer.from([0xc0, 0, 0, 0, 1, dcid.length]), // Initial, 1-byte packet number, QUIC v1
+            dcid,
+            Buffer.from([scid.length]),
+            scid,
+            Buffer.from([0x00]), // no token
+        ]);
+        const rest = 1200 - head.length - 2; // the 2-byte Length field, then packet number + payload
+        const initial = Buffer.concat([head, Buffer.from([0x40 | (rest >> 8), rest & 0xff]), crypto.randomBytes(rest)]);
+        assert.equal(initial.length, 1200);
+        const sock = dgram.createSocket('udp4');
+        await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+        try {
+            const reply = new Promise<Buffer>((resolve) => sock.once('message', (m) => resolve(m)));
+            // Twice, as a client retransmits (the same DCID both times).
+            for (let i = 0; i < 2; i++) {
+                sock.send(initial, port, '127.0.0.1');
+                const got = await Promise.race([reply, sleep(1000).then(() => null)]);
+                if (got) break;
+            }
+            const retry = await Promise.race([reply, sleep(1000).then(() => null)]);
+            assert.ok(retry, 'no answer to the Initial: it was dropped as a hand-off to a worker that does not exist');
+            // A long-header Retry (type 3) of QUIC v1 addressed to our SCID.
+            assert.equal(retry[0] & 0xf0, 0xf0, `first byte ${retry[0].toString(16)}`);
+            assert.equal(retry.readUInt32BE(1), 1);
+            assert.equal(retry[5], scid.length);
+            assert.deepEqual(retry.subarray(6, 6 + scid.length), scid);
+        } finally {
+            sock.close();
+        }
+        const { group } = await stopAndStats(srv);
+        assert.ok(group.retries_sent >= 1);
+        assert.equal(group.handed_off, 0);
+        assert.equal(group.udp_drops, 0);
     });
 });
