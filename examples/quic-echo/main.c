@@ -77,6 +77,7 @@ typedef struct worker {
     uv_async_t stop;
     uv_thread_t thread;
     tp_quic_endpoint_t *ep;
+    tp_quic_stats_t last; /* the endpoint's own counters when it was told to stop */
 } worker_t;
 
 static void print_stats(server_t *srv, const char *why) {
@@ -177,6 +178,8 @@ static const tp_quic_app_t server_app = {
 
 static void worker_stop_cb(uv_async_t *a) {
     worker_t *w = a->data;
+    /* Read on the worker's own loop: which worker served what (the group only has sums). */
+    tp_quic_endpoint_stats(w->ep, &w->last);
     tp_quic_endpoint_close(w->ep, NULL, NULL);
     uv_close((uv_handle_t *)&w->stop, NULL);
 }
@@ -280,6 +283,11 @@ static int run_server(int argc, char **argv) {
     uv_run(&srv.main_loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < nworkers; i++) {
         uv_thread_join(&srv.workers[i].thread);
+    }
+    for (unsigned i = 0; i < nworkers; i++) {
+        char json[2048];
+        tp_quic_stats_json(&srv.workers[i].last, json, sizeof(json));
+        printf("{\"msg\":\"worker_stats\",\"worker\":%u,\"stats\":%s}\n", i, json);
     }
     print_stats(&srv, "exit");
     for (unsigned i = 0; i < nworkers; i++) {

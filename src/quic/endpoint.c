@@ -532,16 +532,24 @@ static void accept_initial(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx) {
     tp__quic_conn_on_packet(c, rx);
 }
 
-/* Hands the packet to the worker its DCID names, if that is another member of our group. */
+/* Hands the packet to the worker its DCID names, if that is another member of our group. True
+ * when the packet is dealt with (queued, or dropped and counted). */
 static bool maybe_handoff(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const uint8_t *dcid,
-                          size_t dcidlen) {
+                          size_t dcidlen, bool long_header) {
     uint8_t worker;
     uint16_t server_id;
     if (!ep->group || !tp__quic_cid_parse(dcid, dcidlen, &server_id, &worker) ||
         server_id != ep->s.server_id || worker == ep->worker) {
         return false;
     }
-    if (tp__quic_group_handoff(ep->group, worker, rx)) {
+    int rc = tp__quic_group_handoff(ep->group, worker, rx);
+    if (rc == TP_ERR_NOTFOUND && long_header) {
+        /* A client picks its first DCID at random, and one may look like ours and name a
+         * worker we do not have: that Initial is ours to accept. Dropping it would drop every
+         * retransmission too (same DCID), and the client could never connect. */
+        return false;
+    }
+    if (rc == 0) {
         ep->stats.handed_off++;
     } else {
         ep->stats.udp_drops++; /* the other worker's queue is full, or it does not exist */
@@ -570,7 +578,7 @@ void tp__quic_endpoint_on_packet(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx)
             tp__quic_conn_on_packet(c, rx);
             return;
         }
-        if (maybe_handoff(ep, rx, dcid, TP_QUIC_CID_LEN)) {
+        if (maybe_handoff(ep, rx, dcid, TP_QUIC_CID_LEN, false)) {
             return;
         }
         ep->stats.invalid_cid_packets++;
@@ -594,7 +602,7 @@ void tp__quic_endpoint_on_packet(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx)
         tp__quic_conn_on_packet(c, rx);
         return;
     }
-    if (maybe_handoff(ep, rx, vc.dcid, vc.dcidlen)) {
+    if (maybe_handoff(ep, rx, vc.dcid, vc.dcidlen, true)) {
         return;
     }
     if (!ep->server) {

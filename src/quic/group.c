@@ -149,16 +149,17 @@ void tp__quic_group_member_closed(tp_quic_endpoint_t *ep) {
     uv_mutex_unlock(&g->lock);
 }
 
-bool tp__quic_group_handoff(tp_quic_group_t *g, unsigned worker, const tp_quic_rx_t *rx) {
+int tp__quic_group_handoff(tp_quic_group_t *g, unsigned worker, const tp_quic_rx_t *rx) {
     bool queued = false;
     uint8_t *copy = malloc(rx->len);
     if (!copy) {
-        return false;
+        return TP_ERR_NOMEM;
     }
     memcpy(copy, rx->data, rx->len);
     uv_mutex_lock(&g->lock);
     tp_quic_endpoint_t *to = worker < g->max ? g->members[worker] : NULL;
-    if (to && to->handoff) {
+    bool member = to && to->handoff;
+    if (member) {
         tp_quic_handoff_t *h = to->handoff;
         uv_mutex_lock(&h->lock);
         if (h->count < HANDOFF_QUEUE) {
@@ -180,7 +181,7 @@ bool tp__quic_group_handoff(tp_quic_group_t *g, unsigned worker, const tp_quic_r
     if (!queued) {
         free(copy);
     }
-    return queued;
+    return queued ? 0 : member ? TP_ERR_NOMEM : TP_ERR_NOTFOUND;
 }
 
 int tp_quic_group_add(tp_quic_group_t *g, tp_quic_endpoint_t **out, uv_loop_t *loop,

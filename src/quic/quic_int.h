@@ -395,8 +395,10 @@ void tp__quic_endpoint_run_flush_list(struct tp_quic_endpoint *ep);
 /* Close callback of the endpoint's handles: frees it after the last one. */
 void tp__quic_endpoint_handle_closed(uv_handle_t *h);
 
-/* group.c: hands a packet for worker `worker` to that worker's endpoint; true when queued. */
-bool tp__quic_group_handoff(struct tp_quic_group *g, unsigned worker, const tp_quic_rx_t *rx);
+/* group.c: hands a packet for worker `worker` to that worker's endpoint. Returns 0 when queued,
+ * TP_ERR_NOMEM when it was dropped (no memory, or that worker's queue is full), TP_ERR_NOTFOUND
+ * when the group has no such worker (an index it never had, or a member that is closing). */
+int tp__quic_group_handoff(struct tp_quic_group *g, unsigned worker, const tp_quic_rx_t *rx);
 /* The endpoint's memory is about to go. */
 void tp__quic_group_member_closed(struct tp_quic_endpoint *ep);
 /* Stops receiving hand-offs (closes the async handle, counted in handles_open). */

@@ -21,6 +21,15 @@ export interface UdpImpairOptions {
     delayMs?: number;
     /** Share of datagrams dropped, each direction on its own, 0..1 (default 0). */
     loss?: number;
+    /**
+     * After rebind(), what the server still sends to the old outside address reaches the client
+     * for as long as the old socket stays open (2 s), as behind a NAT that sends from a new port
+     * but has not expired the old mapping yet. Default false: it is lost. Losing it can stall a
+     * connection whose client has nothing to send at that moment (all it sent is acknowledged,
+     * and it waits for the server): the server cannot learn the new address until the client
+     * speaks, which an idle client never does.
+     */
+    keepOldMapping?: boolean;
 }
 
 export interface UdpImpairStats {
@@ -29,7 +38,10 @@ export interface UdpImpairStats {
     droppedToServer: number;
     droppedToClient: number;
     bytesToClient: number;
-    /** Datagrams from the server to an outside socket the NAT no longer has (after rebind()). */
+    /**
+     * Datagrams from the server to an outside socket the NAT no longer uses (after rebind()):
+     * lost, or delivered with `keepOldMapping`.
+     */
     strayFromServer: number;
     rebinds: number;
 }
@@ -99,9 +111,10 @@ export async function startUdpImpair(options: UdpImpairOptions): Promise<UdpImpa
         sock.on('message', (msg) => {
             if (m.outside !== sock) {
                 stats.strayFromServer++;
-                return;
+                if (!options.keepOldMapping) return;
+            } else {
+                m.received++;
             }
-            m.received++;
             if (Math.random() < loss) {
                 stats.droppedToClient++;
                 return;
