@@ -78,7 +78,10 @@ typedef struct tp_quic_settings {
     uint16_t max_datagram_frame_size; /* largest DATAGRAM frame we accept: 65 535 */
     uint32_t datagram_send_queue;     /* datagrams queued per connection before sends fail: 1024 */
     /* Features. */
-    bool early_data;          /* 0-RTT; must be false (not implemented yet): false */
+    /* 0-RTT (docs/quic.md): a server accepts early data on resumed sessions (replay-checked);
+     * a client offers it when tp_quic_connect_resume() is given a session that allows it: false.
+     * Session tickets (resumption without early data) are issued by every server. */
+    bool early_data;
     tp_quic_retry_t retry;    /* address validation with Retry: TP_QUIC_RETRY_ALWAYS */
     uint32_t retry_threshold; /* open handshakes above which UNDER_LOAD retries: 256 */
     tp_quic_cc_t cc;          /* congestion control: TP_QUIC_CC_CUBIC */
@@ -117,6 +120,11 @@ typedef struct tp_quic_stats {
     uint64_t connections;          /* connections in memory now (any state) */
     uint64_t handshakes;           /* handshakes completed */
     uint64_t handshake_time_us;    /* sum of their durations (first packet to done) */
+    uint64_t resumed_handshakes;   /* of them, resumed from a session ticket */
+    /* 0-RTT: the server accepted the client's early data / a client's early data was refused
+     * by its server (it is sent again as 1-RTT). A server counts only what it accepted. */
+    uint64_t early_data_accepted, early_data_rejected;
+    uint64_t key_updates; /* 1-RTT key updates (either side started them, RFC 9001 6) */
     uint64_t failed_handshakes;    /* connections that closed before their handshake completed */
     uint64_t accepted_initials;    /* Initials that created a connection */
     uint64_t rejected_initials;    /* Initials refused (bad token, over the limit, malformed) */
@@ -215,7 +223,7 @@ typedef struct tp_quic_app {
  * it to 0.0.0.0:0 or [::]:0). `app` is copied; `app_data` is returned by
  * tp_quic_endpoint_data(). The endpoint starts receiving at once.
  *
- * Returns 0 and sets *out, or TP_ERR_INVAL (bad settings: no alpn, early_data set, a limit out
+ * Returns 0 and sets *out, or TP_ERR_INVAL (bad settings: no alpn, a limit out
  * of range, server without a certificate), TP_ERR_CONFIG (the certificate, key or CA file could
  * not be loaded), TP_ERR_ADDRINUSE, TP_ERR_IO (socket set-up failed), TP_ERR_NOMEM.
  */
@@ -277,6 +285,25 @@ void tp_quic_conn_peer_addr(const tp_quic_conn_t *conn, tp_addr_t *out);
 
 /* True for connections accepted by a server endpoint. */
 bool tp_quic_conn_is_server(const tp_quic_conn_t *conn);
+
+/* Server: true while the handshake is not complete, so stream bytes delivered now came in 0-RTT
+ * (early data: replayable by an attacker within the anti-replay window's limits; see
+ * docs/quic.md). Always false on a client, and on a server without settings.early_data (its
+ * streams see bytes only once the handshake is done). */
+bool tp_quic_conn_in_early_data(const tp_quic_conn_t *conn);
+
+/* True once the handshake resumed a TLS session (a ticket) instead of a full exchange. */
+bool tp_quic_conn_resumed(const tp_quic_conn_t *conn);
+
+typedef enum tp_quic_early {
+    TP_QUIC_EARLY_NONE = 0,     /* no 0-RTT on this connection (or not accepted, on a server) */
+    TP_QUIC_EARLY_SENT = 1,     /* client: 0-RTT sent, the server has not answered yet */
+    TP_QUIC_EARLY_ACCEPTED = 2, /* the server took the early data */
+    TP_QUIC_EARLY_REJECTED = 3, /* client: the server refused it; ngtcp2 resent it as 1-RTT */
+} tp_quic_early_t;
+
+/* What became of 0-RTT on this connection. */
+tp_quic_early_t tp_quic_conn_early_data(const tp_quic_conn_t *conn);
 
 /* The number of bidirectional streams the peer could open at first (the initial_max_streams_bidi
  * we announced); the runtime allows one more each time one of them closes. */

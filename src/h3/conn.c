@@ -638,9 +638,11 @@ void tp__h3_conn_kick(tp_h3_conn_t *c) {
  * batch and before the connection writes, and one flush serves them all. */
 static void kick_later(tp_h3_conn_t *c) { tp_quic_conn_wake(c->q); }
 
-static void q_established(tp_quic_conn_t *q) {
+/* Opens and binds our control and QPACK streams: when the handshake completes, or on a server
+ * already when a request arrives in 0-RTT (the answer then leaves as 0.5-RTT data). */
+static void h3_setup(tp_quic_conn_t *q) {
     tp_h3_conn_t *c = conn_of(q);
-    if (!c) {
+    if (!c || c->ready || c->closing) {
         return;
     }
     int64_t ctrl = tp_quic_stream_open(q, false);
@@ -672,8 +674,13 @@ static void q_established(tp_quic_conn_t *q) {
     tp__h3_conn_kick(c);
 }
 
+static void q_established(tp_quic_conn_t *q) { h3_setup(q); }
+
 static void q_stream_data(tp_quic_conn_t *q, int64_t id, const uint8_t *data, size_t len, bool fin,
                           void *sd) {
+    if (tp_quic_conn_in_early_data(q)) {
+        h3_setup(q);
+    }
     tp_h3_conn_t *c = conn_of(q);
     if (!c || c->closing) {
         return;

@@ -485,6 +485,15 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
     ep->stats.handshakes++;
     ep->stats.handshake_time_us += (tp__quic_now() - c->start_ns) / 1000;
     handshake_over(c);
+    if (gnutls_session_is_resumed(c->tls)) {
+        ep->stats.resumed_handshakes++;
+    }
+    if (c->server && (gnutls_session_get_flags(c->tls) & GNUTLS_SFLAGS_EARLY_DATA)) {
+        ep->stats.early_data_accepted++;
+    }
+    if (!c->server && c->early_data_sent && !c->early_data_rejected) {
+        ep->stats.early_data_accepted++;
+    }
     if (c->server) {
         /* A NEW_TOKEN lets this client skip the Retry round trip next time. */
         uint8_t token[TP_QUIC_TOKEN_MAX];
@@ -499,6 +508,30 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
     if (ep->app.on_established) {
         ep->app.on_established(c);
     }
+    return 0;
+}
+
+/* ngtcp2 derives the next 1-RTT keys once when the handshake is confirmed and again after every
+ * key update: every call after the first is a key update. */
+static int update_key_cb(ngtcp2_conn *q, uint8_t *rx_secret, uint8_t *tx_secret,
+                         ngtcp2_crypto_aead_ctx *rx_aead_ctx, uint8_t *rx_iv,
+                         ngtcp2_crypto_aead_ctx *tx_aead_ctx, uint8_t *tx_iv,
+                         const uint8_t *current_rx_secret, const uint8_t *current_tx_secret,
+                         size_t secretlen, void *ud) {
+    tp_quic_conn_t *c = ud;
+    if (c->key_generations++ > 0) {
+        c->ep->stats.key_updates++;
+    }
+    return ngtcp2_crypto_update_key_cb(q, rx_secret, tx_secret, rx_aead_ctx, rx_iv, tx_aead_ctx,
+                                       tx_iv, current_rx_secret, current_tx_secret, secretlen, ud);
+}
+
+/* The client: the server refused our 0-RTT; ngtcp2 sends the streams' bytes again as 1-RTT. */
+static int early_data_rejected_cb(ngtcp2_conn *q, void *ud) {
+    (void)q;
+    tp_quic_conn_t *c = ud;
+    c->early_data_rejected = true;
+    c->ep->stats.early_data_rejected++;
     return 0;
 }
 
@@ -521,12 +554,13 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server) {
     } else {
         cb->client_initial = ngtcp2_crypto_client_initial_cb;
         cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+        cb->tls_early_data_rejected = early_data_rejected_cb;
     }
     cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
     cb->decrypt = ngtcp2_crypto_decrypt_cb;
     cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
-    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->update_key = update_key_cb;
     cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
     cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
     cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
