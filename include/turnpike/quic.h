@@ -209,6 +209,10 @@ typedef struct tp_quic_app {
     void (*on_datagram)(tp_quic_conn_t *conn, const uint8_t *data, size_t len);
     /* Optional. tp_quic_conn_wake() was called: write what you have now. */
     void (*on_wake)(tp_quic_conn_t *conn);
+    /* Optional. Client: the server refused our 0-RTT. Every stream opened so far is gone:
+     * on_stream_close follows for each (nothing of them reached the server); open them again
+     * after on_established. */
+    void (*on_early_rejected)(tp_quic_conn_t *conn);
     /* Optional. The connection ended. After this returns the `conn` pointer is invalid; free
      * what tp_quic_conn_data() points to here. Called once for every connection. */
     void (*on_close)(tp_quic_conn_t *conn, const tp_quic_close_info_t *info);
@@ -271,7 +275,33 @@ void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void 
 int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
                     void *conn_data, tp_quic_conn_t **out);
 
+/*
+ * Client: as tp_quic_connect(), resuming the TLS session saved from an earlier connection to the
+ * same server with tp_quic_conn_session() (`session`, `session_len` bytes; NULL: a full
+ * handshake). With settings.early_data the remembered transport parameters are set as well and
+ * 0-RTT is offered: once the first flight is built (the ticket allows early data),
+ * tp_quic_conn_early_data() says TP_QUIC_EARLY_SENT and on_wake runs; streams opened and
+ * written from then on leave as 0-RTT. If the server refuses, on_early_rejected runs. They are replayable (see
+ * docs/quic.md): send only what is safe to repeat. tp_quic_conn_early_data() tells whether the
+ * server took them; a refusal costs nothing but time (ngtcp2 sends them again as 1-RTT). An
+ * expired or foreign ticket just gives a full handshake.
+ *
+ * Returns what tp_quic_connect() returns, or TP_ERR_INVAL (the blob is not one of ours).
+ */
+int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote,
+                           const char *server_name, const void *session, size_t session_len,
+                           void *conn_data, tp_quic_conn_t **out);
+
 /* ---- Connections ---- */
+
+/*
+ * Client: writes what a later tp_quic_connect_resume() needs (the server's TLS session ticket and
+ * the transport parameters 0-RTT must respect; a few hundred bytes, secret: keep it private) into
+ * buf. The ticket arrives shortly after the handshake; until then, and on a server, returns
+ * TP_ERR_STATE. Returns the length, or TP_ERR_RANGE (buf too small: 4096 bytes is plenty),
+ * TP_ERR_NOMEM. Valid until on_close returns.
+ */
+ssize_t tp_quic_conn_session(const tp_quic_conn_t *conn, void *buf, size_t size);
 
 /* The application's pointer for this connection (conn_data, or what set_data stored). */
 void *tp_quic_conn_data(const tp_quic_conn_t *conn);

@@ -89,7 +89,8 @@ tp_quic_early_t tp_quic_conn_early_data(const tp_quic_conn_t *conn) {
 
 int64_t tp_quic_stream_open(tp_quic_conn_t *conn, bool bidi) {
     /* Before the handshake: a server may answer 0-RTT in 0.5-RTT, a client may send 0-RTT. */
-    bool early = conn->state == TP_QUIC_HANDSHAKE && (conn->server || conn->early_data_sent);
+    bool early = conn->state == TP_QUIC_HANDSHAKE &&
+                 (conn->server || (conn->early_data_sent && !conn->early_data_rejected));
     if (!usable(conn) || (conn->state != TP_QUIC_ESTABLISHED && !early)) {
         return TP_ERR_STATE;
     }

@@ -295,7 +295,8 @@ struct tp_quic_conn {
     bool app_closed_notified;
     bool got_packet; /* a packet from the peer was processed */
     uint32_t key_generations; /* update_key calls (the first one is not a key update) */
-    bool early_data_sent;     /* client: 0-RTT offered with a resumed session */
+    bool early_offered;       /* client: resuming with 0-RTT transport parameters */
+    bool early_data_sent;     /* client: ... and the 0-RTT key is in place */
     bool early_data_rejected; /* client: the server refused it */
     void *app_data;
     ngtcp2_path_storage ps; /* the path packets go out on (updated by ngtcp2) */
