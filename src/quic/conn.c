@@ -518,6 +518,12 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
 
 /* ngtcp2 derives the next 1-RTT keys once when the handshake is confirmed and again after every
  * key update: every call after the first is a key update. */
+static int handshake_confirmed_cb(ngtcp2_conn *q, void *ud) {
+    (void)q;
+    ((tp_quic_conn_t *)ud)->confirmed = true;
+    return 0;
+}
+
 static int update_key_cb(ngtcp2_conn *q, uint8_t *rx_secret, uint8_t *tx_secret,
                          ngtcp2_crypto_aead_ctx *rx_aead_ctx, uint8_t *rx_iv,
                          ngtcp2_crypto_aead_ctx *tx_aead_ctx, uint8_t *tx_iv,
@@ -608,6 +614,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server) {
     cb->get_new_connection_id = get_new_cid_cb;
     cb->remove_connection_id = remove_cid_cb;
     cb->handshake_completed = handshake_completed_cb;
+    cb->handshake_confirmed = handshake_confirmed_cb;
     cb->stream_open = stream_open_cb;
     cb->recv_stream_data = recv_stream_data_cb;
     cb->acked_stream_data_offset = acked_cb;
@@ -1201,10 +1208,22 @@ static void set_slot_path(tp_quic_tx_t *t, const ngtcp2_path *p, uint8_t ecn) {
     t->ecn = ecn;
 }
 
+static void write_pkts(tp_quic_conn_t *c);
+
 void tp__quic_conn_write(tp_quic_conn_t *c) {
-    tp_quic_endpoint_t *ep = c->ep;
     if (c->state != TP_QUIC_HANDSHAKE && c->state != TP_QUIC_ESTABLISHED) {
         return;
+    }
+    if (c->close_requested && !c->server && !c->close_flushed && !c->confirmed &&
+        ngtcp2_conn_get_handshake_completed(c->q)) {
+        /* A client that closes right after its handshake completed (a whole 0.5-RTT answer
+         * came with the server's flight) still owes the server its Finished: send it first, or
+         * the server sees the close in the Handshake space and its handshake fails. */
+        c->close_flushed = true;
+        write_pkts(c);
+        if (c->state != TP_QUIC_HANDSHAKE && c->state != TP_QUIC_ESTABLISHED) {
+            return;
+        }
     }
     c->busy++;
     if (c->close_requested) {
@@ -1215,6 +1234,13 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         c->busy--;
         return;
     }
+    c->busy--;
+    write_pkts(c);
+}
+
+static void write_pkts(tp_quic_conn_t *c) {
+    tp_quic_endpoint_t *ep = c->ep;
+    c->busy++;
     uint64_t ts = tp__quic_now();
     size_t pmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->q);
     size_t quantum = ngtcp2_conn_get_send_quantum(c->q);
@@ -1343,6 +1369,19 @@ void tp__quic_conn_flush(tp_quic_conn_t *c) {
         return;
     }
     write_and_notify(c);
+    if (c->wake_requested && c->early_data_sent && c->state == TP_QUIC_HANDSHAKE && c->busy == 0) {
+        /* The 0-RTT key came with the first flight just built: the app writes its early streams
+         * now, and they leave right behind it rather than a loop iteration later. */
+        c->wake_requested = false;
+        c->busy++;
+        if (c->ep->app.on_wake) {
+            c->ep->app.on_wake(c);
+        }
+        c->busy--;
+        if (c->state != TP_QUIC_DEAD) {
+            write_and_notify(c);
+        }
+    }
     if (c->state == TP_QUIC_DEAD && c->busy == 0) {
         conn_free(c);
     }

@@ -295,6 +295,8 @@ struct tp_quic_conn {
     bool app_closed_notified;
     bool got_packet; /* a packet from the peer was processed */
     uint32_t key_generations; /* update_key calls (the first one is not a key update) */
+    bool confirmed;           /* the handshake is confirmed (RFC 9001 4.1.2) */
+    bool close_flushed;       /* client: what was due went out before our CONNECTION_CLOSE */
     bool early_offered;       /* client: resuming with 0-RTT transport parameters */
     bool early_data_sent;     /* client: ... and the 0-RTT key is in place */
     bool early_data_rejected; /* client: the server refused it */
