@@ -63,7 +63,7 @@ typedef struct server {
     tp_h3_t *h3;
     tp_quic_endpoint_t *ep;
     uint64_t requests, responses_done, bytes_out;
-    uint64_t early_requests, too_early; /* requests that came in 0-RTT; of them answered 425 */
+    uint64_t early_requests, too_early;      /* requests that came in 0-RTT; of them answered 425 */
     uint64_t downloads_open, downloads_peak; /* GET /bytes/N in flight, and the most at once */
 } server_t;
 

@@ -117,14 +117,14 @@ void tp_quic_settings_default(tp_quic_settings_t *s);
 
 /* Counters of an endpoint (or the sum over a group), mirroring tokio-quiche's metrics. */
 typedef struct tp_quic_stats {
-    uint64_t connections;          /* connections in memory now (any state) */
-    uint64_t handshakes;           /* handshakes completed */
-    uint64_t handshake_time_us;    /* sum of their durations (first packet to done) */
-    uint64_t resumed_handshakes;   /* of them, resumed from a session ticket */
+    uint64_t connections;        /* connections in memory now (any state) */
+    uint64_t handshakes;         /* handshakes completed */
+    uint64_t handshake_time_us;  /* sum of their durations (first packet to done) */
+    uint64_t resumed_handshakes; /* of them, resumed from a session ticket */
     /* 0-RTT: the server accepted the client's early data / a client's early data was refused
      * by its server (it is sent again as 1-RTT). A server counts only what it accepted. */
     uint64_t early_data_accepted, early_data_rejected;
-    uint64_t key_updates; /* 1-RTT key updates (either side started them, RFC 9001 6) */
+    uint64_t key_updates;          /* 1-RTT key updates (either side started them, RFC 9001 6) */
     uint64_t failed_handshakes;    /* connections that closed before their handshake completed */
     uint64_t accepted_initials;    /* Initials that created a connection */
     uint64_t rejected_initials;    /* Initials refused (bad token, over the limit, malformed) */
@@ -281,16 +281,16 @@ int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char 
  * handshake). With settings.early_data the remembered transport parameters are set as well and
  * 0-RTT is offered: once the first flight is built (the ticket allows early data),
  * tp_quic_conn_early_data() says TP_QUIC_EARLY_SENT and on_wake runs; streams opened and
- * written from then on leave as 0-RTT. If the server refuses, on_early_rejected runs. They are replayable (see
- * docs/quic.md): send only what is safe to repeat. tp_quic_conn_early_data() tells whether the
- * server took them; a refusal costs nothing but time (ngtcp2 sends them again as 1-RTT). An
- * expired or foreign ticket just gives a full handshake.
+ * written from then on leave as 0-RTT. If the server refuses, on_early_rejected runs. They are
+ * replayable (see docs/quic.md): send only what is safe to repeat. tp_quic_conn_early_data() tells
+ * whether the server took them; a refusal costs nothing but time (ngtcp2 sends them again as
+ * 1-RTT). An expired or foreign ticket just gives a full handshake.
  *
  * Returns what tp_quic_connect() returns, or TP_ERR_INVAL (the blob is not one of ours).
  */
-int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote,
-                           const char *server_name, const void *session, size_t session_len,
-                           void *conn_data, tp_quic_conn_t **out);
+int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
+                           const void *session, size_t session_len, void *conn_data,
+                           tp_quic_conn_t **out);
 
 /* ---- Connections ---- */
 

@@ -125,7 +125,7 @@ struct tp_h3_conn {
     unsigned nspare;
     bool ready;          /* control streams bound */
     bool early_rejected; /* client: 0-RTT refused; streams end as REQUEST_REJECTED until ready */
-    bool closing; /* closed or closing: nghttp3 is not used any more */
+    bool closing;        /* closed or closing: nghttp3 is not used any more */
     bool goaway_final;
     bool goaway_received;
     bool peer_settings;

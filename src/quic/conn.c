@@ -925,8 +925,8 @@ static int conn_resume(tp_quic_conn_t *c, const uint8_t *blob, size_t len) {
     }
     const uint8_t *p = blob + sizeof(SESSION_MAGIC);
     size_t left = len - sizeof(SESSION_MAGIC);
-    if (!blob_part(&p, &left, &tls, &tls_len) || !blob_part(&p, &left, &tp, &tp_len) ||
-        left != 0 || tls_len == 0) {
+    if (!blob_part(&p, &left, &tls, &tls_len) || !blob_part(&p, &left, &tp, &tp_len) || left != 0 ||
+        tls_len == 0) {
         return TP_ERR_INVAL;
     }
     if (gnutls_session_set_data(c->tls, tls, tls_len) != 0) {
@@ -983,9 +983,9 @@ int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char 
     return tp_quic_connect_resume(ep, remote, server_name, NULL, 0, conn_data, out);
 }
 
-int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote,
-                           const char *server_name, const void *session, size_t session_len,
-                           void *conn_data, tp_quic_conn_t **out) {
+int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
+                           const void *session, size_t session_len, void *conn_data,
+                           tp_quic_conn_t **out) {
     if (ep->server || ep->closing) {
         return TP_ERR_STATE;
     }

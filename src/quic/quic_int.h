@@ -293,7 +293,7 @@ struct tp_quic_conn {
     uint64_t close_code;
     char close_reason[1025];
     bool app_closed_notified;
-    bool got_packet; /* a packet from the peer was processed */
+    bool got_packet;          /* a packet from the peer was processed */
     uint32_t key_generations; /* update_key calls (the first one is not a key update) */
     bool confirmed;           /* the handshake is confirmed (RFC 9001 4.1.2) */
     bool close_flushed;       /* client: what was due went out before our CONNECTION_CLOSE */

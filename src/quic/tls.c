@@ -33,7 +33,8 @@ static void replay_init(void) {
  * window (a replay: its early data is rejected), an error when the table has no room nearby (the
  * early data is rejected too: never accept what we could not remember). Only handshakes that
  * offer 0-RTT get here, so the lock is off the packet path. */
-static int replay_add(void *ptr, time_t exp, const gnutls_datum_t *key, const gnutls_datum_t *data) {
+static int replay_add(void *ptr, time_t exp, const gnutls_datum_t *key,
+                      const gnutls_datum_t *data) {
     (void)ptr;
     (void)data;
     uint8_t full[32];
