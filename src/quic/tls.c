@@ -88,7 +88,7 @@ static int derive_ticket_key(uint8_t out[64], const uint8_t secret[TP_QUIC_SECRE
     for (uint8_t i = 0; i < 2; i++) {
         msg[31] = i;
         if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, TP_QUIC_SECRET_LEN, msg,
-                             32 + sizeof(v) + alen, out + 32 * i) != 0) {
+                             32 + sizeof(v) + alen, out + (size_t)32 * i) != 0) {
             return TP_ERR_IO;
         }
     }
