@@ -21,8 +21,10 @@ import {
     patternBytes,
     runProcess,
     sleep,
+    startHttpOrigin,
     startProcess,
     toolBinary,
+    withTurnpike,
     track,
     type TestCerts,
     type TestProcess,
@@ -324,6 +326,43 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         assert.equal(st.requests, 2, 'the replayed 0-RTT request was served');
         assert.equal(st.early_requests, 1);
         assert.equal(st.stats.early_data_accepted, 1);
+    });
+
+    it('the proxy with quic.early_data: a GET in 0-RTT reaches the origin with Early-Data: 1, a POST gets 425', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        const o = await startHttpOrigin();
+        const udp = await freeUdpPort();
+        const cfg = {
+            runtime: { workers: 1 },
+            endpoints: [
+                {
+                    name: 'h3', type: 'http3', listen: [`127.0.0.1:${udp}`],
+                    quic: { certificate: certs.certFile, private_key: certs.keyFile, early_data: true },
+                    routes: [{ path_prefix: '/', upstream: 'o' }],
+                },
+            ],
+            upstreams: [{ name: 'o', servers: [`127.0.0.1:${o.port}`] }],
+        };
+        await withTurnpike({ config: cfg }, async () => {
+            const dir = tempDir('tp-0rtt-proxy-');
+            const sess = path.join(dir, 'session.bin');
+            const out = path.join(dir, 'body.json');
+            const url = `https://127.0.0.1:${udp}/x`;
+            const base = ['--ca', certs.caFile, '--session-file', sess];
+            const r1 = await tool(['get', url, ...base, '-o', out]);
+            assert.equal(r1.code, 0, JSON.stringify(r1.summary));
+            assert.equal(r1.summary.early_data, 'none');
+            assert.equal(JSON.parse(fs.readFileSync(out, 'utf8')).headers['early-data'], undefined);
+            const r2 = await tool(['get', url, ...base, '-o', out]);
+            assert.equal(r2.code, 0, JSON.stringify(r2.summary));
+            assert.equal(r2.summary.resumed, true);
+            assert.equal(r2.summary.early_data, 'accepted');
+            assert.equal(r2.summary.early_requests, 1);
+            assert.equal(JSON.parse(fs.readFileSync(out, 'utf8')).headers['early-data'], '1');
+            const r3 = await tool(['get', url, '-X', 'POST', '--body-bytes', '100', ...base]);
+            assert.equal(r3.summary.early_data, 'accepted');
+            assert.equal(r3.summary.per_stream[0].status, 425);
+        });
     });
 
     it('gtlsclient --key-update during a 50 MiB download from h3-files: intact, and the key update is seen', { timeout: 600_000 }, async (t) => {
