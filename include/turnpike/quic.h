@@ -358,8 +358,8 @@ void tp_quic_conn_wake(tp_quic_conn_t *conn);
  * its handshake completes (0.5-RTT, e.g. to answer 0-RTT requests); a client only once
  * established, or while its 0-RTT is out (tp_quic_conn_early_data() is TP_QUIC_EARLY_SENT).
  * Returns its id (>= 0), or TP_ERR_STATE (a client not established yet, or closing),
- * TP_ERR_RANGE (the peer's stream limit is
- * reached: on_writable(conn, -1, NULL) says when more are allowed), TP_ERR_NOMEM.
+ * TP_ERR_RANGE (the peer's stream limit is reached: on_writable(conn, -1, NULL) says when more
+ * are allowed), TP_ERR_NOMEM.
  */
 int64_t tp_quic_stream_open(tp_quic_conn_t *conn, bool bidi);
 
