@@ -273,6 +273,28 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         assert.equal(st.stats.resumed_handshakes, 1);
     });
 
+    it('turnpike-h3: a --session-file that is not a saved session is a clear error', { timeout: 60_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startH3Files(certs, true);
+        const dir = tempDir('tp-0rtt-bad-');
+        const url = `https://127.0.0.1:${port}/bytes/1000`;
+        const cases: [string, Buffer][] = [
+            ['garbage', crypto.randomBytes(300)],
+            ['a truncated blob', Buffer.from('TPQ1\0\0\0\x05abc', 'latin1')],
+        ];
+        for (const [what, bytes] of cases) {
+            const sess = path.join(dir, `${what.replace(/ /g, '-')}.bin`);
+            fs.writeFileSync(sess, bytes);
+            const r = await tool(['get', url, '--ca', certs.caFile, '--session-file', sess]);
+            assert.equal(r.code, 1, what);
+            assert.equal(r.summary.ok, false, what);
+            assert.match(r.summary.error, /not a saved session/, what);
+            assert.deepEqual(fs.readFileSync(sess), bytes, `${what}: the file was changed`);
+        }
+        const st = await stopH3Files(srv);
+        assert.equal(st.stats.accepted_initials, 0, 'a connection was attempted');
+    });
+
     it('turnpike-h3 --session-file against gtlsserver: resumed, 0-RTT accepted, bytes intact', { timeout: 300_000 }, async (t) => {
         const gtlsserver = needBinary(t, 'gtlsserver', 'ngtcp2-server');
         if (!gtlsserver) return;

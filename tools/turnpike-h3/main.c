@@ -1173,6 +1173,25 @@ int main(int argc, char **argv) {
             t.in_open = true;
         }
     }
+    if (rc != 0 && t.mode != MODE_RATE) {
+        printf("{\"ok\":false,\"error\":\"connect: %s%s\"}\n", tp_strerror(rc),
+               rc == TP_ERR_INVAL && t.session_len ? " (the --session-file is not a saved session)"
+                                                   : "");
+        fflush(stdout);
+        /* Let the endpoint and what the attempt left close before leaving. */
+        uv_close((uv_handle_t *)&t.deadline, NULL);
+        uv_close((uv_handle_t *)&t.rate_timer, NULL);
+        tp_quic_endpoint_close(t.ep, NULL, NULL);
+        uv_run(&t.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&t.loop);
+        tp_h3_del(t.h3);
+        for (unsigned i = 0; t.mode == MODE_GET && i < t.nstreams; i++) {
+            gnutls_hash_deinit(t.xfers[i].hash, NULL);
+        }
+        free(t.xfers);
+        free(t.in_buf);
+        return 1;
+    }
     if (rc != 0) {
         printf("{\"ok\":false,\"error\":\"connect: %s\"}\n", tp_strerror(rc));
         return 1;
