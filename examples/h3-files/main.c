@@ -63,6 +63,7 @@ typedef struct server {
     tp_h3_t *h3;
     tp_quic_endpoint_t *ep;
     uint64_t requests, responses_done, bytes_out;
+    uint64_t early_requests, too_early;      /* requests that came in 0-RTT; of them answered 425 */
     uint64_t downloads_open, downloads_peak; /* GET /bytes/N in flight, and the most at once */
 } server_t;
 
@@ -72,7 +73,8 @@ static void usage(void) {
         "usage: h3-files --listen ADDR:PORT --cert FILE --key FILE\n"
         "                [--retry always|never|load] [--retry-threshold N] [--max-connections N]\n"
         "                [--max-streams N] [--cc cubic|bbr|reno] [--qlog-dir DIR] [--keylog "
-        "FILE]\n");
+        "FILE]\n"
+        "                [--early-data]\n");
 }
 
 static void print_stats(server_t *srv, const char *why) {
@@ -81,8 +83,10 @@ static void print_stats(server_t *srv, const char *why) {
     tp_quic_endpoint_stats(srv->ep, &st);
     tp_quic_stats_json(&st, json, sizeof(json));
     printf("{\"msg\":\"stats\",\"why\":\"%s\",\"requests\":%" PRIu64 ",\"responses_done\":%" PRIu64
-           ",\"bytes_out\":%" PRIu64 ",\"downloads_peak\":%" PRIu64 ",\"stats\":%s}\n",
-           why, srv->requests, srv->responses_done, srv->bytes_out, srv->downloads_peak, json);
+           ",\"bytes_out\":%" PRIu64 ",\"downloads_peak\":%" PRIu64 ",\"early_requests\":%" PRIu64
+           ",\"too_early\":%" PRIu64 ",\"stats\":%s}\n",
+           why, srv->requests, srv->responses_done, srv->bytes_out, srv->downloads_peak,
+           srv->early_requests, srv->too_early, json);
     fflush(stdout);
 }
 
@@ -279,6 +283,18 @@ static void on_request(tp_h3_stream_t *s, const tp_h3_field_t *fields, size_t n)
             path = &fields[i];
         } else if (field_is(&fields[i], ":authority")) {
             authority = &fields[i];
+        }
+    }
+    if (tp_quic_conn_in_early_data(tp_h3_conn_quic(tp_h3_stream_conn(s)))) {
+        /* 0-RTT can be replayed: only GET and HEAD are served from it; anything else is asked
+         * to come again after the handshake (425 Too Early, RFC 8470 5.2). */
+        srv->early_requests++;
+        bool safe = method && ((method->value_len == 3 && !memcmp(method->value, "GET", 3)) ||
+                               (method->value_len == 4 && !memcmp(method->value, "HEAD", 4)));
+        if (!safe) {
+            srv->too_early++;
+            answer(s, "425", "too early: send it again after the handshake\n");
+            return;
         }
     }
     if (method && authority && !path && method->value_len == 7 &&
@@ -523,6 +539,10 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--early-data")) {
+            qs.early_data = true; /* 0-RTT: GET and HEAD only, the rest gets 425 */
+            continue;
+        }
         if (!v) {
             usage();
             return 2;

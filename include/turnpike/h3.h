@@ -175,6 +175,17 @@ int tp_h3_endpoint_new(tp_quic_endpoint_t **out, uv_loop_t *loop, const tp_addr_
 int tp_h3_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
                   void *conn_data, tp_h3_conn_t **out);
 
+/*
+ * Client: as tp_h3_connect(), resuming a session saved with tp_quic_conn_session() (see
+ * tp_quic_connect_resume()). When 0-RTT is offered (the endpoint's settings.early_data and a
+ * ticket that allows it), on_conn_ready runs on the loop's next step, before the handshake, and
+ * the requests made there leave as 0-RTT: make only safe, idempotent ones (GET, HEAD), since
+ * early data can be replayed; a server may answer 425 (Too Early, RFC 8470) to the others.
+ */
+int tp_h3_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
+                         const void *session, size_t session_len, void *conn_data,
+                         tp_h3_conn_t **out);
+
 /* ---- Connections ---- */
 
 void *tp_h3_conn_data(const tp_h3_conn_t *conn);

@@ -78,7 +78,10 @@ typedef struct tp_quic_settings {
     uint16_t max_datagram_frame_size; /* largest DATAGRAM frame we accept: 65 535 */
     uint32_t datagram_send_queue;     /* datagrams queued per connection before sends fail: 1024 */
     /* Features. */
-    bool early_data;          /* 0-RTT; must be false (not implemented yet): false */
+    /* 0-RTT (docs/quic.md): a server accepts early data on resumed sessions (replay-checked);
+     * a client offers it when tp_quic_connect_resume() is given a session that allows it: false.
+     * Session tickets (resumption without early data) are issued by every server. */
+    bool early_data;
     tp_quic_retry_t retry;    /* address validation with Retry: TP_QUIC_RETRY_ALWAYS */
     uint32_t retry_threshold; /* open handshakes above which UNDER_LOAD retries: 256 */
     tp_quic_cc_t cc;          /* congestion control: TP_QUIC_CC_CUBIC */
@@ -114,9 +117,14 @@ void tp_quic_settings_default(tp_quic_settings_t *s);
 
 /* Counters of an endpoint (or the sum over a group), mirroring tokio-quiche's metrics. */
 typedef struct tp_quic_stats {
-    uint64_t connections;          /* connections in memory now (any state) */
-    uint64_t handshakes;           /* handshakes completed */
-    uint64_t handshake_time_us;    /* sum of their durations (first packet to done) */
+    uint64_t connections;        /* connections in memory now (any state) */
+    uint64_t handshakes;         /* handshakes completed */
+    uint64_t handshake_time_us;  /* sum of their durations (first packet to done) */
+    uint64_t resumed_handshakes; /* of them, resumed from a session ticket */
+    /* 0-RTT: the server accepted the client's early data / a client's early data was refused
+     * by its server (it is sent again as 1-RTT). A server counts only what it accepted. */
+    uint64_t early_data_accepted, early_data_rejected;
+    uint64_t key_updates;          /* 1-RTT key updates (either side started them, RFC 9001 6) */
     uint64_t failed_handshakes;    /* connections that closed before their handshake completed */
     uint64_t accepted_initials;    /* Initials that created a connection */
     uint64_t rejected_initials;    /* Initials refused (bad token, over the limit, malformed) */
@@ -201,6 +209,10 @@ typedef struct tp_quic_app {
     void (*on_datagram)(tp_quic_conn_t *conn, const uint8_t *data, size_t len);
     /* Optional. tp_quic_conn_wake() was called: write what you have now. */
     void (*on_wake)(tp_quic_conn_t *conn);
+    /* Optional. Client: the server refused our 0-RTT. Every stream opened so far is gone:
+     * on_stream_close follows for each (nothing of them reached the server); open them again
+     * after on_established. */
+    void (*on_early_rejected)(tp_quic_conn_t *conn);
     /* Optional. The connection ended. After this returns the `conn` pointer is invalid; free
      * what tp_quic_conn_data() points to here. Called once for every connection. */
     void (*on_close)(tp_quic_conn_t *conn, const tp_quic_close_info_t *info);
@@ -215,7 +227,7 @@ typedef struct tp_quic_app {
  * it to 0.0.0.0:0 or [::]:0). `app` is copied; `app_data` is returned by
  * tp_quic_endpoint_data(). The endpoint starts receiving at once.
  *
- * Returns 0 and sets *out, or TP_ERR_INVAL (bad settings: no alpn, early_data set, a limit out
+ * Returns 0 and sets *out, or TP_ERR_INVAL (bad settings: no alpn, a limit out
  * of range, server without a certificate), TP_ERR_CONFIG (the certificate, key or CA file could
  * not be loaded), TP_ERR_ADDRINUSE, TP_ERR_IO (socket set-up failed), TP_ERR_NOMEM.
  */
@@ -263,7 +275,33 @@ void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void 
 int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
                     void *conn_data, tp_quic_conn_t **out);
 
+/*
+ * Client: as tp_quic_connect(), resuming the TLS session saved from an earlier connection to the
+ * same server with tp_quic_conn_session() (`session`, `session_len` bytes; NULL: a full
+ * handshake). With settings.early_data the remembered transport parameters are set as well and
+ * 0-RTT is offered: once the first flight is built (the ticket allows early data),
+ * tp_quic_conn_early_data() says TP_QUIC_EARLY_SENT and on_wake runs; streams opened and
+ * written from then on leave as 0-RTT. If the server refuses, on_early_rejected runs. They are
+ * replayable (see docs/quic.md): send only what is safe to repeat. tp_quic_conn_early_data() tells
+ * whether the server took them; a refusal costs nothing but time (ngtcp2 sends them again as
+ * 1-RTT). An expired or foreign ticket just gives a full handshake.
+ *
+ * Returns what tp_quic_connect() returns, or TP_ERR_INVAL (the blob is not one of ours).
+ */
+int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
+                           const void *session, size_t session_len, void *conn_data,
+                           tp_quic_conn_t **out);
+
 /* ---- Connections ---- */
+
+/*
+ * Client: writes what a later tp_quic_connect_resume() needs (the server's TLS session ticket and
+ * the transport parameters 0-RTT must respect; a few hundred bytes, secret: keep it private) into
+ * buf. The ticket arrives shortly after the handshake; until then, and on a server, returns
+ * TP_ERR_STATE. Returns the length, or TP_ERR_RANGE (buf too small: 4096 bytes is plenty),
+ * TP_ERR_NOMEM. Valid until on_close returns.
+ */
+ssize_t tp_quic_conn_session(const tp_quic_conn_t *conn, void *buf, size_t size);
 
 /* The application's pointer for this connection (conn_data, or what set_data stored). */
 void *tp_quic_conn_data(const tp_quic_conn_t *conn);
@@ -277,6 +315,25 @@ void tp_quic_conn_peer_addr(const tp_quic_conn_t *conn, tp_addr_t *out);
 
 /* True for connections accepted by a server endpoint. */
 bool tp_quic_conn_is_server(const tp_quic_conn_t *conn);
+
+/* Server: true while the handshake is not complete, so stream bytes delivered now came in 0-RTT
+ * (early data: replayable by an attacker within the anti-replay window's limits; see
+ * docs/quic.md). Always false on a client, and on a server without settings.early_data (its
+ * streams see bytes only once the handshake is done). */
+bool tp_quic_conn_in_early_data(const tp_quic_conn_t *conn);
+
+/* True once the handshake resumed a TLS session (a ticket) instead of a full exchange. */
+bool tp_quic_conn_resumed(const tp_quic_conn_t *conn);
+
+typedef enum tp_quic_early {
+    TP_QUIC_EARLY_NONE = 0,     /* no 0-RTT on this connection (or not accepted, on a server) */
+    TP_QUIC_EARLY_SENT = 1,     /* client: 0-RTT sent, the server has not answered yet */
+    TP_QUIC_EARLY_ACCEPTED = 2, /* the server took the early data */
+    TP_QUIC_EARLY_REJECTED = 3, /* client: the server refused it; ngtcp2 resent it as 1-RTT */
+} tp_quic_early_t;
+
+/* What became of 0-RTT on this connection. */
+tp_quic_early_t tp_quic_conn_early_data(const tp_quic_conn_t *conn);
 
 /* The number of bidirectional streams the peer could open at first (the initial_max_streams_bidi
  * we announced); the runtime allows one more each time one of them closes. */
@@ -297,9 +354,12 @@ void tp_quic_conn_wake(tp_quic_conn_t *conn);
 /* ---- Streams ---- */
 
 /*
- * Opens a stream of our own (bidirectional or unidirectional). Returns its id (>= 0), or
- * TP_ERR_STATE (not established yet, or closing), TP_ERR_RANGE (the peer's stream limit is
- * reached: on_writable(conn, -1, NULL) says when more are allowed), TP_ERR_NOMEM.
+ * Opens a stream of our own (bidirectional or unidirectional). A server may open streams before
+ * its handshake completes (0.5-RTT, e.g. to answer 0-RTT requests); a client only once
+ * established, or while its 0-RTT is out (tp_quic_conn_early_data() is TP_QUIC_EARLY_SENT).
+ * Returns its id (>= 0), or TP_ERR_STATE (a client not established yet, or closing),
+ * TP_ERR_RANGE (the peer's stream limit is reached: on_writable(conn, -1, NULL) says when more
+ * are allowed), TP_ERR_NOMEM.
  */
 int64_t tp_quic_stream_open(tp_quic_conn_t *conn, bool bidi);
 

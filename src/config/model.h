@@ -192,6 +192,7 @@ typedef struct tp_quic_cfg {
     int64_t max_connections; /* per worker */
     bool datagrams;
     bool extended_connect; /* RFC 9220: SETTINGS_ENABLE_CONNECT_PROTOCOL, WebSocket over HTTP/3 */
+    bool early_data;       /* 0-RTT: safe methods forwarded with Early-Data: 1, others get 425 */
     char *qlog_dir;
     char *keylog_file;
 } tp_quic_cfg_t;

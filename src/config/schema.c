@@ -461,6 +461,9 @@ static const tp_setting_t quic_settings[] = {
     TP_SETTING_BOOL(tp_quic_cfg_t, datagrams, "true", "DATAGRAM frames (RFC 9221, 9297)"),
     TP_SETTING_BOOL(tp_quic_cfg_t, extended_connect, "true",
                     "http3: extended CONNECT (RFC 9220): WebSocket becomes an HTTP/1.1 Upgrade"),
+    TP_SETTING_BOOL(tp_quic_cfg_t, early_data, "false",
+                    "0-RTT: GET/HEAD/OPTIONS in early data go on with Early-Data: 1, the rest get "
+                    "425 Too Early"),
     TP_SETTING_STRING(tp_quic_cfg_t, qlog_dir, NULL,
                       "a qlog file per connection in this directory"),
     TP_SETTING_STRING(tp_quic_cfg_t, keylog_file, NULL,

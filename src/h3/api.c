@@ -71,6 +71,12 @@ int tp_h3_endpoint_new(tp_quic_endpoint_t **out, uv_loop_t *loop, const tp_addr_
 
 int tp_h3_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
                   void *conn_data, tp_h3_conn_t **out) {
+    return tp_h3_connect_resume(ep, remote, server_name, NULL, 0, conn_data, out);
+}
+
+int tp_h3_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
+                         const void *session, size_t session_len, void *conn_data,
+                         tp_h3_conn_t **out) {
     tp_h3_t *h3 = tp_quic_endpoint_data(ep);
     if (h3->server) {
         return TP_ERR_STATE;
@@ -81,7 +87,7 @@ int tp_h3_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *s
     }
     tp_quic_conn_t *q = NULL;
     c->connecting = true;
-    int rc = tp_quic_connect(ep, remote, server_name, c, &q);
+    int rc = tp_quic_connect_resume(ep, remote, server_name, session, session_len, c, &q);
     c->connecting = false;
     if (rc == 0 && c->closed_early) {
         rc = TP_ERR_IO; /* the connection ended before tp_quic_connect() returned */

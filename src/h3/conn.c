@@ -404,14 +404,8 @@ static const nghttp3_callbacks ng_callbacks = {
 
 /* ---- the connection ---- */
 
-tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_conn_t *q, void *data) {
-    tp_h3_conn_t *c = calloc(1, sizeof(*c));
-    if (!c) {
-        return NULL;
-    }
-    c->h3 = h3;
-    c->q = q;
-    c->data = data;
+static int ng_new(tp_h3_conn_t *c) {
+    tp_h3_t *h3 = c->h3;
     nghttp3_settings st;
     nghttp3_settings_default(&st);
     st.max_field_section_size = h3->s.max_field_section_size;
@@ -420,9 +414,19 @@ tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_conn_t *q, void *data) {
     st.qpack_blocked_streams = h3->s.qpack_blocked_streams;
     st.enable_connect_protocol = h3->server && h3->s.enable_connect_protocol;
     st.h3_datagram = h3->s.h3_datagram;
-    int rv = h3->server ? nghttp3_conn_server_new(&c->ng, &ng_callbacks, &st, NULL, c)
-                        : nghttp3_conn_client_new(&c->ng, &ng_callbacks, &st, NULL, c);
-    if (rv != 0) {
+    return h3->server ? nghttp3_conn_server_new(&c->ng, &ng_callbacks, &st, NULL, c)
+                      : nghttp3_conn_client_new(&c->ng, &ng_callbacks, &st, NULL, c);
+}
+
+tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_conn_t *q, void *data) {
+    tp_h3_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        return NULL;
+    }
+    c->h3 = h3;
+    c->q = q;
+    c->data = data;
+    if (ng_new(c) != 0) {
         free(c);
         return NULL;
     }
@@ -638,11 +642,14 @@ void tp__h3_conn_kick(tp_h3_conn_t *c) {
  * batch and before the connection writes, and one flush serves them all. */
 static void kick_later(tp_h3_conn_t *c) { tp_quic_conn_wake(c->q); }
 
-static void q_established(tp_quic_conn_t *q) {
+/* Opens and binds our control and QPACK streams: when the handshake completes, or on a server
+ * already when a request arrives in 0-RTT (the answer then leaves as 0.5-RTT data). */
+static void h3_setup(tp_quic_conn_t *q) {
     tp_h3_conn_t *c = conn_of(q);
-    if (!c) {
+    if (!c || c->ready || c->closing) {
         return;
     }
+    c->early_rejected = false;
     int64_t ctrl = tp_quic_stream_open(q, false);
     int64_t qenc = ctrl >= 0 ? tp_quic_stream_open(q, false) : -1;
     int64_t qdec = qenc >= 0 ? tp_quic_stream_open(q, false) : -1;
@@ -672,8 +679,36 @@ static void q_established(tp_quic_conn_t *q) {
     tp__h3_conn_kick(c);
 }
 
+static void q_established(tp_quic_conn_t *q) { h3_setup(q); }
+
+/* Client: the server refused our 0-RTT and the runtime forgot every stream (on_stream_close
+ * follows for each). Start HTTP/3 over: a fresh nghttp3 state, set up again on_established,
+ * and each request is reported reset with H3_REQUEST_REJECTED (safe to retry: the server saw
+ * none of it); on_conn_ready runs again and the app makes its requests anew. */
+static void q_early_rejected(tp_quic_conn_t *q) {
+    tp_h3_conn_t *c = tp_quic_conn_data(q);
+    if (!c || c->closing) {
+        return;
+    }
+    nghttp3_conn_del(c->ng);
+    c->ng = NULL;
+    c->ready = false;
+    c->early_rejected = true;
+    c->wr_head = NULL;
+    for (tp_h3_stream_t *s = c->streams; s; s = s->next) {
+        s->on_wr_list = false;
+        s->wr_next = NULL;
+    }
+    if (ng_new(c) != 0) {
+        fail_code(c, TP_H3_INTERNAL_ERROR, "out of memory");
+    }
+}
+
 static void q_stream_data(tp_quic_conn_t *q, int64_t id, const uint8_t *data, size_t len, bool fin,
                           void *sd) {
+    if (tp_quic_conn_in_early_data(q)) {
+        h3_setup(q);
+    }
     tp_h3_conn_t *c = conn_of(q);
     if (!c || c->closing) {
         return;
@@ -761,6 +796,9 @@ static void q_stream_close(tp_quic_conn_t *q, int64_t id, void *sd) {
     }
     if (s) {
         s->closed = true;
+        if (c->early_rejected && c->h3->cb.on_reset) {
+            c->h3->cb.on_reset(s, TP_QUIC_RESET_RECV | TP_QUIC_RESET_SEND, TP_H3_REQUEST_REJECTED);
+        }
         if (c->h3->cb.on_stream_close) {
             c->h3->cb.on_stream_close(s);
         }
@@ -799,6 +837,9 @@ static void q_datagram(tp_quic_conn_t *q, const uint8_t *data, size_t len) {
 
 static void q_wake(tp_quic_conn_t *q) {
     tp_h3_conn_t *c = tp_quic_conn_data(q);
+    if (c && !c->ready && !c->h3->server && tp_quic_conn_early_data(q) == TP_QUIC_EARLY_SENT) {
+        h3_setup(q); /* 0-RTT: the requests go with the first flight */
+    }
     if (c) {
         tp__h3_conn_kick(c);
     }
@@ -831,6 +872,7 @@ static const tp_quic_app_t h3_app = {
     .on_stream_close = q_stream_close,
     .on_datagram = q_datagram,
     .on_wake = q_wake,
+    .on_early_rejected = q_early_rejected,
     .on_close = q_close,
 };
 

@@ -123,8 +123,9 @@ struct tp_h3_conn {
     tp_h3_stream_t *wr_head; /* streams to tell on_writable */
     tp_h3_stream_t *spare;   /* closed streams kept for reuse (linked by next) */
     unsigned nspare;
-    bool ready;   /* control streams bound */
-    bool closing; /* closed or closing: nghttp3 is not used any more */
+    bool ready;          /* control streams bound */
+    bool early_rejected; /* client: 0-RTT refused; streams end as REQUEST_REJECTED until ready */
+    bool closing;        /* closed or closing: nghttp3 is not used any more */
     bool goaway_final;
     bool goaway_received;
     bool peer_settings;

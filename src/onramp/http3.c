@@ -673,6 +673,24 @@ static void describe(h3_flow_t *f, const tp_h3_field_t *fl, size_t n, bool ended
         rc = head_add(h, TP_HEAD_IN_NAME, "host", 4);
     if (!rc && authority && !has_host)
         rc = head_add(h, TP_HEAD_IN_VALUE, authority->value, authority->value_len);
+    /* 0-RTT (quic.early_data) can be replayed (docs/quic.md): only methods that are safe to
+     * repeat go on, marked Early-Data: 1 for the origin (RFC 8470 5.1); the others are asked to
+     * come again after the handshake (425, RFC 8470 5.2). */
+    if (!rc && !f->refuse && cfg->quic.early_data &&
+        tp_quic_conn_in_early_data(tp_h3_conn_quic(tp_h3_stream_conn(f->s)))) {
+        bool safe = method && !f->ws &&
+                    ((method->value_len == 3 && memcmp(method->value, "GET", 3) == 0) ||
+                     (method->value_len == 4 && memcmp(method->value, "HEAD", 4) == 0) ||
+                     (method->value_len == 7 && memcmp(method->value, "OPTIONS", 7) == 0));
+        if (safe) {
+            rc = head_add(h, TP_HEAD_IN_NAME, "early-data", 10);
+            if (!rc)
+                rc = head_add(h, TP_HEAD_IN_VALUE, "1", 1);
+        } else {
+            f->refuse = 425;
+            f->refuse_detail = "request in 0-RTT early data: send it again after the handshake";
+        }
+    }
     if (!rc && f->ws) {
         rc = head_add(h, TP_HEAD_IN_NAME, "upgrade", 7);
         if (!rc)
@@ -1039,6 +1057,7 @@ static void quic_settings(const tp_endpoint_cfg_t *cfg, tp_quic_settings_t *qs) 
     qs->initial_max_streams_bidi = (uint64_t)q->max_streams;
     qs->max_connections = (uint32_t)q->max_connections;
     qs->datagrams = q->datagrams;
+    qs->early_data = q->early_data;
     qs->qlog_dir = q->qlog_dir;
     qs->keylog_file = q->keylog_file;
     tp_h3_quic_settings(qs);

@@ -485,6 +485,20 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
     ep->stats.handshakes++;
     ep->stats.handshake_time_us += (tp__quic_now() - c->start_ns) / 1000;
     handshake_over(c);
+    if (gnutls_session_is_resumed(c->tls)) {
+        ep->stats.resumed_handshakes++;
+    }
+    if (c->server && (gnutls_session_get_flags(c->tls) & GNUTLS_SFLAGS_EARLY_DATA)) {
+        ep->stats.early_data_accepted++;
+    }
+    if (!c->server && c->early_data_sent && !c->early_data_rejected) {
+        if (gnutls_session_get_flags(c->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
+            ep->stats.early_data_accepted++;
+        } else {
+            c->early_data_rejected = true; /* the ticket did not allow it, or the server said no */
+            ep->stats.early_data_rejected++;
+        }
+    }
     if (c->server) {
         /* A NEW_TOKEN lets this client skip the Retry round trip next time. */
         uint8_t token[TP_QUIC_TOKEN_MAX];
@@ -498,6 +512,69 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
     }
     if (ep->app.on_established) {
         ep->app.on_established(c);
+    }
+    return 0;
+}
+
+/* ngtcp2 derives the next 1-RTT keys once when the handshake is confirmed and again after every
+ * key update: every call after the first is a key update. */
+static int handshake_confirmed_cb(ngtcp2_conn *q, void *ud) {
+    (void)q;
+    ((tp_quic_conn_t *)ud)->confirmed = true;
+    return 0;
+}
+
+static int update_key_cb(ngtcp2_conn *q, uint8_t *rx_secret, uint8_t *tx_secret,
+                         ngtcp2_crypto_aead_ctx *rx_aead_ctx, uint8_t *rx_iv,
+                         ngtcp2_crypto_aead_ctx *tx_aead_ctx, uint8_t *tx_iv,
+                         const uint8_t *current_rx_secret, const uint8_t *current_tx_secret,
+                         size_t secretlen, void *ud) {
+    tp_quic_conn_t *c = ud;
+    if (c->key_generations++ > 0) {
+        c->ep->stats.key_updates++;
+    }
+    return ngtcp2_crypto_update_key_cb(q, rx_secret, tx_secret, rx_aead_ctx, rx_iv, tx_aead_ctx,
+                                       tx_iv, current_rx_secret, current_tx_secret, secretlen, ud);
+}
+
+/* The client: the 0-RTT key is in place (the ClientHello offers early data): the app may open
+ * streams now; on_wake tells it. */
+static int recv_tx_key_cb(ngtcp2_conn *q, ngtcp2_encryption_level level, void *ud) {
+    (void)q;
+    tp_quic_conn_t *c = ud;
+    if (!c->server && level == NGTCP2_ENCRYPTION_LEVEL_0RTT && c->early_offered) {
+        c->early_data_sent = true;
+        tp_quic_conn_wake(c);
+    }
+    return 0;
+}
+
+/* The client: the server refused our 0-RTT. ngtcp2 has forgotten every stream; so do we (the app
+ * hears on_early_rejected, then on_stream_close for each) and the app opens them again once
+ * on_established runs. */
+static int early_data_rejected_cb(ngtcp2_conn *q, void *ud) {
+    (void)q;
+    tp_quic_conn_t *c = ud;
+    if (!c->early_data_sent || c->early_data_rejected) {
+        return 0; /* 0-RTT was never attempted */
+    }
+    c->early_data_rejected = true;
+    c->ep->stats.early_data_rejected++;
+    if (c->ep->app.on_early_rejected) {
+        c->ep->app.on_early_rejected(c);
+    }
+    for (size_t i = 0; c->streams.slots && i <= c->streams.mask; i++) {
+        tp_quic_stream_t *st = c->streams.slots[i];
+        if (!st) {
+            continue;
+        }
+        if (c->ep->app.on_stream_close) {
+            c->ep->app.on_stream_close(c, st->id, st->app_data);
+        }
+        pend_remove(c, st);
+        tp__quic_smap_del(&c->streams, st->id);
+        tp__quic_stream_del(st);
+        i = (size_t)-1; /* the table may have moved entries: start over */
     }
     return 0;
 }
@@ -521,12 +598,14 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server) {
     } else {
         cb->client_initial = ngtcp2_crypto_client_initial_cb;
         cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+        cb->tls_early_data_rejected = early_data_rejected_cb;
+        cb->recv_tx_key = recv_tx_key_cb;
     }
     cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
     cb->decrypt = ngtcp2_crypto_decrypt_cb;
     cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
-    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->update_key = update_key_cb;
     cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
     cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
     cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
@@ -535,6 +614,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server) {
     cb->get_new_connection_id = get_new_cid_cb;
     cb->remove_connection_id = remove_cid_cb;
     cb->handshake_completed = handshake_completed_cb;
+    cb->handshake_confirmed = handshake_confirmed_cb;
     cb->stream_open = stream_open_cb;
     cb->recv_stream_data = recv_stream_data_cb;
     cb->acked_stream_data_offset = acked_cb;
@@ -814,8 +894,98 @@ static int local_addr_for(const tp_quic_endpoint_t *ep, const tp_addr_t *remote,
     return rc;
 }
 
+/* The blob of tp_quic_conn_session(): magic, then the TLS session and the 0-RTT transport
+ * parameters, each with a 4-byte big-endian length. */
+static const uint8_t SESSION_MAGIC[4] = {'T', 'P', 'Q', '1'};
+
+static bool blob_part(const uint8_t **p, size_t *left, const uint8_t **part, size_t *len) {
+    if (*left < 4) {
+        return false;
+    }
+    size_t n = ((size_t)(*p)[0] << 24) | ((size_t)(*p)[1] << 16) | ((size_t)(*p)[2] << 8) | (*p)[3];
+    if (n > *left - 4) {
+        return false;
+    }
+    *part = *p + 4;
+    *len = n;
+    *p += 4 + n;
+    *left -= 4 + n;
+    return true;
+}
+
+/* Client: resume from a tp_quic_conn_session() blob, and with early_data set the remembered
+ * transport parameters so streams can be opened and written as 0-RTT at once. */
+static int conn_resume(tp_quic_conn_t *c, const uint8_t *blob, size_t len) {
+    const uint8_t *tls;
+    const uint8_t *tp;
+    size_t tls_len;
+    size_t tp_len;
+    if (len < sizeof(SESSION_MAGIC) || memcmp(blob, SESSION_MAGIC, sizeof(SESSION_MAGIC)) != 0) {
+        return TP_ERR_INVAL;
+    }
+    const uint8_t *p = blob + sizeof(SESSION_MAGIC);
+    size_t left = len - sizeof(SESSION_MAGIC);
+    if (!blob_part(&p, &left, &tls, &tls_len) || !blob_part(&p, &left, &tp, &tp_len) || left != 0 ||
+        tls_len == 0) {
+        return TP_ERR_INVAL;
+    }
+    if (gnutls_session_set_data(c->tls, tls, tls_len) != 0) {
+        return TP_ERR_INVAL;
+    }
+    if (c->ep->s.early_data && tp_len > 0 &&
+        ngtcp2_conn_decode_and_set_0rtt_transport_params(c->q, tp, tp_len) == 0) {
+        c->early_offered = true; /* sent once GnuTLS installs the 0-RTT key (recv_tx_key_cb) */
+    }
+    return 0;
+}
+
+ssize_t tp_quic_conn_session(const tp_quic_conn_t *conn, void *buf, size_t size) {
+    if (conn->server || !conn->tls ||
+        !(gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_SESSION_TICKET)) {
+        return TP_ERR_STATE;
+    }
+    gnutls_datum_t d = {NULL, 0};
+    if (gnutls_session_get_data2(conn->tls, &d) != 0) {
+        return TP_ERR_NOMEM;
+    }
+    uint8_t tp[256];
+    ngtcp2_ssize tplen = ngtcp2_conn_encode_0rtt_transport_params(conn->q, tp, sizeof(tp));
+    if (tplen < 0) {
+        tplen = 0; /* resumption still works; 0-RTT will not be offered */
+    }
+    size_t need = sizeof(SESSION_MAGIC) + 4 + d.size + 4 + (size_t)tplen;
+    ssize_t rc = (ssize_t)need;
+    if (need > size) {
+        rc = TP_ERR_RANGE;
+    } else {
+        uint8_t *o = buf;
+        memcpy(o, SESSION_MAGIC, sizeof(SESSION_MAGIC));
+        o += sizeof(SESSION_MAGIC);
+        size_t lens[2] = {d.size, (size_t)tplen};
+        const uint8_t *parts[2] = {d.data, tp};
+        for (int i = 0; i < 2; i++) {
+            o[0] = (uint8_t)(lens[i] >> 24);
+            o[1] = (uint8_t)(lens[i] >> 16);
+            o[2] = (uint8_t)(lens[i] >> 8);
+            o[3] = (uint8_t)lens[i];
+            if (lens[i]) {
+                memcpy(o + 4, parts[i], lens[i]);
+            }
+            o += 4 + lens[i];
+        }
+    }
+    gnutls_free(d.data);
+    return rc;
+}
+
 int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
                     void *conn_data, tp_quic_conn_t **out) {
+    return tp_quic_connect_resume(ep, remote, server_name, NULL, 0, conn_data, out);
+}
+
+int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char *server_name,
+                           const void *session, size_t session_len, void *conn_data,
+                           tp_quic_conn_t **out) {
     if (ep->server || ep->closing) {
         return TP_ERR_STATE;
     }
@@ -867,6 +1037,9 @@ int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char 
     if (rc == 0) {
         rc = conn_tls(c,
                       server_name ? server_name : tp_addr_format_ip(remote, ipbuf, sizeof(ipbuf)));
+        if (rc == 0 && session) {
+            rc = conn_resume(c, session, session_len);
+        }
         if (rc == 0) {
             rc = tp__quic_router_insert(&ep->router, scid.data, scid.datalen, c);
         }
@@ -1035,10 +1208,22 @@ static void set_slot_path(tp_quic_tx_t *t, const ngtcp2_path *p, uint8_t ecn) {
     t->ecn = ecn;
 }
 
+static void write_pkts(tp_quic_conn_t *c);
+
 void tp__quic_conn_write(tp_quic_conn_t *c) {
-    tp_quic_endpoint_t *ep = c->ep;
     if (c->state != TP_QUIC_HANDSHAKE && c->state != TP_QUIC_ESTABLISHED) {
         return;
+    }
+    if (c->close_requested && !c->server && !c->close_flushed && !c->confirmed &&
+        ngtcp2_conn_get_handshake_completed(c->q)) {
+        /* A client that closes right after its handshake completed (a whole 0.5-RTT answer
+         * came with the server's flight) still owes the server its Finished: send it first, or
+         * the server sees the close in the Handshake space and its handshake fails. */
+        c->close_flushed = true;
+        write_pkts(c);
+        if (c->state != TP_QUIC_HANDSHAKE && c->state != TP_QUIC_ESTABLISHED) {
+            return;
+        }
     }
     c->busy++;
     if (c->close_requested) {
@@ -1049,6 +1234,13 @@ void tp__quic_conn_write(tp_quic_conn_t *c) {
         c->busy--;
         return;
     }
+    c->busy--;
+    write_pkts(c);
+}
+
+static void write_pkts(tp_quic_conn_t *c) {
+    tp_quic_endpoint_t *ep = c->ep;
+    c->busy++;
     uint64_t ts = tp__quic_now();
     size_t pmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->q);
     size_t quantum = ngtcp2_conn_get_send_quantum(c->q);
@@ -1177,6 +1369,19 @@ void tp__quic_conn_flush(tp_quic_conn_t *c) {
         return;
     }
     write_and_notify(c);
+    if (c->wake_requested && c->early_data_sent && c->state == TP_QUIC_HANDSHAKE && c->busy == 0) {
+        /* The 0-RTT key came with the first flight just built: the app writes its early streams
+         * now, and they leave right behind it rather than a loop iteration later. */
+        c->wake_requested = false;
+        c->busy++;
+        if (c->ep->app.on_wake) {
+            c->ep->app.on_wake(c);
+        }
+        c->busy--;
+        if (c->state != TP_QUIC_DEAD) {
+            write_and_notify(c);
+        }
+    }
     if (c->state == TP_QUIC_DEAD && c->busy == 0) {
         conn_free(c);
     }

@@ -62,8 +62,36 @@ void tp_quic_conn_wake(tp_quic_conn_t *conn) {
     tp__quic_endpoint_schedule(conn->ep, conn);
 }
 
+bool tp_quic_conn_in_early_data(const tp_quic_conn_t *conn) {
+    return conn->server && conn->state == TP_QUIC_HANDSHAKE &&
+           !ngtcp2_conn_get_handshake_completed(conn->q);
+}
+
+bool tp_quic_conn_resumed(const tp_quic_conn_t *conn) {
+    return conn->tls && gnutls_session_is_resumed(conn->tls);
+}
+
+tp_quic_early_t tp_quic_conn_early_data(const tp_quic_conn_t *conn) {
+    if (conn->server) {
+        return conn->tls && (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_EARLY_DATA)
+                   ? TP_QUIC_EARLY_ACCEPTED
+                   : TP_QUIC_EARLY_NONE;
+    }
+    if (!conn->early_data_sent) {
+        return TP_QUIC_EARLY_NONE;
+    }
+    if (conn->early_data_rejected) {
+        return TP_QUIC_EARLY_REJECTED;
+    }
+    return ngtcp2_conn_get_handshake_completed(conn->q) ? TP_QUIC_EARLY_ACCEPTED
+                                                        : TP_QUIC_EARLY_SENT;
+}
+
 int64_t tp_quic_stream_open(tp_quic_conn_t *conn, bool bidi) {
-    if (!usable(conn) || conn->state != TP_QUIC_ESTABLISHED) {
+    /* Before the handshake: a server may answer 0-RTT in 0.5-RTT, a client may send 0-RTT. */
+    bool early = conn->state == TP_QUIC_HANDSHAKE &&
+                 (conn->server || (conn->early_data_sent && !conn->early_data_rejected));
+    if (!usable(conn) || (conn->state != TP_QUIC_ESTABLISHED && !early)) {
         return TP_ERR_STATE;
     }
     tp_quic_stream_t *s = tp__quic_stream_new(-1, &conn->ep->blocks);

@@ -43,9 +43,6 @@ static int check_settings(const tp_quic_settings_t *s, bool server, const tp_qui
         strlen(s->alpn) > TP_QUIC_ALPN_MAX) {
         return TP_ERR_INVAL;
     }
-    if (s->early_data) {
-        return TP_ERR_INVAL; /* 0-RTT is not implemented: refuse rather than pretend */
-    }
     if (server && (!s->cert_file || !s->key_file)) {
         return TP_ERR_INVAL;
     }
@@ -121,7 +118,7 @@ int tp__quic_endpoint_make(tp_quic_endpoint_t **out, uv_loop_t *loop, const tp_a
            settings->static_secret ? settings->static_secret : tp__quic_process_secret(),
            TP_QUIC_SECRET_LEN);
     ep->s.static_secret = NULL; /* not kept: ep->secret holds the bytes */
-    if ((rc = tp__quic_tls_init(&ep->tls, server, &ep->s)) != 0 ||
+    if ((rc = tp__quic_tls_init(&ep->tls, server, &ep->s, ep->secret)) != 0 ||
         (rc = tp__quic_router_init(&ep->router, 64)) != 0 ||
         (rc = tp__quic_udp_open(&ep->udp, bind, !server, probe, ep->s.max_udp_payload)) != 0) {
         ep_free_mem(ep);
@@ -163,6 +160,8 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *st, char *buf, size_t size) {
     int n = snprintf(
         buf, size,
         "{\"connections\":%llu,\"handshakes\":%llu,\"handshake_time_us\":%llu,"
+        "\"resumed_handshakes\":%llu,\"early_data_accepted\":%llu,\"early_data_rejected\":%llu,"
+        "\"key_updates\":%llu,"
         "\"failed_handshakes\":%llu,\"accepted_initials\":%llu,\"rejected_initials\":%llu,"
         "\"retries_sent\":%llu,\"version_negotiations\":%llu,\"stateless_resets\":%llu,"
         "\"invalid_cid_packets\":%llu,\"handed_off\":%llu,\"udp_drops\":%llu,"
@@ -173,7 +172,9 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *st, char *buf, size_t size) {
         "\"close_handshake_timeout\":%llu,\"close_stateless_reset\":%llu,"
         "\"close_unreachable\":%llu}",
         (unsigned long long)st->connections, (unsigned long long)st->handshakes,
-        (unsigned long long)st->handshake_time_us, (unsigned long long)st->failed_handshakes,
+        (unsigned long long)st->handshake_time_us, (unsigned long long)st->resumed_handshakes,
+        (unsigned long long)st->early_data_accepted, (unsigned long long)st->early_data_rejected,
+        (unsigned long long)st->key_updates, (unsigned long long)st->failed_handshakes,
         (unsigned long long)st->accepted_initials, (unsigned long long)st->rejected_initials,
         (unsigned long long)st->retries_sent, (unsigned long long)st->version_negotiations,
         (unsigned long long)st->stateless_resets, (unsigned long long)st->invalid_cid_packets,
@@ -493,7 +494,9 @@ static void accept_initial(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx) {
         return;
     }
     if (hd.type == NGTCP2_PKT_0RTT) {
-        ep->stats.rejected_initials++; /* 0-RTT is off, and its Initial did not reach us */
+        /* 0-RTT without its connection (its Initial was lost, reordered or answered with a
+         * Retry): the client sends it again. */
+        ep->stats.rejected_initials++;
         return;
     }
     if (ep->closing || ep->stats.connections >= ep->s.max_connections) {

@@ -167,11 +167,23 @@ typedef struct tp_quic_tls {
     gnutls_priority_t prio;
     bool server;
     bool verify;
+    bool early_data; /* server: accept 0-RTT (settings.early_data) */
     char alpn[TP_QUIC_ALPN_MAX + 1];
     FILE *keylog;
+    /* Server: the session ticket key (derived from the endpoint secret and the transport
+     * settings, so every member of a group, and every process sharing static_secret, reads the
+     * others' tickets) and, with early_data, the anti-replay state. */
+    uint8_t ticket_key[64];
+    gnutls_anti_replay_t anti_replay;
 } tp_quic_tls_t;
 
-int tp__quic_tls_init(tp_quic_tls_t *t, bool server, const tp_quic_settings_t *s);
+/* Window of the 0-RTT anti-replay check (ClientHellos remembered this long): 10 s. */
+#define TP_QUIC_ANTI_REPLAY_WINDOW_MS 10000
+/* ClientHellos with early data remembered at once (per process); above it 0-RTT is refused. */
+#define TP_QUIC_ANTI_REPLAY_SLOTS 16384
+
+int tp__quic_tls_init(tp_quic_tls_t *t, bool server, const tp_quic_settings_t *s,
+                      const uint8_t secret[TP_QUIC_SECRET_LEN]);
 void tp__quic_tls_free(tp_quic_tls_t *t);
 /* Makes a session for a connection; `conn_ref` is stored in it for ngtcp2_crypto. The client
  * side sets SNI and certificate verification for `server_name` (a DNS name, or an IP literal
@@ -281,7 +293,13 @@ struct tp_quic_conn {
     uint64_t close_code;
     char close_reason[1025];
     bool app_closed_notified;
-    bool got_packet; /* a packet from the peer was processed */
+    bool got_packet;          /* a packet from the peer was processed */
+    uint32_t key_generations; /* update_key calls (the first one is not a key update) */
+    bool confirmed;           /* the handshake is confirmed (RFC 9001 4.1.2) */
+    bool close_flushed;       /* client: what was due went out before our CONNECTION_CLOSE */
+    bool early_offered;       /* client: resuming with 0-RTT transport parameters */
+    bool early_data_sent;     /* client: ... and the 0-RTT key is in place */
+    bool early_data_rejected; /* client: the server refused it */
     void *app_data;
     ngtcp2_path_storage ps; /* the path packets go out on (updated by ngtcp2) */
     ngtcp2_cid odcid;       /* server: the client's first DCID (routed until the handshake) */

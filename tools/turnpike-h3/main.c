@@ -37,7 +37,8 @@ static void usage(void) {
         "                   [--body-file FILE | --body-bytes N] [--no-content-length]\n"
         "                   [--rate SECONDS [-c CONNS] [-s STREAMS]]\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
-        "                   [--qlog-dir DIR] [--keylog FILE]\n"
+        "                   [--qlog-dir DIR] [--keylog FILE] [--session-file FILE "
+        "[--no-early-data]]\n"
         "       turnpike-h3 connect HOST:PORT TARGET_HOST:TARGET_PORT [--datagrams K]\n"
         "                   [--protocol P [--path /PATH]] [-H NAME:VALUE]...\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n");
@@ -66,6 +67,7 @@ typedef struct xfer {
     uint64_t sent;  /* body bytes the stream took */
     bool body_done; /* the body ended (or the server stopped it) */
     bool stopped;   /* the server sent STOP_SENDING */
+    bool requeue;   /* its 0-RTT request was refused with the early data: send it again */
 } xfer_t;
 
 /* One connection of the rate mode. */
@@ -130,6 +132,16 @@ typedef struct tool {
     size_t in_len, in_off;
     bool tunnel_up, tunnel_fin;
     unsigned ndgrams, dgrams_sent, dgrams_echoed, dgrams_bad; /* --datagrams K */
+    /* --session-file: resumption and 0-RTT */
+    const char *session_file;
+    bool no_early; /* --no-early-data */
+    uint8_t session[4096];
+    size_t session_len;     /* read from the file, then what the connection left */
+    bool session_saved;     /* the connection gave a new session */
+    bool resumed;           /* the handshake resumed the saved session */
+    tp_quic_early_t early;  /* what became of 0-RTT */
+    unsigned requeued;      /* requests refused with the 0-RTT, to send again */
+    unsigned early_streams; /* requests made before the handshake completed */
 } tool_t;
 
 #define DGRAM_SIZE 100
@@ -368,7 +380,18 @@ static void on_conn_ready(tp_h3_conn_t *c) {
         t->t_ready = uv_hrtime();
     }
     switch (t->mode) {
-    case MODE_GET: start_gets(t, c); break;
+    case MODE_GET:
+        if (t->requeued > 0) {
+            /* 0-RTT refused: every request made so far goes again, now as 1-RTT. */
+            t->requeued = 0;
+            t->started = 0;
+            t->done = 0;
+        }
+        if (tp_quic_conn_early_data(tp_h3_conn_quic(c)) == TP_QUIC_EARLY_SENT) {
+            t->early_streams = t->nstreams;
+        }
+        start_gets(t, c);
+        break;
     case MODE_RATE: rate_fill(tp_h3_conn_data(c)); break;
     case MODE_CONNECT:
         t->ready = true;
@@ -557,6 +580,11 @@ static void on_reset(tp_h3_stream_t *s, tp_quic_reset_dir_t dir, uint64_t code) 
         xfer_t *x = tp_h3_stream_data(s);
         x->stopped = true;
         x->body_done = true;
+    } else if (t->mode == MODE_GET && code == TP_H3_REQUEST_REJECTED &&
+               tp_quic_conn_early_data(tp_h3_conn_quic(tp_h3_stream_conn(s))) ==
+                   TP_QUIC_EARLY_REJECTED) {
+        xfer_t *x = tp_h3_stream_data(s); /* the server saw none of it: on_conn_ready resends */
+        x->requeue = true;
     } else if (t->mode == MODE_GET) {
         xfer_t *x = tp_h3_stream_data(s);
         x->reset = true;
@@ -583,8 +611,15 @@ static void on_stream_close(tp_h3_stream_t *s) {
     tool_t *t = tp_h3_data(tp_h3_conn_driver(tp_h3_stream_conn(s)));
     if (t->mode == MODE_GET) {
         xfer_t *x = tp_h3_stream_data(s);
-        x->closed = true;
         x->s = NULL;
+        if (x->requeue) {
+            x->requeue = false;
+            x->sent = 0;
+            x->body_done = false;
+            t->requeued++;
+            return;
+        }
+        x->closed = true;
         if (t->has_body && !x->body_done && x->fin) {
             /* Our side closed without our end: the server stopped the body (STOP_SENDING), whose
              * notice may not have come first (ngtcp2 tells it only at a write). */
@@ -619,6 +654,14 @@ static void on_stream_close(tp_h3_stream_t *s) {
 
 static void on_conn_close(tp_h3_conn_t *c, const tp_quic_close_info_t *info) {
     tool_t *t = tp_h3_data(tp_h3_conn_driver(c));
+    if (t->session_file && t->mode == MODE_GET) {
+        tp_quic_conn_t *q = tp_h3_conn_quic(c);
+        t->resumed = tp_quic_conn_resumed(q);
+        t->early = tp_quic_conn_early_data(q);
+        ssize_t n = tp_quic_conn_session(q, t->session, sizeof(t->session));
+        t->session_saved = n > 0;
+        t->session_len = n > 0 ? (size_t)n : 0;
+    }
     if (!t->finished && (t->mode != MODE_RATE || !t->stopping)) {
         char msg[400];
         snprintf(msg, sizeof(msg), "connection closed: %s: %s", tp_strerror(info->err),
@@ -807,9 +850,43 @@ static void print_get(tool_t *t) {
         }
         printf("}");
     }
-    printf("]}\n");
+    printf("]");
+    if (t->session_file) {
+        static const char *const early[] = {"none", "sent", "accepted", "rejected"};
+        printf(",\"resumed\":%s,\"early_data\":\"%s\",\"early_requests\":%u,"
+               "\"session_saved\":%s",
+               t->resumed ? "true" : "false", early[t->early], t->early_streams,
+               t->session_saved ? "true" : "false");
+    }
+    printf("}\n");
     fflush(stdout);
     t->exit_code = ok ? 0 : 1;
+}
+
+/* --session-file: what an earlier run left (none yet is fine; an unreadable one is not). */
+static int session_read(tool_t *t) {
+    FILE *f = fopen(t->session_file, "rbe");
+    if (!f) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    t->session_len = fread(t->session, 1, sizeof(t->session), f);
+    int rc = ferror(f) ? -1 : 0;
+    fclose(f);
+    return rc;
+}
+
+/* Saves the connection's session (0600: it holds the resumption secret). */
+static int session_write(const tool_t *t) {
+    int fd = open(t->session_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t w = write(fd, t->session, t->session_len);
+    int rc = w == (ssize_t)t->session_len ? 0 : -1;
+    if (close(fd) != 0) {
+        rc = -1;
+    }
+    return rc;
 }
 
 static void print_rate(tool_t *t) {
@@ -897,6 +974,11 @@ int main(int argc, char **argv) {
             qs.insecure_skip_verify = true;
             continue;
         }
+        if (!strcmp(a, "--no-early-data")) {
+            qs.early_data = false;
+            t.no_early = true;
+            continue;
+        }
         if (!strcmp(a, "--verify-pattern")) {
             t.verify = true;
             continue;
@@ -965,6 +1047,8 @@ int main(int argc, char **argv) {
             sni = v;
         } else if (!strcmp(a, "--timeout-ms")) {
             timeout_ms = parse_num(v, a);
+        } else if (!strcmp(a, "--session-file")) {
+            t.session_file = v;
         } else if (!strcmp(a, "--qlog-dir")) {
             qs.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
@@ -1030,6 +1114,17 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (t.session_file) {
+        if (t.mode != MODE_GET || t.seconds > 0) {
+            fprintf(stderr, "turnpike-h3: --session-file is for the get mode (no --rate)\n");
+            return 2;
+        }
+        if (session_read(&t) != 0) {
+            fprintf(stderr, "turnpike-h3: cannot read %s: %s\n", t.session_file, strerror(errno));
+            return 2;
+        }
+        qs.early_data = !t.no_early; /* offer 0-RTT when the saved ticket allows it */
+    }
     uv_loop_init(&t.loop);
     tp_h3_settings_t hs;
     tp_h3_settings_default(&hs);
@@ -1065,7 +1160,8 @@ int main(int argc, char **argv) {
         }
     } else {
         uv_timer_start(&t.deadline, deadline_cb, timeout_ms, 0);
-        rc = tp_h3_connect(t.ep, &t.remote, sni, NULL, &t.conn);
+        rc = tp_h3_connect_resume(t.ep, &t.remote, sni, t.session_len ? t.session : NULL,
+                                  t.session_len, NULL, &t.conn);
         if (rc == 0 && t.mode == MODE_CONNECT) {
             t.in_buf = malloc(STDIN_CHUNK);
             if (!t.in_buf || uv_pipe_init(&t.loop, &t.in_pipe, 0) != 0 ||
@@ -1076,6 +1172,25 @@ int main(int argc, char **argv) {
             t.in_pipe.data = &t;
             t.in_open = true;
         }
+    }
+    if (rc != 0 && t.mode != MODE_RATE) {
+        printf("{\"ok\":false,\"error\":\"connect: %s%s\"}\n", tp_strerror(rc),
+               rc == TP_ERR_INVAL && t.session_len ? " (the --session-file is not a saved session)"
+                                                   : "");
+        fflush(stdout);
+        /* Let the endpoint and what the attempt left close before leaving. */
+        uv_close((uv_handle_t *)&t.deadline, NULL);
+        uv_close((uv_handle_t *)&t.rate_timer, NULL);
+        tp_quic_endpoint_close(t.ep, NULL, NULL);
+        uv_run(&t.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&t.loop);
+        tp_h3_del(t.h3);
+        for (unsigned i = 0; t.mode == MODE_GET && i < t.nstreams; i++) {
+            gnutls_hash_deinit(t.xfers[i].hash, NULL);
+        }
+        free(t.xfers);
+        free(t.in_buf);
+        return 1;
     }
     if (rc != 0) {
         printf("{\"ok\":false,\"error\":\"connect: %s\"}\n", tp_strerror(rc));
@@ -1102,6 +1217,10 @@ int main(int argc, char **argv) {
         }
     }
     if (t.out && fclose(t.out) != 0) {
+        t.exit_code = 1;
+    }
+    if (t.session_saved && session_write(&t) != 0) {
+        fprintf(stderr, "turnpike-h3: cannot write %s: %s\n", t.session_file, strerror(errno));
         t.exit_code = 1;
     }
     free(t.in_buf);
