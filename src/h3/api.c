@@ -81,7 +81,7 @@ int tp_h3_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const 
     if (h3->server) {
         return TP_ERR_STATE;
     }
-    tp_h3_conn_t *c = tp__h3_conn_new(h3, NULL, conn_data);
+    tp_h3_conn_t *c = tp__h3_conn_new(h3, ep, NULL, conn_data);
     if (!c) {
         return TP_ERR_NOMEM;
     }

@@ -1,6 +1,7 @@
 /* conn.c: the HTTP/3 driver as an application over the QUIC runtime: QUIC callbacks feed
  * nghttp3, nghttp3 callbacks become the application's events, and what nghttp3 has to send is
  * copied into the QUIC streams (whose buffers then own it). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@
 #define STREAM_CACHE_ON true
 #endif
 #define STREAM_CACHE 16
+/* nghttp3's small allocations from the endpoint's cache (blocks.h; not under ASan either). */
+#define H3_MEM_CACHE TP_QUIC_MEM_CACHE
 
 tp_h3_stream_t *tp__h3_stream_new(tp_h3_conn_t *c, int64_t id) {
     tp_h3_stream_t *s = c->spare;
@@ -46,7 +49,7 @@ tp_h3_stream_t *tp__h3_stream_new(tp_h3_conn_t *c, int64_t id) {
     }
     s->conn = c;
     s->id = id;
-    tp__h3_bodyq_init(&s->body, c->h3->s.body_buffer, tp__quic_conn_blocks(c->q));
+    tp__h3_bodyq_init(&s->body, c->h3->s.body_buffer, c->blocks);
     s->next = c->streams;
     if (c->streams) {
         c->streams->prev = s;
@@ -414,17 +417,27 @@ static int ng_new(tp_h3_conn_t *c) {
     st.qpack_blocked_streams = h3->s.qpack_blocked_streams;
     st.enable_connect_protocol = h3->server && h3->s.enable_connect_protocol;
     st.h3_datagram = h3->s.h3_datagram;
-    return h3->server ? nghttp3_conn_server_new(&c->ng, &ng_callbacks, &st, NULL, c)
-                      : nghttp3_conn_client_new(&c->ng, &ng_callbacks, &st, NULL, c);
+    const nghttp3_mem *mem = NULL; /* nghttp3's default (malloc), e.g. under ASan */
+    if (H3_MEM_CACHE) {
+        c->mem = (nghttp3_mem){.user_data = c->blocks,
+                               .malloc = tp__quic_mem_malloc,
+                               .free = tp__quic_mem_free,
+                               .calloc = tp__quic_mem_calloc,
+                               .realloc = tp__quic_mem_realloc};
+        mem = &c->mem;
+    }
+    return h3->server ? nghttp3_conn_server_new(&c->ng, &ng_callbacks, &st, mem, c)
+                      : nghttp3_conn_client_new(&c->ng, &ng_callbacks, &st, mem, c);
 }
 
-tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_conn_t *q, void *data) {
+tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_endpoint_t *ep, tp_quic_conn_t *q, void *data) {
     tp_h3_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
         return NULL;
     }
     c->h3 = h3;
     c->q = q;
+    c->blocks = tp__quic_endpoint_blocks(ep);
     c->data = data;
     if (ng_new(c) != 0) {
         free(c);
@@ -458,7 +471,7 @@ static tp_h3_conn_t *conn_of(tp_quic_conn_t *q) {
         return c;
     }
     tp_h3_t *h3 = tp_quic_endpoint_data(tp_quic_conn_endpoint(q));
-    c = tp__h3_conn_new(h3, q, NULL);
+    c = tp__h3_conn_new(h3, tp_quic_conn_endpoint(q), q, NULL);
     if (!c) {
         (void)tp_quic_conn_close(q, TP_H3_INTERNAL_ERROR, "out of memory");
         return NULL;

@@ -119,9 +119,11 @@ struct tp_h3_conn {
     tp_quic_conn_t *q;
     nghttp3_conn *ng;
     void *data;
-    tp_h3_stream_t *streams; /* live request streams */
-    tp_h3_stream_t *wr_head; /* streams to tell on_writable */
-    tp_h3_stream_t *spare;   /* closed streams kept for reuse (linked by next) */
+    tp_h3_stream_t *streams;  /* live request streams */
+    tp_h3_stream_t *wr_head;  /* streams to tell on_writable */
+    tp_h3_stream_t *spare;    /* closed streams kept for reuse (linked by next) */
+    nghttp3_mem mem;          /* nghttp3's allocator over the endpoint's small-object cache */
+    tp_quic_blocks_t *blocks; /* the endpoint's cache */
     unsigned nspare;
     bool ready;          /* control streams bound */
     bool early_rejected; /* client: 0-RTT refused; streams end as REQUEST_REJECTED until ready */
@@ -141,7 +143,9 @@ struct tp_h3_conn {
 };
 
 /* conn.c */
-tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_conn_t *q, void *data);
+/* `ep` is the endpoint the connection is (or will be) on; `q` NULL for a client until it connects.
+ */
+tp_h3_conn_t *tp__h3_conn_new(tp_h3_t *h3, tp_quic_endpoint_t *ep, tp_quic_conn_t *q, void *data);
 /* Sends what nghttp3 has and tells the app about room, unless inside nghttp3 (then it runs
  * when that call returns). */
 void tp__h3_conn_kick(tp_h3_conn_t *c);

@@ -274,6 +274,7 @@ typedef struct tp_quic_dgram {
 
 struct tp_quic_conn {
     struct tp_quic_endpoint *ep;
+    ngtcp2_mem mem; /* ngtcp2's allocator over the endpoint's small-object cache (blocks.h) */
     struct tp_quic_conn *prev, *next;             /* the endpoint's connections */
     struct tp_quic_conn *flush_prev, *flush_next; /* the endpoint's flush list */
     bool on_flush_list;

@@ -1,5 +1,6 @@
 /* stream.c: a stream's send buffer: chunks that hold what the app wrote until the peer
  * acknowledged it (ngtcp2 retransmits from these bytes, it keeps no copy). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +48,7 @@ void *tp__quic_block_get(tp_quic_blocks_t *cc, int k) {
 }
 
 void tp__quic_block_put(tp_quic_blocks_t *cc, int k, void *p) {
-    if (cc && k >= 0 && k < TP_QUIC_BLOCK_CLASSES && cc->n[k] < TP_QUIC_BLOCK_KEEP) {
+    if (cc && k >= 0 && k < TP_QUIC_BLOCK_CLASSES && cc->n[k] < TP_QUIC_BLOCK_KEEP(k)) {
         memcpy(p, &cc->free[k], sizeof(void *));
         cc->free[k] = p;
         cc->n[k]++;
@@ -56,18 +57,149 @@ void tp__quic_block_put(tp_quic_blocks_t *cc, int k, void *p) {
     free(p);
 }
 
-void tp__quic_blocks_clear(tp_quic_blocks_t *cc) {
-    for (int k = 0; k < TP_QUIC_BLOCK_CLASSES; k++) {
-        while (cc->free[k]) {
-            void *p = cc->free[k];
-            memcpy(&cc->free[k], p, sizeof(void *));
-            free(p);
+int tp__quic_small_class(size_t size) {
+    for (int k = 0; k < TP_QUIC_SMALL_CLASSES; k++) {
+        if (size <= (size_t)TP_QUIC_SMALL_MIN << k) {
+            return k;
         }
-        cc->n[k] = 0;
+    }
+    return -1;
+}
+
+/* Under ASan a kept object is poisoned but for its first word (the free-list link): a use
+ * after it went back to the cache is reported as it would be after free(). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n)   ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+void *tp__quic_small_get(tp_quic_blocks_t *cc, int k) {
+    size_t size = (size_t)TP_QUIC_SMALL_MIN << k;
+    if (cc->small[k]) {
+        void *p = cc->small[k];
+        memcpy(&cc->small[k], p, sizeof(void *));
+        cc->nsmall[k]--;
+        UNPOISON(p, size);
+        return p;
+    }
+    return malloc(size);
+}
+
+void tp__quic_small_put(tp_quic_blocks_t *cc, int k, void *p) {
+    size_t size = (size_t)TP_QUIC_SMALL_MIN << k;
+    if (cc->nsmall[k] < TP_QUIC_SMALL_KEEP(k)) {
+        memcpy(p, &cc->small[k], sizeof(void *));
+        POISON((char *)p + sizeof(void *), size - sizeof(void *));
+        cc->small[k] = p;
+        cc->nsmall[k]++;
+        return;
+    }
+    free(p);
+}
+
+static void free_list(void **head, size_t size) {
+    while (*head) {
+        void *p = *head;
+        memcpy(head, p, sizeof(void *));
+        UNPOISON(p, size);
+        free(p);
     }
 }
 
+void tp__quic_blocks_clear(tp_quic_blocks_t *cc) {
+    for (int k = 0; k < TP_QUIC_BLOCK_CLASSES; k++) {
+        free_list(&cc->free[k], TP_QUIC_BLOCK_HDR + ((size_t)CHUNK_MIN << k));
+        cc->n[k] = 0;
+    }
+    for (int k = 0; k < TP_QUIC_SMALL_CLASSES; k++) {
+        free_list(&cc->small[k], (size_t)TP_QUIC_SMALL_MIN << k);
+        cc->nsmall[k] = 0;
+    }
+}
+
+/* ---- ngtcp2's and nghttp3's memory: small objects from the cache (blocks.h) ---- */
+
+/* Before each object: its class (or -1: plain malloc) and its size, 16 bytes so that what
+ * the library gets stays 16-byte aligned. */
+typedef struct {
+    int32_t cls;
+    uint32_t unused;
+    size_t size;
+} mem_hdr_t;
+_Static_assert(sizeof(mem_hdr_t) == 16, "the header keeps malloc's alignment");
+
+void *tp__quic_mem_malloc(size_t size, void *ud) {
+    if (size > SIZE_MAX - sizeof(mem_hdr_t)) {
+        return NULL;
+    }
+    int k = tp__quic_small_class(size + sizeof(mem_hdr_t));
+    mem_hdr_t *h = k >= 0 ? tp__quic_small_get(ud, k) : malloc(size + sizeof(mem_hdr_t));
+    if (!h) {
+        return NULL;
+    }
+    h->cls = k;
+    h->size = size;
+    if (k >= 0) {
+        /* Past the size asked for is out of bounds, as it would be from malloc. */
+        size_t cap = (size_t)TP_QUIC_SMALL_MIN << k;
+        POISON((char *)(h + 1) + size, cap - sizeof(mem_hdr_t) - size);
+    }
+    return h + 1;
+}
+
+void tp__quic_mem_free(void *ptr, void *ud) {
+    if (!ptr) {
+        return;
+    }
+    mem_hdr_t *h = (mem_hdr_t *)ptr - 1;
+    if (h->cls >= 0) {
+        tp__quic_small_put(ud, h->cls, h);
+    } else {
+        free(h);
+    }
+}
+
+void *tp__quic_mem_calloc(size_t nmemb, size_t size, void *ud) {
+    if (size && nmemb > SIZE_MAX / size) {
+        return NULL;
+    }
+    void *p = tp__quic_mem_malloc(nmemb * size, ud);
+    if (p) {
+        memset(p, 0, nmemb * size);
+    }
+    return p;
+}
+
+void *tp__quic_mem_realloc(void *ptr, size_t size, void *ud) {
+    if (!ptr) {
+        return tp__quic_mem_malloc(size, ud);
+    }
+    if (size == 0) {
+        tp__quic_mem_free(ptr, ud);
+        return NULL;
+    }
+    mem_hdr_t *h = (mem_hdr_t *)ptr - 1;
+    size_t cap = h->cls >= 0 ? (size_t)TP_QUIC_SMALL_MIN << h->cls : 0;
+    if (h->cls >= 0 && size + sizeof(mem_hdr_t) <= cap) {
+        h->size = size; /* still fits its object */
+        UNPOISON(ptr, cap - sizeof(mem_hdr_t));
+        POISON((char *)ptr + size, cap - sizeof(mem_hdr_t) - size);
+        return ptr;
+    }
+    void *p = tp__quic_mem_malloc(size, ud);
+    if (p) {
+        memcpy(p, ptr, h->size < size ? h->size : size);
+        tp__quic_mem_free(ptr, ud);
+    }
+    return p;
+}
+
 tp_quic_blocks_t *tp__quic_conn_blocks(tp_quic_conn_t *c) { return &c->ep->blocks; }
+tp_quic_blocks_t *tp__quic_endpoint_blocks(tp_quic_endpoint_t *ep) { return &ep->blocks; }
 
 /* A chunk of `cap` data bytes (a power of two, CHUNK_MIN..CHUNK_MAX) from the cache. */
 static tp_quic_chunk_t *chunk_get(tp_quic_blocks_t *cc, size_t cap) {
@@ -85,7 +217,8 @@ static void chunk_put(tp_quic_blocks_t *cc, tp_quic_chunk_t *t) {
 }
 
 tp_quic_stream_t *tp__quic_stream_new(int64_t id, tp_quic_blocks_t *cache) {
-    tp_quic_stream_t *s = calloc(1, sizeof(*s));
+    tp_quic_stream_t *s = TP_QUIC_MEM_CACHE && cache ? tp__quic_mem_calloc(1, sizeof(*s), cache)
+                                                     : calloc(1, sizeof(*s));
     if (s) {
         s->id = id;
         s->cache = cache;
@@ -103,7 +236,11 @@ void tp__quic_stream_del(tp_quic_stream_t *s) {
         chunk_put(s->cache, c);
         c = next;
     }
-    free(s);
+    if (TP_QUIC_MEM_CACHE && s->cache) {
+        tp__quic_mem_free(s, s->cache);
+    } else {
+        free(s);
+    }
 }
 
 ssize_t tp__quic_stream_append(tp_quic_stream_t *s, const uint8_t *data, size_t len, size_t room) {
