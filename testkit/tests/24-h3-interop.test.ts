@@ -9,15 +9,12 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, it, type TestContext } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 
 import {
-    appBinary,
     cleanup,
     makeTestCerts,
-    PATTERN_PERIOD,
     patternBytes,
     runProcess,
     sleep,
@@ -25,81 +22,10 @@ import {
     startProcess,
     toolBinary,
     track,
-    type TestCerts,
-    type TestProcess,
 } from '../src/index.js';
+import { fileSha256, MiB, needBinary, patternSha256, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
 
-const H3_FILES = appBinary('h3-files');
 const TOOL = toolBinary('turnpike-h3');
-const MiB = 1024 * 1024;
-
-/** A binary on PATH or in the usual Debian directories (gtlsserver lives in /usr/sbin). */
-function findBinary(name: string): string | null {
-    const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin'];
-    for (const d of dirs) {
-        const p = path.join(d, name);
-        try {
-            fs.accessSync(p, fs.constants.X_OK);
-            return p;
-        } catch {
-            /* not here */
-        }
-    }
-    return null;
-}
-
-function needBinary(t: TestContext, name: string, pkg: string): string | null {
-    const p = findBinary(name);
-    if (!p) t.skip(`${name} is not installed (Debian package ${pkg} from bookworm-backports: scripts/install-deps interop)`);
-    return p;
-}
-
-function tempDir(prefix: string): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    const remove = () => fs.rmSync(dir, { recursive: true, force: true });
-    track(`dir ${dir}`, remove, remove);
-    return dir;
-}
-
-/** SHA-256 of `length` bytes of the pattern (byte i is i % 251), computed in 1 MiB-ish slices. */
-function patternSha256(length: number): string {
-    const slice = PATTERN_PERIOD * 4096;
-    const ref = patternBytes(slice);
-    const h = crypto.createHash('sha256');
-    for (let off = 0; off < length; off += slice) h.update(ref.subarray(0, Math.min(slice, length - off)));
-    return h.digest('hex');
-}
-
-function fileSha256(file: string): string {
-    const h = crypto.createHash('sha256');
-    const fd = fs.openSync(file, 'r');
-    const buf = Buffer.allocUnsafe(4 * MiB);
-    try {
-        for (;;) {
-            const n = fs.readSync(fd, buf, 0, buf.length, null);
-            if (n === 0) break;
-            h.update(buf.subarray(0, n));
-        }
-    } finally {
-        fs.closeSync(fd);
-    }
-    return h.digest('hex');
-}
-
-async function startH3Files(certs: TestCerts): Promise<{ srv: TestProcess; port: number }> {
-    const srv = startProcess(H3_FILES, ['--listen', '127.0.0.1:0', '--cert', certs.certFile, '--key', certs.keyFile]);
-    const ready = await srv.waitForJson((l) => l.msg === 'ready', 20_000);
-    return { srv, port: ready.port as number };
-}
-
-/** Stops the server, checks a clean exit, and returns its last stats line. */
-async function stopH3Files(srv: TestProcess): Promise<Record<string, unknown>> {
-    await srv.stop();
-    await srv.assertCleanExit();
-    const last = srv.jsonLines().filter((l) => l.msg === 'stats').pop();
-    assert.ok(last, `no stats line\n${srv.tail()}`);
-    return last;
-}
 
 async function tool(args: string[], timeoutMs = 180_000) {
     const r = await runProcess(TOOL, args, timeoutMs);

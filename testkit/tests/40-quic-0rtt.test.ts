@@ -9,16 +9,12 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, it, type TestContext } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 
 import {
-    appBinary,
     cleanup,
     makeTestCerts,
-    PATTERN_PERIOD,
-    patternBytes,
     runProcess,
     sleep,
     startHttpOrigin,
@@ -29,69 +25,20 @@ import {
     type TestCerts,
     type TestProcess,
 } from '../src/index.js';
+import { fileSha256, MiB, needBinary, patternSha256, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
 
-const H3_FILES = appBinary('h3-files');
 const TOOL = toolBinary('turnpike-h3');
-const MiB = 1024 * 1024;
 
-/** A binary on PATH or in the usual Debian directories (gtlsserver lives in /usr/sbin). */
-function findBinary(name: string): string | null {
-    const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin'];
-    for (const d of dirs) {
-        const p = path.join(d, name);
-        try {
-            fs.accessSync(p, fs.constants.X_OK);
-            return p;
-        } catch {
-            /* not here */
-        }
-    }
-    return null;
-}
-
-function needBinary(t: TestContext, name: string, pkg: string): string | null {
-    const p = findBinary(name);
-    if (!p) t.skip(`${name} is not installed (Debian package ${pkg} from bookworm-backports: scripts/install-deps interop)`);
-    return p;
-}
-
-function tempDir(prefix: string): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    const remove = () => fs.rmSync(dir, { recursive: true, force: true });
-    track(`dir ${dir}`, remove, remove);
-    return dir;
-}
-
-/** SHA-256 of `length` bytes of the pattern (byte i is i % 251). */
-function patternSha256(length: number): string {
-    const slice = PATTERN_PERIOD * 4096;
-    const ref = patternBytes(slice);
-    const h = crypto.createHash('sha256');
-    for (let off = 0; off < length; off += slice) h.update(ref.subarray(0, Math.min(slice, length - off)));
-    return h.digest('hex');
-}
-
-function fileSha256(file: string): string {
-    return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
-async function startH3Files(certs: TestCerts, earlyData: boolean): Promise<{ srv: TestProcess; port: number }> {
-    const args = ['--listen', '127.0.0.1:0', '--cert', certs.certFile, '--key', certs.keyFile];
-    if (earlyData) args.push('--early-data');
-    const srv = startProcess(H3_FILES, args);
-    const ready = await srv.waitForJson((l) => l.msg === 'ready', 20_000);
-    return { srv, port: ready.port as number };
+/** h3-files, with 0-RTT on or off. */
+function startServer(certs: TestCerts, earlyData: boolean): Promise<{ srv: TestProcess; port: number }> {
+    return startH3Files(certs, earlyData ? ['--early-data'] : []);
 }
 
 type Stats = Record<string, unknown> & { stats: Record<string, number> };
 
 /** Stops the server, checks a clean exit, and returns its last stats line. */
-async function stopH3Files(srv: TestProcess): Promise<Stats> {
-    await srv.stop();
-    await srv.assertCleanExit();
-    const last = srv.jsonLines().filter((l) => l.msg === 'stats').pop();
-    assert.ok(last, `no stats line\n${srv.tail()}`);
-    return last as Stats;
+async function stopServer(srv: TestProcess): Promise<Stats> {
+    return (await stopH3Files(srv)) as Stats;
 }
 
 async function tool(args: string[], timeoutMs = 120_000) {
@@ -164,7 +111,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const gtlsclient = needBinary(t, 'gtlsclient', 'ngtcp2-client');
         if (!gtlsclient) return;
         const certs = makeTestCerts();
-        const { srv, port } = await startH3Files(certs, true);
+        const { srv, port } = await startServer(certs, true);
         const dir = tempDir('tp-0rtt-');
         const state = ['--session-file', path.join(dir, 'session.pem'), '--tp-file', path.join(dir, 'tp.pem')];
         const first = await gtlsGet(gtlsclient, port, 300_000, dir, state);
@@ -173,7 +120,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const second = await gtlsGet(gtlsclient, port, 300_000, dir, state);
         assert.equal(second.requestIn0rtt, true, `the request did not go as 0-RTT\n${second.out.slice(-3000)}`);
         assert.equal(second.rejected, false, 'the server rejected the early data');
-        const st = await stopH3Files(srv);
+        const st = await stopServer(srv);
         assert.equal(st.requests, 2);
         assert.equal(st.responses_done, 2);
         assert.equal(st.early_requests, 1, 'h3-files saw no request arrive in 0-RTT');
@@ -187,14 +134,14 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const gtlsclient = needBinary(t, 'gtlsclient', 'ngtcp2-client');
         if (!gtlsclient) return;
         const certs = makeTestCerts();
-        const { srv, port } = await startH3Files(certs, false);
+        const { srv, port } = await startServer(certs, false);
         const dir = tempDir('tp-0rtt-off-');
         const state = ['--session-file', path.join(dir, 'session.pem'), '--tp-file', path.join(dir, 'tp.pem')];
         await gtlsGet(gtlsclient, port, 300_000, dir, state);
         const second = await gtlsGet(gtlsclient, port, 300_000, dir, state);
         // gtlsclient offers 0-RTT with any ticket; the server must refuse it.
         assert.equal(second.rejected, true, `gtlsclient did not report the rejection\n${second.out.slice(-3000)}`);
-        const st = await stopH3Files(srv);
+        const st = await stopServer(srv);
         assert.equal(st.requests, 2);
         assert.equal(st.responses_done, 2);
         assert.equal(st.early_requests, 0);
@@ -204,7 +151,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
 
     it('turnpike-h3 --session-file: resumed, requests in accepted 0-RTT; an unsafe 0-RTT request gets 425', { timeout: 300_000 }, async () => {
         const certs = makeTestCerts();
-        const { srv, port } = await startH3Files(certs, true);
+        const { srv, port } = await startServer(certs, true);
         const dir = tempDir('tp-0rtt-tool-');
         const sess = path.join(dir, 'session.bin');
         const url = `https://127.0.0.1:${port}/bytes/500000`;
@@ -236,7 +183,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const r4 = await tool(['get', `https://127.0.0.1:${port}/echo`, '-X', 'POST', '--body-bytes', '1000', ...base]);
         assert.equal(r4.summary.early_data, 'accepted');
         assert.equal(r4.summary.per_stream[0].status, 425);
-        const st = await stopH3Files(srv);
+        const st = await stopServer(srv);
         assert.equal(st.early_requests, 3);
         assert.equal(st.too_early, 1);
         assert.equal(st.stats.resumed_handshakes, 3);
@@ -248,12 +195,12 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const dir = tempDir('tp-0rtt-rej-');
         const sess = path.join(dir, 'session.bin');
         const base = ['--ca', certs.caFile, '--verify-pattern', '--session-file', sess, '-n', '3'];
-        const a = await startH3Files(certs, true);
+        const a = await startServer(certs, true);
         const r1 = await tool(['get', `https://127.0.0.1:${a.port}/bytes/200000`, ...base]);
         assert.equal(r1.code, 0, JSON.stringify(r1.summary));
-        await stopH3Files(a.srv);
+        await stopServer(a.srv);
         // Another process: another ticket key. The ticket is not readable, 0-RTT is ignored.
-        const b = await startH3Files(certs, false);
+        const b = await startServer(certs, false);
         const url = `https://127.0.0.1:${b.port}/bytes/200000`;
         const r2 = await tool(['get', url, ...base]);
         assert.equal(r2.code, 0, JSON.stringify(r2.summary));
@@ -267,7 +214,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         assert.equal(r3.summary.resumed, true);
         assert.equal(r3.summary.early_data, 'rejected');
         for (const s of r3.summary.per_stream) assert.equal(s.sha256, patternSha256(200000));
-        const st = await stopH3Files(b.srv);
+        const st = await stopServer(b.srv);
         assert.equal(st.requests, 6, 'each request reached the server once');
         assert.equal(st.early_requests, 0);
         assert.equal(st.stats.resumed_handshakes, 1);
@@ -275,7 +222,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
 
     it('turnpike-h3: a --session-file that is not a saved session is a clear error', { timeout: 60_000 }, async () => {
         const certs = makeTestCerts();
-        const { srv, port } = await startH3Files(certs, true);
+        const { srv, port } = await startServer(certs, true);
         const dir = tempDir('tp-0rtt-bad-');
         const url = `https://127.0.0.1:${port}/bytes/1000`;
         const cases: [string, Buffer][] = [
@@ -291,7 +238,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
             assert.match(r.summary.error, /not a saved session/, what);
             assert.deepEqual(fs.readFileSync(sess), bytes, `${what}: the file was changed`);
         }
-        const st = await stopH3Files(srv);
+        const st = await stopServer(srv);
         assert.equal(st.stats.accepted_initials, 0, 'a connection was attempted');
     });
 
@@ -324,7 +271,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
 
     it('a replayed 0-RTT flight is not served again (anti-replay)', { timeout: 300_000 }, async () => {
         const certs = makeTestCerts();
-        const { srv, port } = await startH3Files(certs, true);
+        const { srv, port } = await startServer(certs, true);
         const dir = tempDir('tp-0rtt-replay-');
         const sess = path.join(dir, 'session.bin');
         const base = ['--ca', certs.caFile, '--verify-pattern', '--session-file', sess];
@@ -343,7 +290,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         await new Promise<void>((resolve) => attacker.bind(0, '127.0.0.1', () => resolve()));
         for (const d of relay.fromClient) attacker.send(d, port, '127.0.0.1');
         await sleep(1500);
-        const st = await stopH3Files(srv);
+        const st = await stopServer(srv);
         assert.ok(st.stats.accepted_initials >= 3, `the replayed Initial did not reach the server: ${JSON.stringify(st.stats)} ${relay.fromClient.length} datagrams ${srv.tail(20)}`);
         assert.equal(st.requests, 2, 'the replayed 0-RTT request was served');
         assert.equal(st.early_requests, 1);
@@ -391,7 +338,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const gtlsclient = needBinary(t, 'gtlsclient', 'ngtcp2-client');
         if (!gtlsclient) return;
         const certs = makeTestCerts();
-        const { srv, port } = await startH3Files(certs, false);
+        const { srv, port } = await startServer(certs, false);
         const dir = tempDir('tp-keyupdate-');
         const size = 50 * MiB;
         const run = async (extra: string[]) => {
@@ -413,7 +360,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const before = (closed().pop() as Stats).stats.key_updates;
         assert.equal(before, 0, 'a key update without --key-update');
         await run(['--key-update=50ms']);
-        const st = await stopH3Files(srv);
+        const st = await stopServer(srv);
         assert.equal(st.responses_done, 2);
         assert.ok(st.stats.key_updates >= 1, `no key update seen by h3-files: ${JSON.stringify(st.stats)}`);
     });

@@ -42,6 +42,13 @@ export function findBinary(name: string): string | null {
     return null;
 }
 
+/** findBinary(), or skips the test naming the package that has it. */
+export function needBinary(t: TestContext, name: string, pkg: string): string | null {
+    const p = findBinary(name);
+    if (!p) t.skip(`${name} is not installed (Debian package ${pkg} from bookworm-backports: scripts/install-deps interop)`);
+    return p;
+}
+
 /** A temp dir removed by cleanup(). */
 export function tempDir(prefix: string): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
