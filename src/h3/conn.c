@@ -148,7 +148,11 @@ static int ng_acked(nghttp3_conn *ng, int64_t id, uint64_t len, void *cud, void 
     tp_h3_stream_t *s = sud;
     if (s) {
         tp__h3_bodyq_release(&s->body, (size_t)len);
-        if (s->want_writable && tp__h3_bodyq_room(&s->body) > 0) {
+        /* The app hears of room once a quarter of the queue is free, not for every few KiB:
+         * what it then sends leaves as one DATA frame. Refilled 11 KiB at a time, a 100 MiB
+         * download went out in 9 000 DATA frames, and ngtcp2's gtlsclient paid per frame. */
+        size_t room = tp__h3_bodyq_room(&s->body);
+        if (s->want_writable && room > 0 && room >= s->conn->h3->s.body_buffer / 4) {
             want_writable_notify(s->conn, s);
         }
     }
