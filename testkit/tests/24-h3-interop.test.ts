@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import crypto from 'node:crypto';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -19,11 +17,10 @@ import {
     runProcess,
     sleep,
     startTcpEcho,
-    startProcess,
     toolBinary,
     track,
 } from '../src/index.js';
-import { fileSha256, MiB, needBinary, patternSha256, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
+import { fileSha256, MiB, needBinary, patternSha256, startGtlsServer, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
 
 const TOOL = toolBinary('turnpike-h3');
 
@@ -65,16 +62,7 @@ describe('HTTP/3 interop (ngtcp2 gtlsclient/gtlsserver, turnpike-h3, h3-files)',
         const gtlsserver = needBinary(t, 'gtlsserver', 'ngtcp2-server');
         if (!gtlsserver) return;
         const certs = makeTestCerts();
-        const htdocs = tempDir('tp-h3-htdocs-');
-        const blob = crypto.randomBytes(20 * MiB);
-        fs.writeFileSync(path.join(htdocs, 'blob.bin'), blob);
-        const want = crypto.createHash('sha256').update(blob).digest('hex');
-        // gtlsserver takes a fixed port: pick a free one by binding a UDP socket first.
-        const port = await freeUdpPort();
-        const srv = startProcess(gtlsserver, ['-q', '--no-quic-dump', '--no-http-dump', '-d', htdocs, '127.0.0.1', String(port), certs.keyFile, certs.certFile]);
-        // It prints nothing when ready (-q): give it a moment, and make sure it did not exit.
-        const early = await Promise.race([srv.exited.then(() => 'exited'), sleep(500).then(() => 'running')]);
-        assert.equal(early, 'running', `gtlsserver exited\n${srv.tail()}`);
+        const { srv, port, sha256: want } = await startGtlsServer(gtlsserver, certs, 20 * MiB);
         const out = path.join(tempDir('tp-h3-out-'), 'blob.bin');
         const r = await tool(['get', `https://127.0.0.1:${port}/blob.bin`, '--ca', certs.caFile, '-o', out]);
         assert.equal(r.code, 0, JSON.stringify(r.summary));
@@ -194,10 +182,3 @@ describe('HTTP/3 interop (ngtcp2 gtlsclient/gtlsserver, turnpike-h3, h3-files)',
     });
 });
 
-async function freeUdpPort(): Promise<number> {
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-    const port = s.address().port;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
-    return port;
-}

@@ -18,14 +18,13 @@ import {
     runProcess,
     sleep,
     startHttpOrigin,
-    startProcess,
     toolBinary,
     withTurnpike,
     track,
     type TestCerts,
     type TestProcess,
 } from '../src/index.js';
-import { fileSha256, MiB, needBinary, patternSha256, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
+import { fileSha256, freeUdpPort, MiB, needBinary, patternSha256, startGtlsServer, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
 
 const TOOL = toolBinary('turnpike-h3');
 
@@ -70,14 +69,6 @@ async function gtlsGet(gtlsclient: string, port: number, size: number, dir: stri
         any0rtt: / type=0RTT /.test(out),
         rejected: out.includes('Early data was rejected by server'),
     };
-}
-
-async function freeUdpPort(): Promise<number> {
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-    const port = s.address().port;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
-    return port;
 }
 
 /** A UDP relay for one client that keeps a copy of every datagram the client sent. */
@@ -246,14 +237,7 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         const gtlsserver = needBinary(t, 'gtlsserver', 'ngtcp2-server');
         if (!gtlsserver) return;
         const certs = makeTestCerts();
-        const htdocs = tempDir('tp-0rtt-htdocs-');
-        const blob = crypto.randomBytes(2 * MiB);
-        fs.writeFileSync(path.join(htdocs, 'blob.bin'), blob);
-        const want = crypto.createHash('sha256').update(blob).digest('hex');
-        const port = await freeUdpPort();
-        const srv = startProcess(gtlsserver, ['-q', '--no-quic-dump', '--no-http-dump', '-d', htdocs, '127.0.0.1', String(port), certs.keyFile, certs.certFile]);
-        const early = await Promise.race([srv.exited.then(() => 'exited'), sleep(500).then(() => 'running')]);
-        assert.equal(early, 'running', `gtlsserver exited\n${srv.tail()}`);
+        const { srv, port, sha256: want } = await startGtlsServer(gtlsserver, certs, 2 * MiB);
         const sess = path.join(tempDir('tp-0rtt-gs-'), 'session.bin');
         const args = ['get', `https://127.0.0.1:${port}/blob.bin`, '--ca', certs.caFile, '--session-file', sess];
         const r1 = await tool(args);

@@ -18,6 +18,7 @@ import {
     PATTERN_PERIOD,
     patternBytes,
     REPO_ROOT,
+    sleep,
     startProcess,
     track,
     type TestCerts,
@@ -138,4 +139,21 @@ export function quicGoClient(t: TestContext): string | null {
         execFileSync(GO, ['build', '-o', out, QUICGO_SRC], { env, stdio: ['ignore', 'inherit', 'inherit'], timeout: 600_000 });
     }
     return out;
+}
+
+/**
+ * ngtcp2's gtlsserver serving one file of `size` random bytes as /blob.bin on a free port of
+ * 127.0.0.1 (it takes a fixed port and prints nothing when ready with -q: it is given half a
+ * second and must still be running). Returns the process, the port and the file's SHA-256.
+ */
+export async function startGtlsServer(gtlsserver: string, certs: TestCerts, size: number): Promise<{ srv: TestProcess; port: number; sha256: string }> {
+    const htdocs = tempDir('tp-gtls-htdocs-');
+    const blob = crypto.randomBytes(size);
+    fs.writeFileSync(path.join(htdocs, 'blob.bin'), blob);
+    const sha256 = crypto.createHash('sha256').update(blob).digest('hex');
+    const port = await freeUdpPort();
+    const srv = startProcess(gtlsserver, ['-q', '--no-quic-dump', '--no-http-dump', '-d', htdocs, '127.0.0.1', String(port), certs.keyFile, certs.certFile]);
+    const early = await Promise.race([srv.exited.then(() => 'exited'), sleep(500).then(() => 'running')]);
+    assert.equal(early, 'running', `gtlsserver exited\n${srv.tail()}`);
+    return { srv, port, sha256 };
 }
