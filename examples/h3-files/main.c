@@ -65,6 +65,8 @@ typedef struct server {
     uint64_t requests, responses_done, bytes_out;
     uint64_t early_requests, too_early;      /* requests that came in 0-RTT; of them answered 425 */
     uint64_t downloads_open, downloads_peak; /* GET /bytes/N in flight, and the most at once */
+    size_t udp_payload_peak;    /* the largest UDP payload a closed connection's path reached */
+    size_t udp_payload_ceiling; /* and the PMTUD ceiling that connection had */
 } server_t;
 
 static void usage(void) {
@@ -74,7 +76,7 @@ static void usage(void) {
         "                [--retry always|never|load] [--retry-threshold N] [--max-connections N]\n"
         "                [--max-streams N] [--cc cubic|bbr|reno] [--qlog-dir DIR] [--keylog "
         "FILE]\n"
-        "                [--early-data]\n");
+        "                [--early-data] [--max-udp-payload N|auto]\n");
 }
 
 static void print_stats(server_t *srv, const char *why) {
@@ -84,9 +86,11 @@ static void print_stats(server_t *srv, const char *why) {
     tp_quic_stats_json(&st, json, sizeof(json));
     printf("{\"msg\":\"stats\",\"why\":\"%s\",\"requests\":%" PRIu64 ",\"responses_done\":%" PRIu64
            ",\"bytes_out\":%" PRIu64 ",\"downloads_peak\":%" PRIu64 ",\"early_requests\":%" PRIu64
-           ",\"too_early\":%" PRIu64 ",\"stats\":%s}\n",
+           ",\"too_early\":%" PRIu64 ",\"udp_payload_peak\":%zu,\"udp_payload_ceiling\":%zu"
+           ",\"stats\":%s}\n",
            why, srv->requests, srv->responses_done, srv->bytes_out, srv->downloads_peak,
-           srv->early_requests, srv->too_early, json);
+           srv->early_requests, srv->too_early, srv->udp_payload_peak, srv->udp_payload_ceiling,
+           json);
     fflush(stdout);
 }
 
@@ -503,7 +507,14 @@ static void on_stream_close(tp_h3_stream_t *s) {
 }
 
 static void on_conn_close(tp_h3_conn_t *c, const tp_quic_close_info_t *info) {
-    print_stats(tp_h3_data(tp_h3_conn_driver(c)), "connection closed");
+    server_t *srv = tp_h3_data(tp_h3_conn_driver(c));
+    size_t ceiling;
+    size_t now = tp_quic_conn_max_udp_payload(tp_h3_conn_quic(c), &ceiling);
+    if (now > srv->udp_payload_peak) {
+        srv->udp_payload_peak = now;
+        srv->udp_payload_ceiling = ceiling;
+    }
+    print_stats(srv, "connection closed");
 }
 
 /* HTTP datagrams (RFC 9297) on an open request stream are echoed on the same stream. */
@@ -558,6 +569,8 @@ int main(int argc, char **argv) {
             qs.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
             qs.keylog_file = v;
+        } else if (!strcmp(a, "--max-udp-payload")) {
+            qs.max_udp_payload = !strcmp(v, "auto") ? 0 : (size_t)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--max-connections")) {
             qs.max_connections = (uint32_t)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--retry-threshold")) {

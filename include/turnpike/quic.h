@@ -45,6 +45,9 @@ typedef struct tp_quic_conn tp_quic_conn_t;
 /* Largest settings.max_udp_payload: jumbo frames fit, and a GSO train of such packets stays a
  * reasonable 64 KiB datagram. */
 #define TP_QUIC_MAX_UDP_PAYLOAD 16384
+/* The largest frame the automatic max_udp_payload goes up to: a 9000-byte jumbo frame, so
+ * 8972 bytes of UDP payload over IPv4 and 8952 over IPv6. */
+#define TP_QUIC_JUMBO_MTU 9000
 
 typedef enum tp_quic_cc {
     TP_QUIC_CC_CUBIC = 0, /* the default, as in tokio-quiche */
@@ -87,8 +90,12 @@ typedef struct tp_quic_settings {
     tp_quic_cc_t cc;          /* congestion control: TP_QUIC_CC_CUBIC */
     /* Limits of this runtime. */
     size_t stream_send_buffer; /* bytes buffered per stream (written, not yet acked): 1 MiB */
-    /* Largest UDP payload we send: PMTUD probes the path up to it. 1200 .. 16384
-     * (TP_QUIC_MAX_UDP_PAYLOAD; the send queue holds 32 x 32 of them): 1452 */
+    /* Largest UDP payload we send: every path starts at 1200 bytes and PMTUD (RFC 8899, in
+     * ngtcp2) probes it up to this ceiling. 0 (auto, the default): each connection's ceiling
+     * comes from the kernel's route to its peer (IP_MTU): 1452 on an Ethernet-sized MTU or
+     * the route's MTU less IP and UDP headers below that; on a larger MTU (jumbo frames,
+     * loopback) that MTU's payload, up to TP_QUIC_JUMBO_MTU. Else a fixed ceiling for every
+     * path, 1200 .. 16384 (TP_QUIC_MAX_UDP_PAYLOAD). */
     size_t max_udp_payload;
     uint32_t stateless_resets_per_sec; /* stateless resets sent per second per endpoint: 100 */
     uint32_t max_connections; /* connections per endpoint; Initials above it are refused: 10 000 */
@@ -315,6 +322,11 @@ void tp_quic_conn_peer_addr(const tp_quic_conn_t *conn, tp_addr_t *out);
 
 /* True for connections accepted by a server endpoint. */
 bool tp_quic_conn_is_server(const tp_quic_conn_t *conn);
+
+/* The largest UDP payload this connection sends on its current path now (1200 until PMTUD
+ * confirms more), and the ceiling PMTUD may raise it to (settings.max_udp_payload, or what
+ * auto chose for the path). `ceiling` may be NULL. */
+size_t tp_quic_conn_max_udp_payload(const tp_quic_conn_t *conn, size_t *ceiling);
 
 /* Server: true while the handshake is not complete, so stream bytes delivered now came in 0-RTT
  * (early data: replayable by an attacker within the anti-replay window's limits; see

@@ -190,6 +190,7 @@ typedef struct tp_quic_cfg {
     uint64_t initial_max_stream_data;
     int64_t max_streams;     /* concurrent requests per connection */
     int64_t max_connections; /* per worker */
+    int64_t max_udp_payload; /* PMTUD ceiling; 0: auto (from the route to each client) */
     bool datagrams;
     bool extended_connect; /* RFC 9220: SETTINGS_ENABLE_CONNECT_PROTOCOL, WebSocket over HTTP/3 */
     bool early_data;       /* 0-RTT: safe methods forwarded with Early-Data: 1, others get 425 */

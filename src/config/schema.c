@@ -458,6 +458,10 @@ static const tp_setting_t quic_settings[] = {
                    "requests a client may have open at once per connection"),
     TP_SETTING_INT(tp_quic_cfg_t, max_connections, "10000", 1, 1000000,
                    "QUIC connections per worker; Initials above it are refused"),
+    TP_SETTING_INT_AUTO(tp_quic_cfg_t, max_udp_payload, "auto", 1200, 16384,
+                        "largest UDP payload sent once PMTUD confirmed it: auto = 1452, or more "
+                        "where the route to the client has a larger MTU (up to a 9000-byte jumbo "
+                        "frame)"),
     TP_SETTING_BOOL(tp_quic_cfg_t, datagrams, "true", "DATAGRAM frames (RFC 9221, 9297)"),
     TP_SETTING_BOOL(tp_quic_cfg_t, extended_connect, "true",
                     "http3: extended CONNECT (RFC 9220): WebSocket becomes an HTTP/1.1 Upgrade"),

@@ -1056,6 +1056,7 @@ static void quic_settings(const tp_endpoint_cfg_t *cfg, tp_quic_settings_t *qs) 
     qs->initial_max_stream_data = q->initial_max_stream_data;
     qs->initial_max_streams_bidi = (uint64_t)q->max_streams;
     qs->max_connections = (uint32_t)q->max_connections;
+    qs->max_udp_payload = (size_t)q->max_udp_payload;
     qs->datagrams = q->datagrams;
     qs->early_data = q->early_data;
     qs->qlog_dir = q->qlog_dir;

@@ -182,7 +182,7 @@ static void start_closing(tp_quic_conn_t *c, const ngtcp2_ccerr *ccerr, int err_
     if (c->state >= TP_QUIC_CLOSING) {
         return;
     }
-    size_t cap = ep->s.max_udp_payload;
+    size_t cap = c->max_udp_payload ? c->max_udp_payload : 1200;
     c->close_pkt = malloc(cap);
     ngtcp2_ssize n = -1;
     ngtcp2_pkt_info pi;
@@ -628,14 +628,54 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server) {
     cb->recv_stateless_reset = recv_stateless_reset_cb;
 }
 
-static void fill_settings(tp_quic_conn_t *c, ngtcp2_settings *st, ngtcp2_transport_params *tp) {
+size_t tp__quic_max_udp_payload_bound(const tp_quic_settings_t *s) {
+    return s->max_udp_payload ? s->max_udp_payload : TP_QUIC_JUMBO_MTU - 28;
+}
+
+/* The PMTUD ceiling for a path to `remote` (docs/quic.md, "Path MTU"). */
+static size_t path_ceiling(const tp_quic_settings_t *s, const tp_addr_t *remote) {
+    if (s->max_udp_payload) {
+        return s->max_udp_payload;
+    }
+    const struct in6_addr *a6 = &remote->u.in6.sin6_addr;
+    bool v6 = remote->u.sa.sa_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(a6);
+    size_t hdr = v6 ? 48 : 28; /* IP header + 8 bytes of UDP */
+    size_t mtu = tp__quic_route_mtu(remote);
+    if (mtu == 0 || mtu <= 1500) {
+        /* Ethernet or smaller (or unknown): ngtcp2's usual 1452, or less on a smaller link. */
+        size_t p = mtu > hdr ? mtu - hdr : 1452;
+        p = p < 1452 ? p : 1452;
+        return p < 1200 ? 1200 : p;
+    }
+    if (mtu > TP_QUIC_JUMBO_MTU) {
+        mtu = TP_QUIC_JUMBO_MTU;
+    }
+    return mtu - hdr;
+}
+
+static void fill_settings(tp_quic_conn_t *c, ngtcp2_settings *st, ngtcp2_transport_params *tp,
+                          const tp_addr_t *remote, uint16_t probes[5]) {
     const tp_quic_settings_t *s = &c->ep->s;
     ngtcp2_settings_default(st);
     st->initial_ts = c->start_ns;
     st->cc_algo = s->cc == TP_QUIC_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                   : s->cc == TP_QUIC_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
-    st->max_tx_udp_payload_size = s->max_udp_payload;
+    c->max_udp_payload = path_ceiling(s, remote);
+    st->max_tx_udp_payload_size = c->max_udp_payload;
+    if (c->max_udp_payload > 1200) {
+        /* ngtcp2's own probes (1406, then 1342 and 1232 if it was lost, then 1444) and, last,
+         * the ceiling itself: a path that loses a large ceiling costs only those probes and
+         * keeps what the usual sizes reached. Larger than the ceiling is skipped; ngtcp2 copies
+         * the list. */
+        probes[0] = 1406;
+        probes[1] = 1342;
+        probes[2] = 1232;
+        probes[3] = 1444;
+        probes[4] = (uint16_t)c->max_udp_payload;
+        st->pmtud_probes = probes;
+        st->pmtud_probeslen = 5;
+    }
     st->handshake_timeout = (uint64_t)s->handshake_timeout_ms * NGTCP2_MILLISECONDS;
     st->max_window = s->max_window;
     st->max_stream_window = s->max_stream_window;
@@ -835,7 +875,8 @@ int tp__quic_conn_accept(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const n
     ngtcp2_settings st;
     ngtcp2_transport_params tp;
     fill_callbacks(&cb, true);
-    fill_settings(c, &st, &tp);
+    uint16_t probes[5];
+    fill_settings(c, &st, &tp, &rx->remote, probes);
     if (hd->tokenlen && token_ok) {
         st.token = hd->token;
         st.tokenlen = hd->tokenlen;
@@ -1040,7 +1081,8 @@ int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, cons
     ngtcp2_settings st;
     ngtcp2_transport_params tp;
     fill_callbacks(&cb, false);
-    fill_settings(c, &st, &tp);
+    uint16_t probes[5];
+    fill_settings(c, &st, &tp, &peer, probes);
     ngtcp2_path path;
     tp__quic_addr_to_ngtcp2(&path.local, &local);
     tp__quic_addr_to_ngtcp2(&path.remote, &peer);
@@ -1273,8 +1315,8 @@ static void write_pkts(tp_quic_conn_t *c) {
     }
     /* ngtcp2 keeps ordinary packets to the path's size itself; a PMTUD probe is larger, and is
      * only written when the buffer has room for max_tx_udp_payload_size. Every slot has room
-     * for max_segs packets of max_udp_payload. */
-    size_t destlen = ep->s.max_udp_payload;
+     * for a train of max_segs packets and then one of max_udp_payload (TP_QUIC_TX_SLOT_SIZE). */
+    size_t destlen = c->max_udp_payload;
     c->write_pass++;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);

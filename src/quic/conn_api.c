@@ -31,6 +31,13 @@ uint64_t tp_quic_conn_initial_peer_streams_bidi(const tp_quic_conn_t *conn) {
     return ngtcp2_conn_get_local_transport_params(conn->q)->initial_max_streams_bidi;
 }
 
+size_t tp_quic_conn_max_udp_payload(const tp_quic_conn_t *conn, size_t *ceiling) {
+    if (ceiling) {
+        *ceiling = conn->max_udp_payload;
+    }
+    return ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->q);
+}
+
 void tp_quic_conn_peer_addr(const tp_quic_conn_t *conn, tp_addr_t *out) {
     tp__quic_addr_from_sa(out, (const struct sockaddr *)ngtcp2_conn_get_path(conn->q)->remote.addr);
 }

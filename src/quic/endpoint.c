@@ -33,7 +33,7 @@ void tp_quic_settings_default(tp_quic_settings_t *s) {
     s->retry_threshold = 256;
     s->cc = TP_QUIC_CC_CUBIC;
     s->stream_send_buffer = (size_t)1 << 20;
-    s->max_udp_payload = 1452;
+    s->max_udp_payload = 0; /* auto: from the route to each peer */
     s->stateless_resets_per_sec = 100;
     s->max_connections = 10000;
 }
@@ -47,7 +47,8 @@ static int check_settings(const tp_quic_settings_t *s, bool server, const tp_qui
         return TP_ERR_INVAL;
     }
     if (s->active_connection_id_limit < 2 || s->active_connection_id_limit > 8 ||
-        s->max_udp_payload < 1200 || s->max_udp_payload > TP_QUIC_MAX_UDP_PAYLOAD ||
+        (s->max_udp_payload != 0 &&
+         (s->max_udp_payload < 1200 || s->max_udp_payload > TP_QUIC_MAX_UDP_PAYLOAD)) ||
         s->initial_max_streams_bidi > (1ULL << 60) || s->initial_max_streams_uni > (1ULL << 60) ||
         s->stream_send_buffer == 0 || s->datagram_send_queue == 0 ||
         s->datagram_send_queue > 65536 || s->retry > TP_QUIC_RETRY_UNDER_LOAD ||
@@ -120,7 +121,8 @@ int tp__quic_endpoint_make(tp_quic_endpoint_t **out, uv_loop_t *loop, const tp_a
     ep->s.static_secret = NULL; /* not kept: ep->secret holds the bytes */
     if ((rc = tp__quic_tls_init(&ep->tls, server, &ep->s, ep->secret)) != 0 ||
         (rc = tp__quic_router_init(&ep->router, 64)) != 0 ||
-        (rc = tp__quic_udp_open(&ep->udp, bind, !server, probe, ep->s.max_udp_payload)) != 0) {
+        (rc = tp__quic_udp_open(&ep->udp, bind, !server, probe,
+                                tp__quic_max_udp_payload_bound(&ep->s))) != 0) {
         ep_free_mem(ep);
         return rc;
     }

@@ -94,8 +94,12 @@ int tp__quic_token_regular_verify(const uint8_t *token, size_t len, const uint8_
     64 /* packets per GSO super-datagram (the kernel's UDP_MAX_SEGMENTS; 64 KiB bounds it first)   \
         */
 
+/* The room in one send slot: a GSO train is under 65000 bytes, and the packet written last
+ * (perhaps a PMTUD probe) needs room for a whole max_udp_payload. */
+#define TP_QUIC_TX_SLOT_SIZE(max_udp_payload) ((size_t)65000 + (max_udp_payload))
+
 typedef struct tp_quic_tx {
-    uint8_t *buf;  /* TP_QUIC_GSO_MAX * max_udp_payload bytes */
+    uint8_t *buf;  /* TP_QUIC_TX_SLOT_SIZE(largest max_udp_payload) bytes */
     size_t len;    /* bytes used */
     size_t seglen; /* GSO segment size (0: one packet) */
     tp_addr_t remote;
@@ -139,6 +143,12 @@ int tp__quic_udp_open(tp_quic_udp_t *u, const tp_addr_t *bind, bool client, bool
                       size_t max_udp_payload);
 /* Closes the socket and frees the buffers (after the poll handle closed). */
 void tp__quic_udp_close_fd(tp_quic_udp_t *u);
+/* The largest max_udp_payload any connection of an endpoint with these settings may use. */
+size_t tp__quic_max_udp_payload_bound(const tp_quic_settings_t *s);
+/* The MTU of the kernel's route to `remote` (IP_MTU / IPV6_MTU of a throw-away connected
+ * socket: the interface's MTU, or a smaller one the kernel learned for that destination), or 0
+ * when the kernel cannot tell. */
+size_t tp__quic_route_mtu(const tp_addr_t *remote);
 /* Receives one batch and calls tp__quic_endpoint_on_packet for every datagram or segment. Returns
  * the number of datagrams read (0: nothing pending), or a negative errno. */
 int tp__quic_udp_recv_batch(tp_quic_udp_t *u, struct tp_quic_endpoint *ep);
@@ -287,6 +297,8 @@ struct tp_quic_conn {
     bool timer_open;
     bool server;
     tp_quic_conn_state_t state;
+    /* This connection's PMTUD ceiling: settings.max_udp_payload, or what auto chose. */
+    size_t max_udp_payload;
     int busy;            /* nesting depth of runtime entries: free only at depth 0 */
     bool freed;          /* conn_free ran (the memory goes with the timer handle's close) */
     bool wake_requested; /* call on_wake on the next flush */

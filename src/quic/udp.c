@@ -126,13 +126,46 @@ int tp__quic_udp_open(tp_quic_udp_t *u, const tp_addr_t *bind_addr, bool client,
         return TP_ERR_NOMEM;
     }
     for (unsigned i = 0; i < TP_QUIC_TX_SLOTS; i++) {
-        u->tx[i].buf = malloc(TP_QUIC_GSO_MAX * max_udp_payload);
+        u->tx[i].buf = malloc(TP_QUIC_TX_SLOT_SIZE(max_udp_payload));
         if (!u->tx[i].buf) {
             tp__quic_udp_close_fd(u);
             return TP_ERR_NOMEM;
         }
     }
     return 0;
+}
+
+size_t tp__quic_route_mtu(const tp_addr_t *remote) {
+    struct sockaddr_in in4;
+    const struct sockaddr *sa = &remote->u.sa;
+    socklen_t len = tp_addr_len(remote);
+    const struct in6_addr *a6 = &remote->u.in6.sin6_addr;
+    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6)) {
+        /* An IPv4 peer on a dual-stack socket: its route is an IPv4 one. */
+        memset(&in4, 0, sizeof(in4));
+        in4.sin_family = AF_INET;
+        in4.sin_port = remote->u.in6.sin6_port;
+        memcpy(&in4.sin_addr, &a6->s6_addr[12], 4);
+        sa = (const struct sockaddr *)&in4;
+        len = sizeof(in4);
+    }
+    int family = sa->sa_family;
+    if (family != AF_INET && family != AF_INET6) {
+        return 0;
+    }
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    int mtu = 0;
+    socklen_t mlen = sizeof(mtu);
+    if (connect(fd, sa, len) != 0 ||
+        getsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
+                   family == AF_INET ? IP_MTU : IPV6_MTU, &mtu, &mlen) != 0) {
+        mtu = 0;
+    }
+    close(fd);
+    return mtu > 0 ? (size_t)mtu : 0;
 }
 
 void tp__quic_udp_close_fd(tp_quic_udp_t *u) {

@@ -30,6 +30,12 @@ export interface UdpImpairOptions {
      * speaks, which an idle client never does.
      */
     keepOldMapping?: boolean;
+    /**
+     * Datagrams longer than this many bytes of UDP payload are dropped silently, each direction,
+     * as on a path whose MTU is smaller than the ends' own interfaces and that sends no ICMP (a
+     * PMTUD black hole). Default: none dropped.
+     */
+    maxDatagram?: number;
 }
 
 export interface UdpImpairStats {
@@ -44,6 +50,11 @@ export interface UdpImpairStats {
      */
     strayFromServer: number;
     rebinds: number;
+    /** Datagrams dropped for being longer than `maxDatagram`, both directions. */
+    droppedTooBig: number;
+    /** The longest datagram passed on to a client, and to the server (bytes of UDP payload). */
+    longestToClient: number;
+    longestToServer: number;
 }
 
 export interface UdpImpair {
@@ -93,7 +104,11 @@ export async function startUdpImpair(options: UdpImpairOptions): Promise<UdpImpa
         bytesToClient: 0,
         strayFromServer: 0,
         rebinds: 0,
+        droppedTooBig: 0,
+        longestToClient: 0,
+        longestToServer: 0,
     };
+    const maxDatagram = options.maxDatagram ?? Infinity;
     const inside = await bindSocket(family, listenHost, options.listen?.port ?? 0);
     const mappings = new Map<string, Mapping>();
     let closed = false;
@@ -115,11 +130,16 @@ export async function startUdpImpair(options: UdpImpairOptions): Promise<UdpImpa
             } else {
                 m.received++;
             }
+            if (msg.length > maxDatagram) {
+                stats.droppedTooBig++;
+                return;
+            }
             if (Math.random() < loss) {
                 stats.droppedToClient++;
                 return;
             }
             stats.toClient++;
+            stats.longestToClient = Math.max(stats.longestToClient, msg.length);
             stats.bytesToClient += msg.length;
             later(() => send(inside, msg, m.client.port, m.client.address));
         });
@@ -140,11 +160,16 @@ export async function startUdpImpair(options: UdpImpairOptions): Promise<UdpImpa
                 mappings.set(key, m);
             }
         }
+        if (msg.length > maxDatagram) {
+            stats.droppedTooBig++;
+            return;
+        }
         if (Math.random() < loss) {
             stats.droppedToServer++;
             return;
         }
         stats.toServer++;
+        stats.longestToServer = Math.max(stats.longestToServer, msg.length);
         const out = m.outside;
         later(() => send(out, msg, options.target.port, options.target.host));
     });

@@ -100,6 +100,11 @@ describe('config and CLI', () => {
                 key: 'endpoints[0].limits.max_headers',
             },
             { yaml: 'runtime:\n  drain_timeout: 2h\n', line: 2, key: 'runtime.drain_timeout' },
+            {
+                yaml: 'endpoints:\n  - name: q\n    type: http3\n    listen: [127.0.0.1:0]\n    quic: {certificate: c.pem, private_key: k.pem, max_udp_payload: 1000}\n',
+                line: 5,
+                key: 'endpoints[0].quic.max_udp_payload',
+            },
         ];
         for (const c of cases) {
             const r = await checkConfig(c.yaml);

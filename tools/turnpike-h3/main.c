@@ -37,8 +37,8 @@ static void usage(void) {
         "                   [--body-file FILE | --body-bytes N] [--no-content-length]\n"
         "                   [--rate SECONDS [-c CONNS] [-s STREAMS]]\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
-        "                   [--qlog-dir DIR] [--keylog FILE] [--session-file FILE "
-        "[--no-early-data]]\n"
+        "                   [--max-udp-payload N|auto] [--qlog-dir DIR] [--keylog FILE]\n"
+        "                   [--session-file FILE [--no-early-data]]\n"
         "       turnpike-h3 connect HOST:PORT TARGET_HOST:TARGET_PORT [--datagrams K]\n"
         "                   [--protocol P [--path /PATH]] [-H NAME:VALUE]...\n"
         "                   [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n");
@@ -1049,6 +1049,8 @@ int main(int argc, char **argv) {
             timeout_ms = parse_num(v, a);
         } else if (!strcmp(a, "--session-file")) {
             t.session_file = v;
+        } else if (!strcmp(a, "--max-udp-payload")) {
+            qs.max_udp_payload = !strcmp(v, "auto") ? 0 : (size_t)parse_num(v, a);
         } else if (!strcmp(a, "--qlog-dir")) {
             qs.qlog_dir = v;
         } else if (!strcmp(a, "--keylog")) {
