@@ -180,10 +180,11 @@ typedef struct tp_forwarding_cfg {
 
 /* An HTTP/3 endpoint's QUIC settings (tokio-quiche's defaults; see turnpike/quic.h). */
 typedef struct tp_quic_cfg {
-    char *certificate; /* PEM certificate chain */
-    char *private_key; /* PEM private key */
-    int retry;         /* tp_quic_retry_t: always, never, under_load */
-    int cc;            /* tp_quic_cc_t: cubic, bbr, reno */
+    char *certificate;       /* PEM certificate chain */
+    char *private_key;       /* PEM private key */
+    int retry;               /* tp_quic_retry_t: always, never, under_load */
+    int64_t retry_threshold; /* under_load: open handshakes above which Retry is asked */
+    int cc;                  /* tp_quic_cc_t: cubic, bbr, reno */
     uint64_t idle_timeout;
     uint64_t handshake_timeout;
     uint64_t initial_max_data;

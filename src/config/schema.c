@@ -445,6 +445,9 @@ static const tp_setting_t quic_settings[] = {
     TP_SETTING_STRING(tp_quic_cfg_t, private_key, NULL, "http3: PEM private key file (required)"),
     TP_SETTING_ENUM(tp_quic_cfg_t, retry, "always", retry_names,
                     "address validation with a Retry: always, never, or under_load"),
+    TP_SETTING_INT(tp_quic_cfg_t, retry_threshold, "256", 0, 1000000,
+                   "under_load: a new client must answer a Retry while more than this many "
+                   "handshakes are open on the worker"),
     TP_SETTING_ENUM(tp_quic_cfg_t, cc, "cubic", cc_names, "congestion control: cubic, bbr, reno"),
     TP_SETTING_DURATION(tp_quic_cfg_t, idle_timeout, "56s", TP_SECONDS(1), TP_SECONDS(600),
                         "max_idle_timeout: a connection silent for this long closes"),

@@ -1049,6 +1049,7 @@ static void quic_settings(const tp_endpoint_cfg_t *cfg, tp_quic_settings_t *qs) 
     qs->cert_file = q->certificate;
     qs->key_file = q->private_key;
     qs->retry = (tp_quic_retry_t)q->retry;
+    qs->retry_threshold = (uint32_t)q->retry_threshold;
     qs->cc = (tp_quic_cc_t)q->cc;
     qs->idle_timeout_ms = (uint32_t)q->idle_timeout;
     qs->handshake_timeout_ms = (uint32_t)q->handshake_timeout;

@@ -105,6 +105,11 @@ describe('config and CLI', () => {
                 line: 5,
                 key: 'endpoints[0].quic.max_udp_payload',
             },
+            {
+                yaml: 'endpoints:\n  - name: q\n    type: http3\n    listen: [127.0.0.1:0]\n    quic: {certificate: c.pem, private_key: k.pem,\n           retry: under_load, retry_threshold: -1}\n',
+                line: 6,
+                key: 'endpoints[0].quic.retry_threshold',
+            },
         ];
         for (const c of cases) {
             const r = await checkConfig(c.yaml);
