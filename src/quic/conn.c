@@ -641,7 +641,7 @@ static size_t path_ceiling(const tp_quic_settings_t *s, const tp_addr_t *remote)
     bool v6 = remote->u.sa.sa_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(a6);
     size_t hdr = v6 ? 48 : 28; /* IP header + 8 bytes of UDP */
     size_t mtu = tp__quic_route_mtu(remote);
-    if (mtu == 0 || mtu <= 1500) {
+    if (mtu <= 1500) { /* 0: the kernel could not tell */
         /* Ethernet or smaller (or unknown): ngtcp2's usual 1452, or less on a smaller link. */
         size_t p = mtu > hdr ? mtu - hdr : 1452;
         p = p < 1452 ? p : 1452;
