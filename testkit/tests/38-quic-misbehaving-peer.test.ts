@@ -4,10 +4,14 @@
  * by a peer that goes past them. The tool completes a normal handshake, then appends hand-made
  * frames to its own 1-RTT packets: more NEW_CONNECTION_IDs than active_connection_id_limit,
  * CRYPTO data beyond the 64 KiB reorder limit (one frame far ahead, or many small ones), a
- * stream past initial_max_streams_bidi, and 2 000 000 PATH_CHALLENGEs. The first three must end
- * the connection with their specific transport error; the flood must leave the connection
- * working and the server's memory flat. After each, the server must still serve a fresh,
- * well-behaved client (quic-echo's own), and exit cleanly without a sanitizer report.
+ * stream past initial_max_streams_bidi or initial_max_streams_uni, stream data past a stream's
+ * flow-control window or past the connection's (spread over streams, each within its own), a
+ * RETIRE_CONNECTION_ID of a sequence number the server never issued, and 2 000 000
+ * PATH_CHALLENGEs. All but the flood must end the connection with their specific transport
+ * error (and the flow-control ones are accepted when they end exactly at the window); the flood
+ * must leave the connection working and the server's memory flat. After each, the server must
+ * still serve a fresh, well-behaved client (quic-echo's own), and exit cleanly without a
+ * sanitizer report.
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
@@ -29,8 +33,10 @@ const ECHO = appBinary('quic-echo');
 const TOOL = toolBinary('quic-misbehave');
 
 // RFC 9000 20.1 transport error codes.
+const FLOW_CONTROL_ERROR = 0x03;
 const STREAM_LIMIT_ERROR = 0x04;
 const CONNECTION_ID_LIMIT_ERROR = 0x09;
+const PROTOCOL_VIOLATION = 0x0a;
 const CRYPTO_BUFFER_EXCEEDED = 0x0d;
 
 interface Summary {
@@ -44,6 +50,9 @@ interface Summary {
     frames_injected: number;
     frames_acked: number;
     crypto_end_acked: number;
+    data_end: number;
+    streams_used: number;
+    retire_seq: number;
     injection_done: boolean;
     closed_by_peer: boolean;
     error_type?: string;
@@ -172,6 +181,102 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
+    });
+
+    it('a STREAM frame opening client uni stream 402, past initial_max_streams_uni 100: STREAM_LIMIT_ERROR, the server serves on', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startServer(certs);
+        const s = await misbehave(certs, port, 'streams-uni');
+        // quic-echo keeps the runtime's default for peer-opened uni streams (it never uses one).
+        assert.equal(s.limit, 100, 'the server announces initial_max_streams_uni 100 (the runtime default)');
+        assert.equal(s.stream_id, 4 * 100 + 2, 'client uni stream 4 x limit + 2 is the first one past it');
+        assert.equal(s.frames_injected, 1);
+        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
+        assert.equal(s.error_type, 'transport');
+        assert.equal(s.error_code, STREAM_LIMIT_ERROR, JSON.stringify(s));
+        assert.equal(s.echo_ok, false);
+        await wellBehavedClient(certs, port);
+        const st = await stopAndStats(srv);
+        assert.equal(st.close_transport_error, 1);
+        assert.equal(st.handshakes, 2);
+    });
+
+    it('stream data one byte past initial_max_stream_data_bidi_remote: FLOW_CONTROL_ERROR (exactly up to it is held), the server serves on', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startServer(certs);
+        // The control: 5 bytes ending exactly at the stream window, the bytes before them never
+        // sent: the server holds them, acknowledges the packet, and the echo on stream 0 works.
+        const ok = await misbehave(certs, port, 'flow-stream', ['--excess', '0']);
+        assert.equal(ok.limit, 1_000_000, 'the server announces initial_max_stream_data_bidi_remote 1 MB (the runtime default)');
+        assert.equal(ok.stream_id, 4 * 99, 'the last client bidi stream of the announced 100 (stream 0 is the echo\'s)');
+        assert.equal(ok.data_end, 1_000_000);
+        assert.equal(ok.closed_by_peer, false, JSON.stringify(ok));
+        assert.equal(ok.frames_acked, 1, `the server did not accept data up to its window: ${JSON.stringify(ok)}`);
+        assert.equal(ok.echo_ok, true, JSON.stringify(ok));
+        // One byte more: offset 999 996, 5 bytes.
+        const s = await misbehave(certs, port, 'flow-stream');
+        assert.equal(s.limit, 1_000_000);
+        assert.equal(s.data_end, 1_000_001);
+        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
+        assert.equal(s.error_type, 'transport');
+        assert.equal(s.error_code, FLOW_CONTROL_ERROR, JSON.stringify(s));
+        assert.equal(s.frames_acked, 0, 'the packet that broke the window must not be acknowledged');
+        assert.equal(s.echo_ok, false);
+        await wellBehavedClient(certs, port);
+        const st = await stopAndStats(srv);
+        assert.equal(st.close_transport_error, 1);
+        assert.equal(st.close_no_error, 1, 'the control closes with NO_ERROR (quic-echo\'s client with an application close)');
+        assert.equal(st.handshakes, 3);
+    });
+
+    it('stream data one byte past initial_max_data, spread over streams each within its window: FLOW_CONTROL_ERROR (exactly up to it is held), the server serves on', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startServer(certs);
+        // One byte at the end of each of several streams (the bytes before never sent): the
+        // connection counts each stream's highest offset. The control fills the connection
+        // window exactly, so it cannot echo (its echo would break the window): --no-echo, it
+        // waits for the server's ACKs instead.
+        const ok = await misbehave(certs, port, 'flow-conn', ['--excess', '0', '--no-echo']);
+        assert.equal(ok.limit, 10_000_000, 'the server announces initial_max_data 10 MB (the runtime default)');
+        assert.equal(ok.data_end, 10_000_000);
+        assert.equal(ok.streams_used, 10, '10 streams of 1 MB each');
+        assert.equal(ok.closed_by_peer, false, JSON.stringify(ok));
+        assert.equal(ok.frames_acked, 10, `the server did not accept data up to its window: ${JSON.stringify(ok)}`);
+        const s = await misbehave(certs, port, 'flow-conn');
+        assert.equal(s.limit, 10_000_000);
+        assert.equal(s.data_end, 10_000_001);
+        assert.equal(s.streams_used, 11);
+        // No stream past its own window (1 MB): only the connection's is broken.
+        assert.ok(Math.ceil(s.data_end / s.streams_used) <= 1_000_000, JSON.stringify(s));
+        assert.equal(s.frames_injected, 11);
+        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
+        assert.equal(s.error_type, 'transport');
+        assert.equal(s.error_code, FLOW_CONTROL_ERROR, JSON.stringify(s));
+        assert.equal(s.echo_ok, false);
+        await wellBehavedClient(certs, port);
+        const st = await stopAndStats(srv);
+        assert.equal(st.close_transport_error, 1);
+        assert.equal(st.close_no_error, 1, 'the control closes with NO_ERROR (quic-echo\'s client with an application close)');
+        assert.equal(st.handshakes, 3);
+    });
+
+    it('RETIRE_CONNECTION_ID of a sequence number the server never issued: PROTOCOL_VIOLATION, the server serves on', { timeout: 120_000 }, async () => {
+        const certs = makeTestCerts();
+        const { srv, port } = await startServer(certs);
+        const s = await misbehave(certs, port, 'retire-cid');
+        // The tool announces active_connection_id_limit 2 (ngtcp2's default) and retires none,
+        // so the server can have issued sequence numbers 0 and 1 only (RFC 9000 5.1.1).
+        assert.equal(s.limit, 2, "the tool's own active_connection_id_limit");
+        assert.equal(s.retire_seq, 2);
+        assert.equal(s.frames_injected, 1);
+        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
+        assert.equal(s.error_type, 'transport');
+        assert.equal(s.error_code, PROTOCOL_VIOLATION, JSON.stringify(s));
+        assert.equal(s.echo_ok, false);
+        await wellBehavedClient(certs, port);
+        const st = await stopAndStats(srv);
+        assert.equal(st.close_transport_error, 1);
+        assert.equal(st.handshakes, 2);
     });
 
     it('2 000 000 PATH_CHALLENGEs: the connection survives, its echo works after, the server memory stays flat', { timeout: 300_000 }, async () => {

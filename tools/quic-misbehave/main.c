@@ -1,5 +1,6 @@
 /* quic-misbehave: a QUIC client that breaks the rules on purpose, to test a server's caps on
- * what a peer can make it hold (connection IDs, path challenges, CRYPTO data, streams). It is
+ * what a peer can make it hold (connection IDs, path challenges, CRYPTO data, streams, flow
+ * control windows) and its checks on what a peer may retire. It is
  * built on ngtcp2 and GnuTLS directly, with its own poll() loop, not on Turnpike's runtime.
  *
  * How the bad frames get on the wire: after the handshake, the tool asks ngtcp2 to send a small
@@ -40,7 +41,10 @@
 #define MAX_COUNT      100000000ULL
 #define MAX_WINDOW     1024
 #define KEY_MAX        64
-#define CLOSE_GRACE_MS 2000 /* after the echo: how long to wait for the last ACKs */
+#define CLOSE_GRACE_MS 2000       /* after the echo: how long to wait for the last ACKs */
+#define MAX_EXCESS     (1u << 20) /* flow-*: bytes past the window, at most */
+#define MAX_FLOW_CONN  1000       /* flow-conn: streams it may spread its data over, at most */
+#define MAX_DCIDS      16         /* retire-cid: active DCIDs looked at, at most */
 #define PRIORITY                                                                                   \
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:-AES-128-CCM-8:-AES-256-CCM-8:%DISABLE_TLS13_COMPAT_MODE"
 
@@ -51,10 +55,15 @@ typedef enum abuse {
     ABUSE_CRYPTO,
     ABUSE_CRYPTO_SMALL,
     ABUSE_STREAMS,
+    ABUSE_STREAMS_UNI,
+    ABUSE_FLOW_STREAM,
+    ABUSE_FLOW_CONN,
+    ABUSE_RETIRE_CID,
 } abuse_t;
 
-static const char *const ABUSE_NAMES[] = {"none",   "cids",         "path-challenge",
-                                          "crypto", "crypto-small", "streams"};
+static const char *const ABUSE_NAMES[] = {
+    "none",    "cids",        "path-challenge", "crypto",    "crypto-small",
+    "streams", "streams-uni", "flow-stream",    "flow-conn", "retire-cid"};
 
 /* The client's 1-RTT packet protection, as ngtcp2 has it, for rewriting its packets. */
 typedef struct keys {
@@ -97,6 +106,12 @@ typedef struct client {
     uint64_t window;
     uint64_t limit; /* the server's limit that the mode aims at, when known */
     int64_t stream_id;
+    bool aimed;           /* the limit was read (once the handshake is confirmed) */
+    uint64_t excess;      /* flow-*: bytes past the window (0: exactly up to it) */
+    uint64_t data_end;    /* flow-*: the end offset (flow-conn: summed over its streams) */
+    uint64_t stream_win;  /* flow-*: the server's window for client bidi streams */
+    uint64_t streams_max; /* flow-*: the server's initial_max_streams_bidi (at most 2^60) */
+    uint64_t retire_seq;  /* retire-cid: the sequence number retired */
     bool confirmed;
     bool injecting_done;
     uint64_t frames_planned; /* frames put into packets so far */
@@ -121,24 +136,34 @@ typedef struct client {
 static uint8_t pattern[ECHO_BYTES];
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: quic-misbehave HOST PORT --abuse MODE [--count N] [--offset O] [--window W]\n"
-            "                     [--alpn ALPN] [--ca FILE | --insecure] [--sni NAME]\n"
-            "                     [--timeout-ms T] [--no-echo] [--verbose]\n"
-            "  MODE none           a well-behaved connection: handshake and an echo only\n"
-            "       cids           N NEW_CONNECTION_ID frames (seq 100.., retire_prior_to 0;\n"
-            "                      default 8): more than the server's active_connection_id_limit\n"
-            "       path-challenge N PATH_CHALLENGE frames (default 1000000), about 130 a packet\n"
-            "       crypto         one 1-RTT CRYPTO frame at offset O (default 1M)\n"
-            "       crypto-small   N CRYPTO frames of %d bytes at offsets %d, %d, ... (default\n"
-            "                      128), the bytes before them never sent, one packet at a time\n"
-            "       streams        a STREAM frame opening the first bidi stream past the server's\n"
-            "                      initial_max_streams_bidi\n"
-            "  Then an echo on a new stream (quic-echo's ALPN tp-echo by default; --no-echo for\n"
-            "  other servers, e.g. --alpn h3: wait for the ACKs, or a close, instead). Prints one\n"
-            "  JSON line; exits 0 when the run went as designed (whatever the server did), 1 when\n"
-            "  it could not (no handshake, timeout before the injection ended), 2 on bad usage.\n",
-            CRYPTO_CHUNK, CRYPTO_CHUNK, 2 * CRYPTO_CHUNK);
+    fprintf(
+        stderr,
+        "usage: quic-misbehave HOST PORT --abuse MODE [--count N] [--offset O] [--window W]\n"
+        "                     [--excess E] [--alpn ALPN] [--ca FILE | --insecure] [--sni NAME]\n"
+        "                     [--timeout-ms T] [--no-echo] [--verbose]\n"
+        "  MODE none           a well-behaved connection: handshake and an echo only\n"
+        "       cids           N NEW_CONNECTION_ID frames (seq 100.., retire_prior_to 0;\n"
+        "                      default 8): more than the server's active_connection_id_limit\n"
+        "       path-challenge N PATH_CHALLENGE frames (default 1000000), about 130 a packet\n"
+        "       crypto         one 1-RTT CRYPTO frame at offset O (default 1M)\n"
+        "       crypto-small   N CRYPTO frames of %d bytes at offsets %d, %d, ... (default\n"
+        "                      128), the bytes before them never sent, one packet at a time\n"
+        "       streams        a STREAM frame opening the first bidi stream past the server's\n"
+        "                      initial_max_streams_bidi\n"
+        "       streams-uni    the same for client uni streams (ID 4 x initial_max_streams_uni\n"
+        "                      + 2)\n"
+        "       flow-stream    5 bytes on the last client bidi stream the server allows, ending\n"
+        "                      E bytes (default 1) past its initial_max_stream_data_bidi_remote\n"
+        "       flow-conn      1 byte on each of as many client bidi streams as it takes, each\n"
+        "                      within its stream window, ending E bytes past initial_max_data\n"
+        "                      in all (--excess 0: exactly up to the windows, a control)\n"
+        "       retire-cid     RETIRE_CONNECTION_ID of a sequence number the server never issued\n"
+        "                      (the tool's active_connection_id_limit, and above any it holds)\n"
+        "  Then an echo on a new stream (quic-echo's ALPN tp-echo by default; --no-echo for\n"
+        "  other servers, e.g. --alpn h3: wait for the ACKs, or a close, instead). Prints one\n"
+        "  JSON line; exits 0 when the run went as designed (whatever the server did), 1 when\n"
+        "  it could not (no handshake, timeout before the injection ended), 2 on bad usage.\n",
+        CRYPTO_CHUNK, CRYPTO_CHUNK, 2 * CRYPTO_CHUNK);
 }
 
 static uint64_t now_ns(void) {
@@ -489,12 +514,47 @@ static size_t next_frames(client_t *cl, uint8_t *out, size_t room, uint32_t *fra
         }
         break;
     case ABUSE_STREAMS:
+    case ABUSE_STREAMS_UNI:
         if (cl->frames_planned == 0 && room >= 1 + 8 + 1 + 5) {
             out[n++] = 0x0a; /* STREAM with a length, no offset, no FIN */
             n += put_varint(out + n, (uint64_t)cl->stream_id);
             n += put_varint(out + n, 5);
             memcpy(out + n, "hello", 5);
             n += 5;
+            *frames = 1;
+        }
+        break;
+    case ABUSE_FLOW_STREAM:
+        if (cl->frames_planned == 0 && room >= 1 + 8 + 8 + 1 + 5) {
+            /* The bytes before it never come: the server holds these, delivers nothing. */
+            size_t dlen = cl->data_end < 5 ? (size_t)cl->data_end : 5;
+            out[n++] = 0x0e; /* STREAM with an offset and a length, no FIN */
+            n += put_varint(out + n, (uint64_t)cl->stream_id);
+            n += put_varint(out + n, cl->data_end - dlen);
+            n += put_varint(out + n, dlen);
+            memcpy(out + n, "hello", dlen);
+            n += dlen;
+            *frames = 1;
+        }
+        break;
+    case ABUSE_FLOW_CONN:
+        /* Frame i: the last byte of stream (streams_max - 1 - i), the streams' ends spread
+         * evenly so that they add up to data_end, each at most the stream window. */
+        while (cl->frames_planned + *frames < cl->count && n + 1 + 8 + 8 + 1 + 1 <= room) {
+            uint64_t i = cl->frames_planned + *frames;
+            uint64_t end = cl->data_end / cl->count + (i < cl->data_end % cl->count ? 1 : 0);
+            out[n++] = 0x0e;
+            n += put_varint(out + n, 4 * (cl->streams_max - 1 - i));
+            n += put_varint(out + n, end - 1);
+            n += put_varint(out + n, 1);
+            out[n++] = 'x';
+            (*frames)++;
+        }
+        break;
+    case ABUSE_RETIRE_CID:
+        if (cl->frames_planned == 0 && room >= 1 + 8) {
+            out[n++] = 0x19;
+            n += put_varint(out + n, cl->retire_seq);
             *frames = 1;
         }
         break;
@@ -506,7 +566,10 @@ static size_t next_frames(client_t *cl, uint8_t *out, size_t room, uint32_t *fra
 static bool plan_finished(const client_t *cl) {
     switch (cl->mode) {
     case ABUSE_CRYPTO:
-    case ABUSE_STREAMS: return cl->frames_planned >= 1;
+    case ABUSE_STREAMS:
+    case ABUSE_STREAMS_UNI:
+    case ABUSE_FLOW_STREAM:
+    case ABUSE_RETIRE_CID: return cl->frames_planned >= 1;
     case ABUSE_NONE: return true;
     default: return cl->frames_planned >= cl->count;
     }
@@ -872,6 +935,75 @@ static void read_all(client_t *cl) {
     }
 }
 
+/* Reads the server's limit the mode aims at (its transport parameters, once the handshake is
+ * confirmed) and plans the frames that go past it; false (and the run fails) when it cannot. */
+static bool aim(client_t *cl) {
+    const ngtcp2_transport_params *rp = ngtcp2_conn_get_remote_transport_params(cl->conn);
+    /* Client-initiated stream n (from 0) has ID 4n, 4n + 2 when unidirectional; a limit of L
+     * allows streams 0 .. L - 1, so ID 4L (+ 2) is the first past it. */
+    cl->streams_max =
+        rp->initial_max_streams_bidi < (1ULL << 60) ? rp->initial_max_streams_bidi : 1ULL << 60;
+    cl->stream_win = rp->initial_max_stream_data_bidi_remote;
+    switch (cl->mode) {
+    case ABUSE_CIDS: cl->limit = rp->active_connection_id_limit; break;
+    case ABUSE_STREAMS:
+    case ABUSE_STREAMS_UNI:
+        cl->limit =
+            cl->mode == ABUSE_STREAMS ? rp->initial_max_streams_bidi : rp->initial_max_streams_uni;
+        if (cl->limit >= (1ULL << 60)) {
+            fail(cl, "the server allows the most streams QUIC can number: no limit to break");
+            return false;
+        }
+        cl->stream_id = (int64_t)(4 * cl->limit + (cl->mode == ABUSE_STREAMS ? 0 : 2));
+        break;
+    case ABUSE_FLOW_STREAM:
+        /* The last stream the server allows, not stream 0: that one is the echo's. */
+        cl->limit = cl->stream_win;
+        cl->data_end = cl->limit + cl->excess;
+        if (cl->streams_max == 0 || cl->data_end >= (1ULL << 62)) {
+            fail(cl, "the server allows no client bidi stream, or no window limit to break");
+            return false;
+        }
+        cl->stream_id = (int64_t)(4 * (cl->streams_max - 1));
+        break;
+    case ABUSE_FLOW_CONN:
+        cl->limit = rp->initial_max_data;
+        cl->data_end = cl->limit + cl->excess;
+        /* As few streams as can hold data_end with at most a stream window each. */
+        cl->count = cl->stream_win
+                        ? cl->data_end / cl->stream_win + (cl->data_end % cl->stream_win ? 1 : 0)
+                        : 0;
+        if (cl->count == 0 || cl->count > MAX_FLOW_CONN || cl->count > cl->streams_max ||
+            cl->data_end < cl->count || cl->data_end >= (1ULL << 62)) {
+            fail(cl, "the server's connection window does not fit its stream windows and "
+                     "stream limit (or is empty, or needs more than 1000 streams)");
+            return false;
+        }
+        cl->stream_id = (int64_t)(4 * (cl->streams_max - cl->count));
+        break;
+    case ABUSE_RETIRE_CID: {
+        /* While the client retires none, the server may issue sequence numbers 0 .. our
+         * active_connection_id_limit - 1 (RFC 9000 5.1.1): that limit is one it never issued.
+         * Above every one the client holds, too, in case it retired some. */
+        cl->limit = ngtcp2_conn_get_local_transport_params(cl->conn)->active_connection_id_limit;
+        cl->retire_seq = cl->limit;
+        ngtcp2_cid_token toks[MAX_DCIDS];
+        size_t n = ngtcp2_conn_get_active_dcid(cl->conn, NULL);
+        if (n <= MAX_DCIDS) {
+            n = ngtcp2_conn_get_active_dcid(cl->conn, toks);
+            for (size_t i = 0; i < n; i++) {
+                if (toks[i].seq >= cl->retire_seq) {
+                    cl->retire_seq = toks[i].seq + 1;
+                }
+            }
+        }
+        break;
+    }
+    default: break;
+    }
+    return true;
+}
+
 /* What the loop does next, once the handshake is confirmed. */
 static void step(client_t *cl) {
     if (!cl->k.ready && cl->secretlen > 0 && ngtcp2_conn_get_handshake_completed(cl->conn)) {
@@ -883,18 +1015,11 @@ static void step(client_t *cl) {
     if (!cl->confirmed || !cl->k.ready) {
         return;
     }
-    if (cl->mode == ABUSE_STREAMS && cl->stream_id < 0) {
-        const ngtcp2_transport_params *rp = ngtcp2_conn_get_remote_transport_params(cl->conn);
-        cl->limit = rp->initial_max_streams_bidi;
-        if (cl->limit >= (1ULL << 60)) {
-            fail(cl, "the server allows the most streams QUIC can number: no limit to break");
+    if (!cl->aimed) {
+        cl->aimed = true;
+        if (!aim(cl)) {
             return;
         }
-        /* Client-initiated bidi stream n has ID 4n: ID 4 * limit is stream number limit + 1. */
-        cl->stream_id = (int64_t)(4 * cl->limit);
-    }
-    if (cl->mode == ABUSE_CIDS && cl->limit == 0) {
-        cl->limit = ngtcp2_conn_get_remote_transport_params(cl->conn)->active_connection_id_limit;
     }
     while (!cl->injecting_done && !cl->done) {
         if (plan_finished(cl)) {
@@ -987,12 +1112,14 @@ static void print_summary(client_t *cl) {
     printf("{\"mode\":\"%s\",\"handshake\":%s,\"limit\":%" PRIu64 ",\"stream_id\":%" PRId64
            ",\"packets_injected\":%" PRIu64 ",\"packets_acked\":%" PRIu64
            ",\"packets_lost\":%" PRIu64 ",\"frames_injected\":%" PRIu64 ",\"frames_acked\":%" PRIu64
-           ",\"crypto_end_acked\":%" PRIu64 ",\"rewrite_skipped\":%" PRIu64
+           ",\"crypto_end_acked\":%" PRIu64 ",\"rewrite_skipped\":%" PRIu64 ",\"data_end\":%" PRIu64
+           ",\"streams_used\":%" PRIu64 ",\"retire_seq\":%" PRIu64
            ",\"injection_done\":%s,\"closed_by_peer\":%s",
            ABUSE_NAMES[cl->mode], handshake ? "true" : "false", cl->limit, cl->stream_id,
            cl->pkts_injected, cl->pkts_acked, cl->pkts_lost, cl->frames_injected, cl->frames_acked,
-           cl->crypto_end_acked, cl->rewrite_skipped, cl->injecting_done ? "true" : "false",
-           cl->closed_by_peer ? "true" : "false");
+           cl->crypto_end_acked, cl->rewrite_skipped, cl->data_end,
+           cl->mode == ABUSE_FLOW_CONN ? cl->count : 0, cl->retire_seq,
+           cl->injecting_done ? "true" : "false", cl->closed_by_peer ? "true" : "false");
     if (cl->closed_by_peer) {
         printf(",\"error_type\":\"%s\",\"error_code\":%" PRIu64 ",\"frame_type\":%" PRIu64
                ",\"reason\":\"%s\"",
@@ -1020,6 +1147,7 @@ int main(int argc, char **argv) {
     cl.count = UINT64_MAX;
     cl.offset = 1 << 20;
     cl.window = 16;
+    cl.excess = 1;
     cl.stream_id = -1;
     cl.echo_sid = -1;
     cl.largest_pn = -1;
@@ -1048,6 +1176,8 @@ int main(int argc, char **argv) {
             ok = parse_u64(v, &cl.count) && cl.count > 0 && cl.count <= MAX_COUNT;
         } else if (!strcmp(a, "--offset")) {
             ok = parse_u64(v, &cl.offset) && cl.offset < (1ULL << 62) - 64;
+        } else if (!strcmp(a, "--excess")) {
+            ok = parse_u64(v, &cl.excess) && cl.excess <= MAX_EXCESS;
         } else if (!strcmp(a, "--window")) {
             ok = parse_u64(v, &cl.window) && cl.window > 0 && cl.window <= MAX_WINDOW;
         } else if (!strcmp(a, "--timeout-ms")) {
