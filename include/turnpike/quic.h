@@ -285,13 +285,14 @@ int tp_quic_connect(tp_quic_endpoint_t *ep, const tp_addr_t *remote, const char 
 /*
  * Client: as tp_quic_connect(), resuming the TLS session saved from an earlier connection to the
  * same server with tp_quic_conn_session() (`session`, `session_len` bytes; NULL: a full
- * handshake). With settings.early_data the remembered transport parameters are set as well and
- * 0-RTT is offered: once the first flight is built (the ticket allows early data),
- * tp_quic_conn_early_data() says TP_QUIC_EARLY_SENT and on_wake runs; streams opened and
- * written from then on leave as 0-RTT. If the server refuses, on_early_rejected runs. They are
- * replayable (see docs/quic.md): send only what is safe to repeat. tp_quic_conn_early_data() tells
- * whether the server took them; a refusal costs nothing but time (ngtcp2 sends them again as
- * 1-RTT). An expired or foreign ticket just gives a full handshake.
+ * handshake). The server's NEW_TOKEN token saved with it goes in the Initial, so a server that
+ * asks new clients for a Retry need not ask this one (RFC 9000 8.1.3). With settings.early_data the
+ * remembered transport parameters are set as well and 0-RTT is offered: once the first flight is
+ * built (the ticket allows early data), tp_quic_conn_early_data() says TP_QUIC_EARLY_SENT and
+ * on_wake runs; streams opened and written from then on leave as 0-RTT. If the server refuses,
+ * on_early_rejected runs. They are replayable (see docs/quic.md): send only what is safe to repeat.
+ * tp_quic_conn_early_data() tells whether the server took them; a refusal costs nothing but time
+ * (ngtcp2 sends them again as 1-RTT). An expired or foreign ticket just gives a full handshake.
  *
  * Returns what tp_quic_connect() returns, or TP_ERR_INVAL (the blob is not one of ours).
  */
@@ -302,11 +303,11 @@ int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, cons
 /* ---- Connections ---- */
 
 /*
- * Client: writes what a later tp_quic_connect_resume() needs (the server's TLS session ticket and
- * the transport parameters 0-RTT must respect; a few hundred bytes, secret: keep it private) into
- * buf. The ticket arrives shortly after the handshake; until then, and on a server, returns
- * TP_ERR_STATE. Returns the length, or TP_ERR_RANGE (buf too small: 4096 bytes is plenty),
- * TP_ERR_NOMEM. Valid until on_close returns.
+ * Client: writes what a later tp_quic_connect_resume() needs (the server's TLS session ticket,
+ * the transport parameters 0-RTT must respect and the server's last NEW_TOKEN token, if any; a
+ * few hundred bytes, secret: keep it private) into buf. The ticket arrives shortly after the
+ * handshake; until then, and on a server, returns TP_ERR_STATE. Returns the length, or TP_ERR_RANGE
+ * (buf too small: 4096 bytes is plenty), TP_ERR_NOMEM. Valid until on_close returns.
  */
 ssize_t tp_quic_conn_session(const tp_quic_conn_t *conn, void *buf, size_t size);
 

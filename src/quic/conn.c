@@ -448,6 +448,23 @@ static int recv_datagram_cb(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
     return 0;
 }
 
+/* Client: a NEW_TOKEN token (RFC 9000 8.1.3) to present in the Initial of a later connection
+ * to this server, so that it need not ask for a Retry. The latest one wins. */
+static int recv_new_token_cb(ngtcp2_conn *q, const uint8_t *token, size_t len, void *ud) {
+    tp_quic_conn_t *c = ud;
+    if (len == 0 || len > TP_QUIC_CLIENT_TOKEN_MAX) {
+        return 0;
+    }
+    uint8_t *copy = malloc(len);
+    if (copy) {
+        memcpy(copy, token, len);
+        free(c->new_token);
+        c->new_token = copy;
+        c->new_token_len = len;
+    }
+    return 0;
+}
+
 static int recv_stateless_reset_cb(ngtcp2_conn *q, const ngtcp2_pkt_stateless_reset *sr, void *ud) {
     ((tp_quic_conn_t *)ud)->got_reset = true;
     return 0;
@@ -626,6 +643,9 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server) {
     cb->extend_max_local_streams_uni = extend_max_local_streams_cb;
     cb->recv_datagram = recv_datagram_cb;
     cb->recv_stateless_reset = recv_stateless_reset_cb;
+    if (!server) {
+        cb->recv_new_token = recv_new_token_cb;
+    }
 }
 
 size_t tp__quic_max_udp_payload_bound(const tp_quic_settings_t *s) {
@@ -787,6 +807,7 @@ static void conn_free(tp_quic_conn_t *c) {
     }
     free(c->dgrams);
     free(c->close_pkt);
+    free(c->new_token);
     if (c->q) {
         ngtcp2_conn_del(c->q);
     }
@@ -949,9 +970,16 @@ static int local_addr_for(const tp_quic_endpoint_t *ep, const tp_addr_t *remote,
     return rc;
 }
 
-/* The blob of tp_quic_conn_session(): magic, then the TLS session and the 0-RTT transport
- * parameters, each with a 4-byte big-endian length. */
-static const uint8_t SESSION_MAGIC[4] = {'T', 'P', 'Q', '1'};
+/* The blob of tp_quic_conn_session(): magic, then the TLS session, the 0-RTT transport
+ * parameters and the server's NEW_TOKEN token (maybe empty), each with a 4-byte big-endian
+ * length. "TPQ1" blobs (from before tokens were kept) have the first two parts only. */
+static const uint8_t SESSION_MAGIC[4] = {'T', 'P', 'Q', '2'};
+static const uint8_t SESSION_MAGIC_V1[4] = {'T', 'P', 'Q', '1'};
+
+typedef struct session_parts {
+    const uint8_t *tls, *tp, *token;
+    size_t tls_len, tp_len, token_len;
+} session_parts_t;
 
 static bool blob_part(const uint8_t **p, size_t *left, const uint8_t **part, size_t *len) {
     if (*left < 4) {
@@ -968,27 +996,36 @@ static bool blob_part(const uint8_t **p, size_t *left, const uint8_t **part, siz
     return true;
 }
 
-/* Client: resume from a tp_quic_conn_session() blob, and with early_data set the remembered
- * transport parameters so streams can be opened and written as 0-RTT at once. */
-static int conn_resume(tp_quic_conn_t *c, const uint8_t *blob, size_t len) {
-    const uint8_t *tls;
-    const uint8_t *tp;
-    size_t tls_len;
-    size_t tp_len;
-    if (len < sizeof(SESSION_MAGIC) || memcmp(blob, SESSION_MAGIC, sizeof(SESSION_MAGIC)) != 0) {
-        return TP_ERR_INVAL;
+/* Splits a tp_quic_conn_session() blob into its parts; false if it is not one of ours. */
+static bool session_split(const uint8_t *blob, size_t len, session_parts_t *out) {
+    memset(out, 0, sizeof(*out));
+    if (len < sizeof(SESSION_MAGIC)) {
+        return false;
+    }
+    bool v1 = memcmp(blob, SESSION_MAGIC_V1, sizeof(SESSION_MAGIC_V1)) == 0;
+    if (!v1 && memcmp(blob, SESSION_MAGIC, sizeof(SESSION_MAGIC)) != 0) {
+        return false;
     }
     const uint8_t *p = blob + sizeof(SESSION_MAGIC);
     size_t left = len - sizeof(SESSION_MAGIC);
-    if (!blob_part(&p, &left, &tls, &tls_len) || !blob_part(&p, &left, &tp, &tp_len) || left != 0 ||
-        tls_len == 0) {
+    if (!blob_part(&p, &left, &out->tls, &out->tls_len) ||
+        !blob_part(&p, &left, &out->tp, &out->tp_len) ||
+        (!v1 && !blob_part(&p, &left, &out->token, &out->token_len)) || left != 0 ||
+        out->tls_len == 0 || out->token_len > TP_QUIC_CLIENT_TOKEN_MAX) {
+        return false;
+    }
+    return true;
+}
+
+/* Client: resume from a tp_quic_conn_session() blob, and with early_data set the remembered
+ * transport parameters so streams can be opened and written as 0-RTT at once. (Its token went
+ * into the settings when the connection was made.) */
+static int conn_resume(tp_quic_conn_t *c, const session_parts_t *sp) {
+    if (gnutls_session_set_data(c->tls, sp->tls, sp->tls_len) != 0) {
         return TP_ERR_INVAL;
     }
-    if (gnutls_session_set_data(c->tls, tls, tls_len) != 0) {
-        return TP_ERR_INVAL;
-    }
-    if (c->ep->s.early_data && tp_len > 0 &&
-        ngtcp2_conn_decode_and_set_0rtt_transport_params(c->q, tp, tp_len) == 0) {
+    if (c->ep->s.early_data && sp->tp_len > 0 &&
+        ngtcp2_conn_decode_and_set_0rtt_transport_params(c->q, sp->tp, sp->tp_len) == 0) {
         c->early_offered = true; /* sent once GnuTLS installs the 0-RTT key (recv_tx_key_cb) */
     }
     return 0;
@@ -1008,7 +1045,7 @@ ssize_t tp_quic_conn_session(const tp_quic_conn_t *conn, void *buf, size_t size)
     if (tplen < 0) {
         tplen = 0; /* resumption still works; 0-RTT will not be offered */
     }
-    size_t need = sizeof(SESSION_MAGIC) + 4 + d.size + 4 + (size_t)tplen;
+    size_t need = sizeof(SESSION_MAGIC) + 4 + d.size + 4 + (size_t)tplen + 4 + conn->new_token_len;
     ssize_t rc = (ssize_t)need;
     if (need > size) {
         rc = TP_ERR_RANGE;
@@ -1016,9 +1053,9 @@ ssize_t tp_quic_conn_session(const tp_quic_conn_t *conn, void *buf, size_t size)
         uint8_t *o = buf;
         memcpy(o, SESSION_MAGIC, sizeof(SESSION_MAGIC));
         o += sizeof(SESSION_MAGIC);
-        size_t lens[2] = {d.size, (size_t)tplen};
-        const uint8_t *parts[2] = {d.data, tp};
-        for (int i = 0; i < 2; i++) {
+        size_t lens[3] = {d.size, (size_t)tplen, conn->new_token_len};
+        const uint8_t *parts[3] = {d.data, tp, conn->new_token};
+        for (int i = 0; i < 3; i++) {
             o[0] = (uint8_t)(lens[i] >> 24);
             o[1] = (uint8_t)(lens[i] >> 16);
             o[2] = (uint8_t)(lens[i] >> 8);
@@ -1043,6 +1080,10 @@ int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, cons
                            tp_quic_conn_t **out) {
     if (ep->server || ep->closing) {
         return TP_ERR_STATE;
+    }
+    session_parts_t sp;
+    if (session && !session_split(session, session_len, &sp)) {
+        return TP_ERR_INVAL;
     }
     tp_addr_t peer = *remote;
     if (ep->udp.family == AF_INET6 && remote->u.sa.sa_family == AF_INET) {
@@ -1083,6 +1124,10 @@ int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, cons
     fill_callbacks(&cb, false);
     uint16_t probes[5];
     fill_settings(c, &st, &tp, &peer, probes);
+    if (session && sp.token_len) {
+        st.token = sp.token; /* the server's NEW_TOKEN: no Retry round trip (RFC 9000 8.1.3) */
+        st.tokenlen = sp.token_len;
+    }
     ngtcp2_path path;
     tp__quic_addr_to_ngtcp2(&path.local, &local);
     tp__quic_addr_to_ngtcp2(&path.remote, &peer);
@@ -1094,7 +1139,7 @@ int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, cons
         rc = conn_tls(c,
                       server_name ? server_name : tp_addr_format_ip(remote, ipbuf, sizeof(ipbuf)));
         if (rc == 0 && session) {
-            rc = conn_resume(c, session, session_len);
+            rc = conn_resume(c, &sp);
         }
         if (rc == 0) {
             rc = tp__quic_router_insert(&ep->router, scid.data, scid.datalen, c);

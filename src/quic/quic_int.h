@@ -64,6 +64,8 @@ void tp__quic_router_purge(tp_quic_router_t *r, const void *value);
 #define TP_QUIC_RETRY_TOKEN_TTL_MS   10000
 #define TP_QUIC_REGULAR_TOKEN_TTL_MS ((uint64_t)3600 * 1000)
 #define TP_QUIC_TOKEN_MAX            NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2
+/* The longest NEW_TOKEN token a client keeps (any server's; longer ones are ignored). */
+#define TP_QUIC_CLIENT_TOKEN_MAX 512
 
 /* Mints a Retry token binding the client address, our Retry SCID and the client's original
  * DCID, stamped with `now_ns`. Returns its length, or TP_ERR_IO. */
@@ -311,6 +313,9 @@ struct tp_quic_conn {
     bool confirmed;           /* the handshake is confirmed (RFC 9001 4.1.2) */
     bool close_flushed;       /* client: what was due went out before our CONNECTION_CLOSE */
     bool early_offered;       /* client: resuming with 0-RTT transport parameters */
+    /* Client: the server's last NEW_TOKEN token (malloc'd), kept for tp_quic_conn_session(). */
+    uint8_t *new_token;
+    size_t new_token_len;
     bool early_data_sent;     /* client: ... and the 0-RTT key is in place */
     bool early_data_rejected; /* client: the server refused it */
     void *app_data;

@@ -211,6 +211,60 @@ describe('QUIC resumption, 0-RTT and key update', () => {
         assert.equal(st.stats.resumed_handshakes, 1);
     });
 
+    it('turnpike-h3 --session-file keeps the NEW_TOKEN token: later connections to a Retry-always server skip the Retry', { timeout: 300_000 }, async () => {
+        const certs = makeTestCerts();
+        const dir = tempDir('tp-newtoken-');
+        const sess = path.join(dir, 'session.bin');
+        const base = ['--ca', certs.caFile, '--verify-pattern', '--session-file', sess, '--no-early-data'];
+        const a = await startH3Files(certs, ['--retry', 'always']);
+        const url = `https://127.0.0.1:${a.port}/bytes/100000`;
+        for (let i = 0; i < 3; i++) {
+            const r = await tool(['get', url, ...base]);
+            assert.equal(r.code, 0, JSON.stringify(r.summary));
+            assert.equal(r.summary.per_stream[0].pattern_ok, true);
+            assert.equal(r.summary.resumed, i > 0);
+        }
+        // The saved blob (format TPQ2) carries the token as its third part; an older TPQ1 blob
+        // (session and transport parameters only) still resumes, and pays the Retry again.
+        const blob = fs.readFileSync(sess);
+        assert.equal(blob.subarray(0, 4).toString('latin1'), 'TPQ2');
+        let off = 4;
+        const parts: Buffer[] = [];
+        for (let i = 0; i < 3; i++) {
+            const n = blob.readUInt32BE(off);
+            parts.push(blob.subarray(off + 4, off + 4 + n));
+            off += 4 + n;
+        }
+        assert.equal(off, blob.length);
+        assert.ok(parts[2].length > 0, 'no NEW_TOKEN token was saved');
+        const v1 = path.join(dir, 'v1.bin');
+        const len = (b: Buffer) => {
+            const l = Buffer.alloc(4);
+            l.writeUInt32BE(b.length);
+            return l;
+        };
+        fs.writeFileSync(v1, Buffer.concat([Buffer.from('TPQ1', 'latin1'), len(parts[0]), parts[0], len(parts[1]), parts[1]]), { mode: 0o600 });
+        const old = await tool(['get', url, '--ca', certs.caFile, '--verify-pattern', '--session-file', v1, '--no-early-data']);
+        assert.equal(old.code, 0, JSON.stringify(old.summary));
+        assert.equal(old.summary.resumed, true);
+        const sa = await stopServer(a.srv);
+        // Four connections; the first and the TPQ1 one (no token) were asked for a Retry, the two
+        // that presented the token were not.
+        assert.equal(sa.stats.handshakes, 4);
+        assert.equal(sa.stats.retries_sent, 2);
+        assert.equal(sa.stats.accepted_initials, 4);
+        assert.equal(sa.stats.rejected_initials, 0);
+        // Another server (another secret): the token does not verify, so that server asks for a
+        // Retry as for any new client, and the connection is made all the same.
+        const b = await startH3Files(certs, ['--retry', 'always']);
+        const r = await tool(['get', `https://127.0.0.1:${b.port}/bytes/100000`, ...base]);
+        assert.equal(r.code, 0, JSON.stringify(r.summary));
+        assert.equal(r.summary.per_stream[0].pattern_ok, true);
+        const sb = await stopServer(b.srv);
+        assert.equal(sb.stats.retries_sent, 1);
+        assert.equal(sb.stats.handshakes, 1);
+    });
+
     it('turnpike-h3: a --session-file that is not a saved session is a clear error', { timeout: 60_000 }, async () => {
         const certs = makeTestCerts();
         const { srv, port } = await startServer(certs, true);
