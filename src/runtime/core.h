@@ -65,6 +65,8 @@ struct tp_server {
     uv_loop_t loop; /* the main thread's: signals and worker joins */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
+    int stop_signal;                 /* the signal that started the drain */
+    atomic_uint drain_waiting;       /* workers that have not closed their listeners yet */
     struct h3_onramp *h3_onramps;    /* per configured endpoint: its QUIC groups (onramp/http3.c) */
     struct tp_tls_creds **tls_creds; /* per endpoint: the current credentials (NULL: no TLS) */
     /* TLS client configurations, loaded before the workers start and read-only after: */

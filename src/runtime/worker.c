@@ -174,6 +174,16 @@ static void wakeup_cb(uv_async_t *a) {
         w->draining = true;
         for (size_t i = 0; i < w->nlisteners; i++)
             uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+        /* "draining" is logged once no worker accepts any more: a client that reads it and
+         * connects is refused, not served (06-drain). */
+        tp_server_t *srv = w->server;
+        if (atomic_fetch_sub(&srv->drain_waiting, 1) == 1) {
+            tp_logline_t l;
+            tp__log_begin_always(&l, TP_LOG_INFO, "draining");
+            tp__log_str(&l, "signal", srv->stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+            tp__log_u64(&l, "drain_timeout_ms", srv->cfg.runtime.drain_timeout);
+            tp__log_end(&l);
+        }
         uint64_t now = uv_now(&w->loop);
         for (tp_conn_t *c = w->conns; c; c = c->next) {
             if (c->closing)
@@ -214,11 +224,8 @@ static void on_signal(uv_signal_t *s, int signum) {
     if (srv->stopping)
         return;
     srv->stopping = true;
-    tp_logline_t l;
-    tp__log_begin_always(&l, TP_LOG_INFO, "draining");
-    tp__log_str(&l, "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    tp__log_u64(&l, "drain_timeout_ms", srv->cfg.runtime.drain_timeout);
-    tp__log_end(&l);
+    srv->stop_signal = signum;
+    atomic_store(&srv->drain_waiting, srv->nworkers);
     for (unsigned i = 0; i < srv->nworkers; i++) {
         atomic_store(&srv->workers[i].drain_req, 1);
         uv_async_send(&srv->workers[i].wakeup);
