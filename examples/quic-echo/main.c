@@ -23,7 +23,7 @@ static void usage(void) {
         stderr,
         "usage: quic-echo server --listen ADDR:PORT --cert FILE --key FILE\n"
         "                        [--retry always|never|load] [--workers N] [--cc cubic|bbr|reno]\n"
-        "                        [--qlog-dir DIR] [--keylog FILE]\n"
+        "                        [--qlog-dir DIR] [--keylog FILE] [--steering on|off]\n"
         "       quic-echo client HOST PORT [--streams N] [--bytes B] [--datagrams K]\n"
         "                        [--ca FILE | --insecure] [--sni NAME] [--timeout-ms T]\n"
         "                        [--qlog-dir DIR] [--keylog FILE] [--connects N]\n"
@@ -225,6 +225,8 @@ static int run_server(int argc, char **argv) {
             s.keylog_file = v;
         } else if (!strcmp(a, "--workers")) {
             nworkers = (unsigned)parse_num(v, a);
+        } else if (!strcmp(a, "--steering")) {
+            s.reuseport_steering = strcmp(v, "off") != 0;
         } else if (!strcmp(a, "--retry")) {
             s.retry = !strcmp(v, "never")  ? TP_QUIC_RETRY_NEVER
                       : !strcmp(v, "load") ? TP_QUIC_RETRY_UNDER_LOAD
@@ -268,8 +270,9 @@ static int run_server(int argc, char **argv) {
     tp_addr_t local;
     char text[TP_ADDR_STRLEN];
     tp_quic_endpoint_local_addr(srv.workers[0].ep, &local);
-    printf("{\"msg\":\"ready\",\"listen\":\"%s\",\"port\":%u,\"workers\":%u}\n",
-           tp_addr_format(&local, text, sizeof(text)), tp_addr_port(&local), nworkers);
+    printf("{\"msg\":\"ready\",\"listen\":\"%s\",\"port\":%u,\"workers\":%u,\"steering\":%s}\n",
+           tp_addr_format(&local, text, sizeof(text)), tp_addr_port(&local), nworkers,
+           tp_quic_group_steering(srv.group) ? "true" : "false");
     fflush(stdout);
     uv_loop_init(&srv.main_loop);
     uv_signal_init(&srv.main_loop, &srv.sigterm);

@@ -105,6 +105,10 @@ typedef struct tp_quic_settings {
     /* Routing: the server id and worker index carried in every connection ID we issue. */
     uint16_t server_id;   /* 0 */
     uint8_t worker_index; /* 0; tp_quic_group_add() sets it */
+    /* Groups: the first member attaches a classic BPF program to the SO_REUSEPORT group, so
+     * the kernel delivers a packet whose DCID is one of ours to the worker byte 3 names (docs/
+     * quic.md, "Endpoints, workers and the router"): true. */
+    bool reuseport_steering;
     /* The secret for tokens and stateless resets; NULL: one made at random per process. Set it
      * (to the same bytes) on every process behind one address, or tokens will not verify. */
     const uint8_t *static_secret; /* TP_QUIC_SECRET_LEN bytes, or NULL */
@@ -429,10 +433,12 @@ size_t tp_quic_datagram_max(const tp_quic_conn_t *conn);
 
 /*
  * A group ties the endpoints of several worker loops (threads) that share one address through
- * SO_REUSEPORT. The kernel spreads packets by 4-tuple, so a connection's packets can land on
- * another worker after the peer migrates, or when the 4-tuple hash changes; each endpoint looks
- * at byte TP_QUIC_CID_WORKER_OFF of the destination CID and hands such packets to the right
- * worker through a bounded queue and a uv_async_t. Workers are numbered 0..n-1 in the order
+ * SO_REUSEPORT. With settings.reuseport_steering (the default) the kernel picks the socket by
+ * byte TP_QUIC_CID_WORKER_OFF of a packet's DCID when that DCID is one of ours, else by a hash
+ * of the 4-tuple. A packet that still lands on another worker (no steering, an old kernel, a
+ * member closed) is handed over: each endpoint looks at byte TP_QUIC_CID_WORKER_OFF of the
+ * destination CID and passes such packets to the right worker through a bounded queue and a
+ * uv_async_t. Workers are numbered 0..n-1 in the order
  * they are added; the settings of every member must use the same secret.
  */
 typedef struct tp_quic_group tp_quic_group_t;
@@ -453,6 +459,11 @@ int tp_quic_group_add(tp_quic_group_t *group, tp_quic_endpoint_t **out, uv_loop_
 
 /* Sums the counters of every member (reads them without locks: each value is a snapshot). */
 void tp_quic_group_stats(tp_quic_group_t *group, tp_quic_stats_t *out);
+
+/* True when the kernel took the group's steering program (settings.reuseport_steering): packets
+ * for one of our CIDs go straight to the worker that owns it, and the hand-off is left for the
+ * rare packet the program cannot place. False: the kernel hashes the 4-tuple, as without it. */
+bool tp_quic_group_steering(tp_quic_group_t *group);
 
 /* Frees the group once every member endpoint has been closed (their close callbacks ran). */
 void tp_quic_group_del(tp_quic_group_t *group);

@@ -36,6 +36,7 @@ void tp_quic_settings_default(tp_quic_settings_t *s) {
     s->max_udp_payload = 0; /* auto: from the route to each peer */
     s->stateless_resets_per_sec = 100;
     s->max_connections = 10000;
+    s->reuseport_steering = true;
 }
 
 static int check_settings(const tp_quic_settings_t *s, bool server, const tp_quic_app_t *app) {

@@ -1,7 +1,9 @@
 /* group.c: endpoints of several worker loops on one address (SO_REUSEPORT), and the hand-off of
  * packets that the kernel delivered to the wrong worker: a bounded queue and a uv_async_t. */
+#include <linux/filter.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "quic/quic_int.h"
 
@@ -30,7 +32,41 @@ struct tp_quic_group {
     tp_quic_endpoint_t **members; /* NULL once a member started closing */
     tp_addr_t bound;
     tp_quic_stats_t retired; /* counters of members that closed */
+    bool steering;           /* the kernel took steer_prog */
 };
+
+/*
+ * The steering program (classic BPF, SO_ATTACH_REUSEPORT_CBPF): the kernel runs it on the UDP
+ * payload of every datagram for the port and delivers it to the socket whose index in the
+ * SO_REUSEPORT group it returns. Members bind in worker order, so socket index = worker index.
+ * A DCID of ours (16 bytes, first octet 0x0f) gives its worker byte; anything else returns an
+ * index no socket has, and the kernel falls back to its 4-tuple hash. Long header: DCID length
+ * at byte 5, DCID from byte 6; short header: DCID from byte 1. A datagram too short to read
+ * ends the program with 0 (worker 0), which drops it as any worker would.
+ */
+#define STEER_LONG_DCID  (6 + TP_QUIC_CID_WORKER_OFF)
+#define STEER_SHORT_DCID (1 + TP_QUIC_CID_WORKER_OFF)
+static struct sock_filter steer_prog[] = {
+    /* 0 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x80, 0, 6), /* long header, else to 8 */
+    /* 2 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 5),
+    /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TP_QUIC_CID_LEN, 0, 8), /* else to 12 */
+    /* 4 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 6),
+    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TP_QUIC_CID_LEN - 1, 0, 6), /* else to 12 */
+    /* 6 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, STEER_LONG_DCID),
+    /* 7 */ BPF_STMT(BPF_RET | BPF_A, 0),
+    /* 8 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),
+    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TP_QUIC_CID_LEN - 1, 0, 2), /* else to 12 */
+    /* 10 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, STEER_SHORT_DCID),
+    /* 11 */ BPF_STMT(BPF_RET | BPF_A, 0),
+    /* 12 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffffU),
+};
+
+static bool steer_attach(int fd) {
+    struct sock_fprog prog = {.len = sizeof(steer_prog) / sizeof(steer_prog[0]),
+                              .filter = steer_prog};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) == 0;
+}
 
 int tp_quic_group_new(tp_quic_group_t **out, unsigned max_workers) {
     if (max_workers == 0 || max_workers > 256) {
@@ -213,6 +249,8 @@ int tp_quic_group_add(tp_quic_group_t *g, tp_quic_endpoint_t **out, uv_loop_t *l
     ep->worker = idx;
     if (idx == 0) {
         tp_quic_endpoint_local_addr(ep, &g->bound);
+        /* The program belongs to the port's SO_REUSEPORT group, so later members have it too. */
+        g->steering = s.reuseport_steering && steer_attach(ep->udp.fd);
     }
     g->members[idx] = ep;
     g->count++;
@@ -231,6 +269,13 @@ void tp_quic_group_stats(tp_quic_group_t *g, tp_quic_stats_t *out) {
         }
     }
     uv_mutex_unlock(&g->lock);
+}
+
+bool tp_quic_group_steering(tp_quic_group_t *g) {
+    uv_mutex_lock(&g->lock);
+    bool on = g->steering;
+    uv_mutex_unlock(&g->lock);
+    return on;
 }
 
 void tp_quic_group_del(tp_quic_group_t *g) {

@@ -4,7 +4,10 @@
  * with `--workers 2`: two endpoints of one tp_quic_group_t bind the same port with SO_REUSEPORT,
  * and the kernel picks the socket by a hash of the 4-tuple.
  *
- * - A NAT that rebinds the client (testkit's startUdpImpair) 20 times in the middle of one
+ * - Kernel steering (the default: a classic BPF program on the reuseport group picks the socket
+ *   by byte 3 of the DCID): through 20 NAT rebindings of one connection the other worker receives
+ *   nothing at all.
+ * - With steering off, a NAT that rebinds the client (testkit's startUdpImpair) 20 times in the middle of one
  *   connection's echo: each new source address or port is hashed afresh, so some rebindings land
  *   on the worker that does not own the connection, and every packet from then on must be handed
  *   over (byte 3 of the DCID names the owner). The echo must come back byte-exact on the same
@@ -78,9 +81,10 @@ async function stopAndStats(srv: TestProcess): Promise<{ group: Stats; workers: 
 describe('QUIC hand-off between workers (quic-echo --workers 2)', () => {
     afterEach(cleanup);
 
-    it('20 NAT rebindings in one connection: packets that reach the other worker are handed over, the echo stays byte-exact', { timeout: 300_000 }, async () => {
+    /** An echo through 20 NAT rebindings of one connection, steering on or off; the stats. */
+    async function rebindingEcho(steering: 'on' | 'off') {
         const certs = makeTestCerts();
-        const { srv, port } = await startServer(certs, ['--retry', 'always']);
+        const { srv, port } = await startServer(certs, ['--retry', 'always', '--steering', steering]);
         // keepOldMapping: the echo client is sometimes only waiting for the server when the relay
         // rebinds; if the server's packets to the old address were lost, nothing would ever tell
         // the server the new one (a stall with any number of workers, not a hand-off problem).
@@ -132,6 +136,12 @@ describe('QUIC hand-off between workers (quic-echo --workers 2)', () => {
         const other = workers[1 - owner];
         assert.equal(other.handshakes, 0);
         assert.equal(other.accepted_initials, 0);
+        assert.equal(workers[owner].handed_off, 0);
+        return { group, workers, owner, other, relay };
+    }
+
+    it('20 NAT rebindings in one connection, kernel steering off: packets that reach the other worker are handed over, the echo stays byte-exact', { timeout: 300_000 }, async () => {
+        const { group, workers, owner, other, relay } = await rebindingEcho('off');
         // The other worker received some of the connection's packets and handed every one of
         // them to the owner (it has no connection, so any it kept would have been answered with
         // a stateless reset or counted as an unknown CID). The owner never hands anything off:
@@ -141,9 +151,24 @@ describe('QUIC hand-off between workers (quic-echo --workers 2)', () => {
         // Whatever it did not hand over was a counted drop (its queue to the owner was full:
         // 1024 packets), never a packet it kept or lost silently.
         assert.ok(other.packets_in - other.handed_off <= other.udp_drops, JSON.stringify(other));
-        assert.equal(workers[owner].handed_off, 0);
         assert.equal(group.handed_off, other.handed_off);
         console.log(`# owner worker ${owner}; worker ${1 - owner} handed off ${other.handed_off} of its ${other.packets_in} packets (queue drops ${other.udp_drops}); relay ${JSON.stringify(relay.stats)}`);
+    });
+
+    it('20 NAT rebindings with the kernel steering by DCID (the default): every packet reaches the owner directly, nothing is handed off', { timeout: 300_000 }, async (t) => {
+        const probe = await startServer(makeTestCerts(), []);
+        await probe.srv.stop();
+        const ready = probe.srv.jsonLines().find((l) => l.msg === 'ready');
+        if (ready?.steering !== true) {
+            t.skip('the kernel refused SO_ATTACH_REUSEPORT_CBPF');
+            return;
+        }
+        const { group, workers, other, relay } = await rebindingEcho('on');
+        // Without steering each of the 20 new 4-tuples reaches the other worker with probability
+        // 1/2 (the test above); with it, the kernel reads byte 3 of every DCID and none does.
+        assert.equal(other.packets_in, 0, JSON.stringify(workers));
+        assert.equal(group.handed_off, 0);
+        console.log(`# steering: the owner got all ${group.packets_in} packets; relay ${JSON.stringify(relay.stats)}`);
     });
 
     it('50 connections from 50 source ports: both workers serve some, all through a Retry, none handed off', { timeout: 300_000 }, async () => {
