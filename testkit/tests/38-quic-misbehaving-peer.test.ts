@@ -92,6 +92,14 @@ async function wellBehavedClient(certs: TestCerts, port: number): Promise<void> 
     assert.equal(s.mismatched_streams, 0);
 }
 
+/** The server ended the abusive connection with transport error `code`, before the echo. */
+function assertClosedWith(s: Summary, code: number): void {
+    assert.equal(s.closed_by_peer, true, JSON.stringify(s));
+    assert.equal(s.error_type, 'transport');
+    assert.equal(s.error_code, code, JSON.stringify(s));
+    assert.equal(s.echo_ok, false, 'the connection should have ended before the echo');
+}
+
 /** Stops the server; it must exit cleanly (no sanitizer report); returns its last counters. */
 async function stopAndStats(srv: TestProcess): Promise<Record<string, number>> {
     assert.equal(srv.sanitizerReport(), null, `server sanitizer report:\n${srv.sanitizerReport()}`);
@@ -124,10 +132,7 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         const s = await misbehave(certs, port, 'cids', ['--count', '8']);
         assert.equal(s.limit, 4, 'the server announces active_connection_id_limit 4 (the runtime default)');
         assert.equal(s.frames_injected, 8);
-        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
-        assert.equal(s.error_type, 'transport');
-        assert.equal(s.error_code, CONNECTION_ID_LIMIT_ERROR, JSON.stringify(s));
-        assert.equal(s.echo_ok, false, 'the connection should have ended before the echo');
+        assertClosedWith(s, CONNECTION_ID_LIMIT_ERROR);
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
@@ -139,10 +144,7 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         const { srv, port } = await startServer(certs);
         const s = await misbehave(certs, port, 'crypto', ['--offset', String(1 << 20)]);
         assert.equal(s.frames_injected, 1);
-        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
-        assert.equal(s.error_type, 'transport');
-        assert.equal(s.error_code, CRYPTO_BUFFER_EXCEEDED, JSON.stringify(s));
-        assert.equal(s.echo_ok, false);
+        assertClosedWith(s, CRYPTO_BUFFER_EXCEEDED);
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
@@ -174,10 +176,7 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         const s = await misbehave(certs, port, 'streams');
         assert.equal(s.limit, 100, 'the server announces initial_max_streams_bidi 100 (the runtime default)');
         assert.equal(s.stream_id, 4 * 100, 'client bidi stream 4 x limit is the first one past it');
-        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
-        assert.equal(s.error_type, 'transport');
-        assert.equal(s.error_code, STREAM_LIMIT_ERROR, JSON.stringify(s));
-        assert.equal(s.echo_ok, false);
+        assertClosedWith(s, STREAM_LIMIT_ERROR);
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
@@ -191,10 +190,7 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         assert.equal(s.limit, 100, 'the server announces initial_max_streams_uni 100 (the runtime default)');
         assert.equal(s.stream_id, 4 * 100 + 2, 'client uni stream 4 x limit + 2 is the first one past it');
         assert.equal(s.frames_injected, 1);
-        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
-        assert.equal(s.error_type, 'transport');
-        assert.equal(s.error_code, STREAM_LIMIT_ERROR, JSON.stringify(s));
-        assert.equal(s.echo_ok, false);
+        assertClosedWith(s, STREAM_LIMIT_ERROR);
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
@@ -249,10 +245,7 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         // No stream past its own window (1 MB): only the connection's is broken.
         assert.ok(Math.ceil(s.data_end / s.streams_used) <= 1_000_000, JSON.stringify(s));
         assert.equal(s.frames_injected, 11);
-        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
-        assert.equal(s.error_type, 'transport');
-        assert.equal(s.error_code, FLOW_CONTROL_ERROR, JSON.stringify(s));
-        assert.equal(s.echo_ok, false);
+        assertClosedWith(s, FLOW_CONTROL_ERROR);
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
@@ -269,10 +262,7 @@ describe('QUIC peer that breaks the limits on purpose (quic-misbehave against qu
         assert.equal(s.limit, 2, "the tool's own active_connection_id_limit");
         assert.equal(s.retire_seq, 2);
         assert.equal(s.frames_injected, 1);
-        assert.equal(s.closed_by_peer, true, JSON.stringify(s));
-        assert.equal(s.error_type, 'transport');
-        assert.equal(s.error_code, PROTOCOL_VIOLATION, JSON.stringify(s));
-        assert.equal(s.echo_ok, false);
+        assertClosedWith(s, PROTOCOL_VIOLATION);
         await wellBehavedClient(certs, port);
         const st = await stopAndStats(srv);
         assert.equal(st.close_transport_error, 1);
