@@ -271,6 +271,13 @@ size_t tp_quic_stats_json(const tp_quic_stats_t *stats, char *buf, size_t size);
 void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void *arg);
 
 /*
+ * Server: from now on an Initial that would make a new connection is answered with a stateless
+ * CONNECTION_CLOSE (CONNECTION_REFUSED), as when max_connections is reached; the connections
+ * already made go on (a server draining before it closes). Cannot be undone.
+ */
+void tp_quic_endpoint_refuse_new(tp_quic_endpoint_t *ep);
+
+/*
  * Client: starts a connection to `remote` from a client endpoint. `server_name` is sent as SNI
  * (unless it is an IP literal) and the certificate is verified against it (an IP literal is
  * checked against the certificate's IP addresses); NULL uses the remote IP. `conn_data` is

@@ -1141,6 +1141,15 @@ static void qep_closed(void *arg) {
     }
 }
 
+void tp__h3_onramps_refuse_new(tp_worker_t *w) {
+    for (size_t e = 0; w->endpoints && w->server->h3_onramps && e < w->server->cfg.endpoints.n;
+         e++) {
+        h3_worker_ep_t *we = w->endpoints[e].h3;
+        for (size_t a = 0; we && a < we->nqeps; a++)
+            tp_quic_endpoint_refuse_new(we->qeps[a]);
+    }
+}
+
 void tp__h3_onramps_drain(tp_worker_t *w) {
     for (size_t e = 0; w->endpoints && w->server->h3_onramps && e < w->server->cfg.endpoints.n;
          e++) {

@@ -653,14 +653,15 @@ size_t tp__quic_max_udp_payload_bound(const tp_quic_settings_t *s) {
 }
 
 /* The PMTUD ceiling for a path to `remote` (docs/quic.md, "Path MTU"). */
-static size_t path_ceiling(const tp_quic_settings_t *s, const tp_addr_t *remote) {
+static size_t path_ceiling(const tp_quic_settings_t *s, const tp_addr_t *remote,
+                           const tp_addr_t *local) {
     if (s->max_udp_payload) {
         return s->max_udp_payload;
     }
     const struct in6_addr *a6 = &remote->u.in6.sin6_addr;
     bool v6 = remote->u.sa.sa_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(a6);
     size_t hdr = v6 ? 48 : 28; /* IP header + 8 bytes of UDP */
-    size_t mtu = tp__quic_route_mtu(remote);
+    size_t mtu = tp__quic_route_mtu(remote, local);
     if (mtu <= 1500) { /* 0: the kernel could not tell */
         /* Ethernet or smaller (or unknown): ngtcp2's usual 1452, or less on a smaller link. */
         size_t p = mtu > hdr ? mtu - hdr : 1452;
@@ -674,14 +675,14 @@ static size_t path_ceiling(const tp_quic_settings_t *s, const tp_addr_t *remote)
 }
 
 static void fill_settings(tp_quic_conn_t *c, ngtcp2_settings *st, ngtcp2_transport_params *tp,
-                          const tp_addr_t *remote, uint16_t probes[5]) {
+                          const tp_addr_t *remote, const tp_addr_t *local, uint16_t probes[5]) {
     const tp_quic_settings_t *s = &c->ep->s;
     ngtcp2_settings_default(st);
     st->initial_ts = c->start_ns;
     st->cc_algo = s->cc == TP_QUIC_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                   : s->cc == TP_QUIC_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
-    c->max_udp_payload = path_ceiling(s, remote);
+    c->max_udp_payload = path_ceiling(s, remote, local);
     st->max_tx_udp_payload_size = c->max_udp_payload;
     if (c->max_udp_payload > 1200) {
         /* ngtcp2's own probes (1406, then 1342 and 1232 if it was lost, then 1444) and, last,
@@ -897,7 +898,7 @@ int tp__quic_conn_accept(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx, const n
     ngtcp2_transport_params tp;
     fill_callbacks(&cb, true);
     uint16_t probes[5];
-    fill_settings(c, &st, &tp, &rx->remote, probes);
+    fill_settings(c, &st, &tp, &rx->remote, &rx->local, probes);
     if (hd->tokenlen && token_ok) {
         st.token = hd->token;
         st.tokenlen = hd->tokenlen;
@@ -1123,7 +1124,7 @@ int tp_quic_connect_resume(tp_quic_endpoint_t *ep, const tp_addr_t *remote, cons
     ngtcp2_transport_params tp;
     fill_callbacks(&cb, false);
     uint16_t probes[5];
-    fill_settings(c, &st, &tp, &peer, probes);
+    fill_settings(c, &st, &tp, &peer, &local, probes);
     if (session && sp.token_len) {
         st.token = sp.token; /* the server's NEW_TOKEN: no Retry round trip (RFC 9000 8.1.3) */
         st.tokenlen = sp.token_len;
@@ -1404,8 +1405,8 @@ static void write_pkts(tp_quic_conn_t *c) {
                 seglen = (size_t)n;
                 t->len = (size_t)n;
                 nsegs = 1;
-                if (!ep->udp.gso) {
-                    break;
+                if (!ep->udp.gso || (size_t)n > pmax) {
+                    break; /* a PMTUD probe leaves alone (see below) */
                 }
                 continue;
             }
@@ -1430,6 +1431,13 @@ static void write_pkts(tp_quic_conn_t *c) {
                 seglen = (size_t)n;
                 t->len = (size_t)n;
                 nsegs = 1;
+                if ((size_t)n > pmax) {
+                    /* A PMTUD probe (larger than the path's size) is a datagram of its own: as
+                     * the head of a GSO train its size would be the segment size of the packets
+                     * behind it, and a probe the link cannot carry would fail the whole train
+                     * (EMSGSIZE, or EINVAL, which turns GSO off for the socket). */
+                    break;
+                }
                 continue;
             }
             t->len += (size_t)n;

@@ -502,7 +502,7 @@ static void accept_initial(tp_quic_endpoint_t *ep, const tp_quic_rx_t *rx) {
         ep->stats.rejected_initials++;
         return;
     }
-    if (ep->closing || ep->stats.connections >= ep->s.max_connections) {
+    if (ep->closing || ep->refusing || ep->stats.connections >= ep->s.max_connections) {
         refuse_initial(ep, rx, &hd, NGTCP2_CONNECTION_REFUSED);
         return;
     }
@@ -668,6 +668,8 @@ static void close_step_cb(uv_idle_t *h) {
     ep->idle_active = false;
     uv_close((uv_handle_t *)&ep->idle, tp__quic_endpoint_handle_closed);
 }
+
+void tp_quic_endpoint_refuse_new(tp_quic_endpoint_t *ep) { ep->refusing = true; }
 
 void tp_quic_endpoint_close(tp_quic_endpoint_t *ep, void (*cb)(void *arg), void *arg) {
     if (ep->closing) {

@@ -147,10 +147,10 @@ int tp__quic_udp_open(tp_quic_udp_t *u, const tp_addr_t *bind, bool client, bool
 void tp__quic_udp_close_fd(tp_quic_udp_t *u);
 /* The largest max_udp_payload any connection of an endpoint with these settings may use. */
 size_t tp__quic_max_udp_payload_bound(const tp_quic_settings_t *s);
-/* The MTU of the kernel's route to `remote` (IP_MTU / IPV6_MTU of a throw-away connected
- * socket: the interface's MTU, or a smaller one the kernel learned for that destination), or 0
- * when the kernel cannot tell. */
-size_t tp__quic_route_mtu(const tp_addr_t *remote);
+/* The MTU of the kernel's route to `remote` from `local` (NULL or a wildcard: any source) (IP_MTU /
+ * IPV6_MTU of a throw-away connected socket: the interface's MTU, or a smaller one the kernel
+ * learned for that destination), or 0 when the kernel cannot tell. */
+size_t tp__quic_route_mtu(const tp_addr_t *remote, const tp_addr_t *local);
 /* Receives one batch and calls tp__quic_endpoint_on_packet for every datagram or segment. Returns
  * the number of datagrams read (0: nothing pending), or a negative errno. */
 int tp__quic_udp_recv_batch(tp_quic_udp_t *u, struct tp_quic_endpoint *ep);
@@ -373,6 +373,7 @@ struct tp_quic_endpoint {
     uv_loop_t *loop;
     bool server;
     bool closing;
+    bool refusing; /* tp_quic_endpoint_refuse_new(): no new connections */
     tp_quic_settings_t s;
     char *str_alpn, *str_cert, *str_key, *str_ca, *str_qlog, *str_keylog; /* owned copies */
     uint8_t secret[TP_QUIC_SECRET_LEN];

@@ -135,21 +135,22 @@ int tp__quic_udp_open(tp_quic_udp_t *u, const tp_addr_t *bind_addr, bool client,
     return 0;
 }
 
-size_t tp__quic_route_mtu(const tp_addr_t *remote) {
-    struct sockaddr_in in4;
-    const struct sockaddr *sa = &remote->u.sa;
-    socklen_t len = tp_addr_len(remote);
-    const struct in6_addr *a6 = &remote->u.in6.sin6_addr;
-    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6)) {
-        /* An IPv4 peer on a dual-stack socket: its route is an IPv4 one. */
-        memset(&in4, 0, sizeof(in4));
-        in4.sin_family = AF_INET;
-        in4.sin_port = remote->u.in6.sin6_port;
-        memcpy(&in4.sin_addr, &a6->s6_addr[12], 4);
-        sa = (const struct sockaddr *)&in4;
-        len = sizeof(in4);
+/* `a` as a plain IPv4 address when it is an IPv4-mapped IPv6 one (a dual-stack socket's view). */
+static void unmap(tp_addr_t *out, const tp_addr_t *a) {
+    *out = *a;
+    const struct in6_addr *a6 = &a->u.in6.sin6_addr;
+    if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6)) {
+        memset(out, 0, sizeof(*out));
+        out->u.in.sin_family = AF_INET;
+        out->u.in.sin_port = a->u.in6.sin6_port;
+        memcpy(&out->u.in.sin_addr, &a6->s6_addr[12], 4);
     }
-    int family = sa->sa_family;
+}
+
+size_t tp__quic_route_mtu(const tp_addr_t *remote, const tp_addr_t *local) {
+    tp_addr_t r;
+    unmap(&r, remote);
+    int family = r.u.sa.sa_family;
     if (family != AF_INET && family != AF_INET6) {
         return 0;
     }
@@ -157,9 +158,19 @@ size_t tp__quic_route_mtu(const tp_addr_t *remote) {
     if (fd < 0) {
         return 0;
     }
+    if (local) {
+        /* From the address the connection uses, so that source-based routing picks the same
+         * route as its packets will (a failure leaves the kernel's default source). */
+        tp_addr_t l;
+        unmap(&l, local);
+        if (l.u.sa.sa_family == family && !is_wildcard(&l)) {
+            tp_addr_set_port(&l, 0);
+            (void)bind(fd, &l.u.sa, tp_addr_len(&l));
+        }
+    }
     int mtu = 0;
     socklen_t mlen = sizeof(mtu);
-    if (connect(fd, sa, len) != 0 ||
+    if (connect(fd, &r.u.sa, tp_addr_len(&r)) != 0 ||
         getsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
                    family == AF_INET ? IP_MTU : IPV6_MTU, &mtu, &mlen) != 0) {
         mtu = 0;

@@ -416,6 +416,8 @@ const tp_proto_t *tp__onramp_proto(int type);
 /* Opens the HTTP/3 endpoints of every worker (before the workers run) and closes them. */
 int tp__h3_onramps_open(tp_server_t *srv);
 void tp__h3_onramps_drain(tp_worker_t *w);
+/* At the start of a drain: the worker's HTTP/3 endpoints refuse new connections. */
+void tp__h3_onramps_refuse_new(tp_worker_t *w);
 void tp__h3_onramps_free(tp_server_t *srv);
 /* The address an http3 endpoint's listen address `index` got (its port when 0 was asked). */
 bool tp__h3_onramp_bound(const tp_server_t *srv, size_t endpoint, size_t index, tp_addr_t *out);

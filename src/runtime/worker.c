@@ -174,6 +174,7 @@ static void wakeup_cb(uv_async_t *a) {
         w->draining = true;
         for (size_t i = 0; i < w->nlisteners; i++)
             uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+        tp__h3_onramps_refuse_new(w);
         /* "draining" is logged once no worker accepts any more: a client that reads it and
          * connects is refused, not served (06-drain). */
         tp_server_t *srv = w->server;

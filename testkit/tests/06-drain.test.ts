@@ -5,7 +5,11 @@ import { afterEach, describe, it } from 'node:test';
 import {
     cleanup,
     connectTunnel,
+    makeTestCerts,
     RawConnection,
+    runProcess,
+    startHttpOrigin,
+    toolBinary,
     sleep,
     startTcpEcho,
     startTurnpike,
@@ -64,6 +68,47 @@ describe('SIGTERM drain', () => {
         const exit = await withTimeout(tp.exited, 10_000, 'Turnpike did not exit after the last connection closed');
         assert.deepEqual(exit, { code: 0, signal: null });
         assert.ok(tp.findLog({ msg: 'stopped' }), 'a "stopped" log line');
+        await tp.assertCleanExit();
+    });
+
+    it('an http3 endpoint refuses new QUIC connections once draining (CONNECTION_REFUSED), while an open tunnel keeps the drain going', { timeout: 60_000 }, async () => {
+        const certs = makeTestCerts();
+        const echo = await startTcpEcho();
+        const origin = await startHttpOrigin();
+        const config = proxyConfig({ allow_destinations: LOOPBACK }, { runtime: { drain_timeout: '30s' } }) as { endpoints: object[] };
+        config.endpoints.push({
+            name: 'h3',
+            type: 'http3',
+            listen: ['127.0.0.1:0'],
+            quic: { certificate: certs.certFile, private_key: certs.keyFile },
+            routes: [{ upstream: 'o' }],
+        });
+        const tp = await startTurnpike({ config: { ...config, upstreams: [{ name: 'o', servers: [`127.0.0.1:${origin.port}`] }] } });
+        const url = `https://127.0.0.1:${tp.endpoint('h3').port}/x`;
+        const get = () => runProcess(toolBinary('turnpike-h3'), ['get', url, '--ca', certs.caFile, '--sni', 'localhost', '--timeout-ms', '5000'], 30_000);
+        const before = await get();
+        assert.equal(before.code, 0, before.stdout + before.stderr);
+        assert.equal(origin.requests.length, 1);
+        const t = await connectTunnel(tp.endpoint('proxy'), echo.address);
+        assert.equal(t.status, 200);
+        const c = RawConnection.wrap(t.socket);
+        await roundTrip(c, 'open');
+
+        tp.signal('SIGTERM');
+        await tp.waitForLog({ msg: 'draining' });
+        const during = await get();
+        const summary = JSON.parse(during.stdout.trim().split('\n').pop() || '{}');
+        assert.equal(during.code, 1, `a new HTTP/3 connection during the drain was served: ${during.stdout}`);
+        assert.equal(summary.ok, false);
+        assert.match(String(summary.error), /by the peer, transport error 0x2\b/, during.stdout); // CONNECTION_REFUSED
+        assert.equal(origin.requests.length, 1, 'the refused request reached the origin');
+        await roundTrip(c, 'still open');
+        assert.ok(tp.running, 'Turnpike must wait for the open tunnel');
+        await c.end();
+        await c.waitForPeerClose(5000);
+        c.destroy();
+        const exit = await withTimeout(tp.exited, 10_000, 'Turnpike did not exit after the last connection closed');
+        assert.deepEqual(exit, { code: 0, signal: null });
         await tp.assertCleanExit();
     });
 

@@ -139,6 +139,29 @@ describe('QUIC path MTU: the ceiling, PMTUD and black holes', () => {
         }
     });
 
+    it('a fixed ceiling above what the link carries (4000 on a 1500 MTU): only the probes are lost, GSO stays on, the path keeps 1444', { timeout: 120_000 }, async (t) => {
+        if (!canMakeNetns()) {
+            t.skip('no network namespaces here (not root, or no iproute2)');
+            return;
+        }
+        const certs = makeTestCerts();
+        const ns = createNetns('tppmtu');
+        ns.run('ip', ['link', 'set', 'lo', 'mtu', '1500']);
+        const srv = startProcess('ip', ['netns', 'exec', ns.name, H3_FILES, '--listen', '127.0.0.1:0', '--cert', certs.certFile, '--key', certs.keyFile, '--retry', 'never', '--max-udp-payload', '4000']);
+        const ready = await srv.waitForJson((l) => l.msg === 'ready', 20_000);
+        const s = await get(`https://127.0.0.1:${ready.port as number}/bytes/${8 * MiB}`, certs, [], ['ip', 'netns', 'exec', ns.name]);
+        assert.equal(s.per_stream[0].pattern_ok, true);
+        const m = pmtu(await stopH3Files(srv));
+        assert.equal(m.ceiling, 4000);
+        assert.equal(m.peak, 1444);
+        // Each 4000-byte probe (ngtcp2 tries 3 times, a PTO or more apart, so a short download
+        // may end first) is refused by the kernel (EMSGSIZE: the link's MTU is 1500) and
+        // counted; it leaves alone, never at the head of a GSO train, so no ordinary packet is
+        // lost with it and GSO is not turned off.
+        assert.ok(m.q.udp_drops >= 1 && m.q.udp_drops <= 3, `udp_drops ${m.q.udp_drops}`);
+        assert.ok(m.q.gso_batches > 50, `gso_batches ${m.q.gso_batches}`);
+    });
+
     it("the proxy's http3 on-ramp: quic.max_udp_payload auto sends jumbo-sized datagrams on loopback, 1452 does not", { timeout: 120_000 }, async () => {
         const certs = makeTestCerts();
         const size = 4 * MiB;

@@ -664,8 +664,11 @@ static void on_conn_close(tp_h3_conn_t *c, const tp_quic_close_info_t *info) {
     }
     if (!t->finished && (t->mode != MODE_RATE || !t->stopping)) {
         char msg[400];
-        snprintf(msg, sizeof(msg), "connection closed: %s: %s", tp_strerror(info->err),
-                 info->reason);
+        /* The wire code too: a refusal (CONNECTION_REFUSED, 0x2) says nothing in its reason. */
+        snprintf(msg, sizeof(msg), "connection closed: %s: %s %s error 0x%" PRIx64 "%s%s",
+                 tp_strerror(info->err), info->remote ? "by the peer," : "locally,",
+                 info->application ? "application" : "transport", info->code,
+                 info->reason[0] ? ": " : "", info->reason);
         finish(t, 1, msg);
     }
     if (t->mode == MODE_RATE) {
