@@ -15,12 +15,22 @@ import {
     startTurnpike,
     withTimeout,
     type Endpoint,
+    type Turnpike,
 } from '../src/index.js';
 import { LOOPBACK, proxyConfig } from './common.js';
 
 async function roundTrip(c: RawConnection, text: string): Promise<void> {
     await c.write(text);
     assert.equal((await c.readBytes(Buffer.byteLength(text), 5000)).toString(), text);
+}
+
+/** Closes the tunnel that kept the drain going; Turnpike must then exit 0. */
+async function closeLastAndExit(c: RawConnection, tp: Turnpike): Promise<void> {
+    await c.end();
+    await c.waitForPeerClose(5000);
+    c.destroy();
+    const exit = await withTimeout(tp.exited, 10_000, 'Turnpike did not exit after the last connection closed');
+    assert.deepEqual(exit, { code: 0, signal: null });
 }
 
 /** Resolves with a description of how a new connection attempt was turned away; throws if it got a tunnel. */
@@ -62,11 +72,7 @@ describe('SIGTERM drain', () => {
         }
         assert.ok(tp.running, 'Turnpike must wait for the open tunnel');
 
-        await c.end();
-        await c.waitForPeerClose(5000);
-        c.destroy();
-        const exit = await withTimeout(tp.exited, 10_000, 'Turnpike did not exit after the last connection closed');
-        assert.deepEqual(exit, { code: 0, signal: null });
+        await closeLastAndExit(c, tp);
         assert.ok(tp.findLog({ msg: 'stopped' }), 'a "stopped" log line');
         await tp.assertCleanExit();
     });
@@ -104,11 +110,7 @@ describe('SIGTERM drain', () => {
         assert.equal(origin.requests.length, 1, 'the refused request reached the origin');
         await roundTrip(c, 'still open');
         assert.ok(tp.running, 'Turnpike must wait for the open tunnel');
-        await c.end();
-        await c.waitForPeerClose(5000);
-        c.destroy();
-        const exit = await withTimeout(tp.exited, 10_000, 'Turnpike did not exit after the last connection closed');
-        assert.deepEqual(exit, { code: 0, signal: null });
+        await closeLastAndExit(c, tp);
         await tp.assertCleanExit();
     });
 

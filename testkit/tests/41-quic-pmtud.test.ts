@@ -24,6 +24,7 @@ import {
     startUdpImpair,
     toolBinary,
     withTurnpike,
+    type Netns,
     type TestCerts,
 } from '../src/index.js';
 import { fileSha256, H3_FILES, MiB, needBinary, patternSha256, startH3Files, stopH3Files, tempDir } from './h3-helpers.js';
@@ -37,6 +38,13 @@ async function get(url: string, certs: TestCerts, extra: string[] = [], wrap: st
     const summary = JSON.parse(r.stdout.trim().split('\n').pop() || '{}');
     assert.equal(r.code, 0, `${JSON.stringify(summary)}\n${r.stderr}`);
     return summary;
+}
+
+/** h3-files inside a namespace (no Retry), and the port it got. */
+async function startH3FilesIn(ns: Netns, certs: TestCerts, extra: string[]) {
+    const srv = startProcess('ip', ['netns', 'exec', ns.name, H3_FILES, '--listen', '127.0.0.1:0', '--cert', certs.certFile, '--key', certs.keyFile, '--retry', 'never', ...extra]);
+    const ready = await srv.waitForJson((l) => l.msg === 'ready', 20_000);
+    return { srv, port: ready.port as number };
 }
 
 /** h3-files' last stats: the largest datagram a path reached, its ceiling, and the averages. */
@@ -129,9 +137,8 @@ describe('QUIC path MTU: the ceiling, PMTUD and black holes', () => {
             [4000, 3972],
         ] as const) {
             ns.run('ip', ['link', 'set', 'lo', 'mtu', String(mtu)]);
-            const srv = startProcess('ip', ['netns', 'exec', ns.name, H3_FILES, '--listen', '127.0.0.1:0', '--cert', certs.certFile, '--key', certs.keyFile, '--retry', 'never']);
-            const ready = await srv.waitForJson((l) => l.msg === 'ready', 20_000);
-            const s = await get(`https://127.0.0.1:${ready.port as number}/bytes/${4 * MiB}`, certs, [], ['ip', 'netns', 'exec', ns.name]);
+            const { srv, port } = await startH3FilesIn(ns, certs, []);
+            const s = await get(`https://127.0.0.1:${port}/bytes/${4 * MiB}`, certs, [], ['ip', 'netns', 'exec', ns.name]);
             assert.equal(s.per_stream[0].pattern_ok, true);
             const m = pmtu(await stopH3Files(srv));
             assert.equal(m.ceiling, want, `lo mtu ${mtu}`);
@@ -147,9 +154,8 @@ describe('QUIC path MTU: the ceiling, PMTUD and black holes', () => {
         const certs = makeTestCerts();
         const ns = createNetns('tppmtu');
         ns.run('ip', ['link', 'set', 'lo', 'mtu', '1500']);
-        const srv = startProcess('ip', ['netns', 'exec', ns.name, H3_FILES, '--listen', '127.0.0.1:0', '--cert', certs.certFile, '--key', certs.keyFile, '--retry', 'never', '--max-udp-payload', '4000']);
-        const ready = await srv.waitForJson((l) => l.msg === 'ready', 20_000);
-        const s = await get(`https://127.0.0.1:${ready.port as number}/bytes/${8 * MiB}`, certs, [], ['ip', 'netns', 'exec', ns.name]);
+        const { srv, port } = await startH3FilesIn(ns, certs, ['--max-udp-payload', '4000']);
+        const s = await get(`https://127.0.0.1:${port}/bytes/${8 * MiB}`, certs, [], ['ip', 'netns', 'exec', ns.name]);
         assert.equal(s.per_stream[0].pattern_ok, true);
         const m = pmtu(await stopH3Files(srv));
         assert.equal(m.ceiling, 4000);
